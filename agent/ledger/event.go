@@ -1,0 +1,140 @@
+// Package ledger defines the attendance event and its tamper-evident encoding: the canonical body
+// bytes, the SHA-256 hash chain that links every event to the one before it, and the ed25519
+// signature of the device. It is shared by the agent (which seals events) and the central ingester
+// and the inspector's `kaoqin verify` (which check them), and it depends on nothing but the
+// standard library.
+//
+// # Record format
+//
+// An event is sealed into a record: the 64-byte ed25519 signature followed by the body, the
+// event's JSON encoding. The signature covers the body. The body's first field is "prev", the
+// lower-case hex SHA-256 of the previous record of the same epoch (64 zeros for the first), so the
+// hash of a record covers its signature too and flipping any byte of any record breaks the chain
+// at the next link. Records are stored and sent byte for byte as sealed; a verifier never
+// re-encodes a body, so any JSON library can check a record.
+package ledger
+
+import (
+	"time"
+)
+
+// Version is the body format version written in every event's "v" field.
+const Version = 1
+
+// Kind is what an event records.
+type Kind string
+
+// Event kinds. Every identification attempt becomes an event: accepted or refused.
+const (
+	SignIn         Kind = "sign_in"         // accepted: the trainee is present for a session
+	SignOut        Kind = "sign_out"        // accepted: the trainee left a session
+	VoucherCheckin Kind = "voucher_checkin" // accepted: a voucher was checked in by its holder and bound here
+	Refusal        Kind = "refusal"         // an attempt that failed a rule; Reason says which
+	Duplicate      Kind = "duplicate"       // a repeat within the suppression window: recorded, not counted
+	Enrollment     Kind = "enrollment"      // a biometric template enrolled on site; Data holds it
+	Alarm          Kind = "alarm"           // something an inspector must see: new epoch, clock jump, disk full
+)
+
+// Counted reports whether events of this kind count as attendance.
+func (k Kind) Counted() bool { return k == SignIn || k == SignOut || k == VoucherCheckin }
+
+// Reason is why a reading was refused, or what an alarm is about.
+type Reason string
+
+// Refusal reasons, in the order the rules engine checks them.
+const (
+	ReasonUnidentified       Reason = "unidentified"        // the device matched nobody
+	ReasonUnknownTrainee     Reason = "unknown_trainee"     // the subject is not in the roster
+	ReasonLowScore           Reason = "low_score"           // identity score under the threshold
+	ReasonAmbiguous          Reason = "ambiguous"           // margin to the runner-up too small
+	ReasonOverrideIncomplete Reason = "override_incomplete" // a manual override without operator or reason
+	ReasonNoSession          Reason = "no_session"          // no session of the trainee is open now at this device
+	ReasonSignInClosed       Reason = "sign_in_closed"      // the session is open but its sign-in window has passed
+	ReasonNotSignedIn        Reason = "not_signed_in"       // a sign-out without a sign-in
+	ReasonNoVoucher          Reason = "no_voucher"          // the enrolment's voucher is not in the roster
+	ReasonVoucherNotYet      Reason = "voucher_not_yet_valid"
+	ReasonVoucherExpired     Reason = "voucher_expired"
+	ReasonVoucherRevoked     Reason = "voucher_revoked"
+	ReasonVoucherUsed        Reason = "voucher_used"
+	ReasonVoucherBound       Reason = "voucher_already_bound" // voucher check-in of a voucher bound elsewhere
+	ReasonNotHolder          Reason = "not_voucher_holder"    // the voucher belongs to someone else
+	ReasonNotAccepted        Reason = "voucher_not_accepted"  // directed to another programme or institution, or the institution takes no vouchers
+	ReasonVoucherTimeout     Reason = "voucher_checkin_timeout"
+	ReasonUnknownVoucher     Reason = "unknown_voucher"
+	ReasonInstitutionRetired Reason = "institution_retired"
+)
+
+// Alarm reasons.
+const (
+	AlarmNewEpoch      Reason = "new_epoch"       // the store was created or re-created; Note says why
+	AlarmClockJump     Reason = "clock_jump"      // the wall clock went backwards
+	AlarmDiskFull      Reason = "disk_full"       // captures refused: the disk budget is reached
+	AlarmAckBeyond     Reason = "ack_beyond_sent" // the central system acknowledged events never sent
+	AlarmRosterRefused Reason = "dataset_refused"
+)
+
+// Flag is a doubt flag (疑点) carried by an accepted event for review after the fact.
+type Flag string
+
+// Doubt flags.
+const (
+	FlagLate            Flag = "late"               // signed in after the session start plus grace
+	FlagEarlyLeave      Flag = "early_leave"        // signed out before the session end
+	FlagClockUnsynced   Flag = "clock_unsynced"     // the wall clock was not synchronised
+	FlagClockJump       Flag = "clock_jump"         // the wall clock jumped backwards recently
+	FlagLowMargin       Flag = "low_margin"         // accepted, but the runner-up was close
+	FlagManualOverride  Flag = "manual_override"    // entered by an operator, not a device
+	FlagTwoDevices      Flag = "two_devices"        // the same trainee at another device minutes ago
+	FlagRapidSuccession Flag = "rapid_succession"   // another trainee at the same reader seconds ago
+	FlagNotSeenByCamera Flag = "not_seen_by_camera" // a terminal sign-in the classroom camera never saw
+	FlagAbsentSpotCheck Flag = "absent_at_spot_check"
+)
+
+// Clock is when an event happened, as well as a box without a real-time clock can say.
+type Clock struct {
+	Wall   time.Time `json:"wall"`   // wall clock with zone (RFC 3339)
+	Mono   int64     `json:"mono"`   // nanoseconds since boot (CLOCK_BOOTTIME), monotonic within Boot
+	Boot   string    `json:"boot"`   // kernel boot ID
+	Synced bool      `json:"synced"` // whether the kernel considered the clock synchronised
+}
+
+// Event is one ledger entry. The zero values of optional fields are omitted from the body.
+type Event struct {
+	// Prev must stay the first field: checkers read it at a fixed offset of the body.
+	Prev   string `json:"prev"`
+	V      int    `json:"v"`
+	Device string `json:"device"`
+	Epoch  uint64 `json:"epoch"`
+	Seq    uint64 `json:"seq"`
+	ID     string `json:"id"` // UUIDv7
+	Kind   Kind   `json:"kind"`
+	Time   Clock  `json:"time"`
+
+	Source      string  `json:"source,omitempty"` // the configured device name that produced the reading
+	Method      string  `json:"method,omitempty"`
+	Trainee     string  `json:"trainee,omitempty"`
+	IDMasked    string  `json:"id_masked,omitempty"` // the trainee's resident ID number, masked
+	Session     string  `json:"session,omitempty"`
+	Voucher     string  `json:"voucher,omitempty"`
+	Institution string  `json:"institution,omitempty"`
+	Score       float64 `json:"score,omitempty"`
+	Margin      float64 `json:"margin,omitempty"`
+	Reason      Reason  `json:"reason,omitempty"`
+	Flags       []Flag  `json:"flags,omitempty"`
+	Operator    string  `json:"operator,omitempty"`
+	Note        string  `json:"note,omitempty"`     // an override's reason, an alarm's text, a refusal's detail
+	Detail      string  `json:"detail,omitempty"`   // device context: "page 5", the raw line
+	Evidence    string  `json:"evidence,omitempty"` // hex SHA-256 of the evidence JPEG
+	Ref         string  `json:"ref,omitempty"`      // ID of an event this one refers to
+	Data        []byte  `json:"data,omitempty"`     // an enrolled template
+}
+
+// HasFlag reports whether e carries f.
+func (e *Event) HasFlag(f Flag) bool {
+	for _, g := range e.Flags {
+		if g == f {
+			return true
+		}
+	}
+	return false
+}
