@@ -1,0 +1,134 @@
+package checkin
+
+import (
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+)
+
+// History is what the rules need to remember between readings: who is signed in to which session,
+// each trainee's and each reader's last event, vouchers bound here, and voucher scans waiting for
+// their holder. The decision loop owns it: Decide only reads it, and the loop calls Add with each
+// event once the store has recorded it. It is not safe for concurrent use.
+type History struct {
+	attend    map[attendKey]*attendance
+	byTrainee map[string]mark // last accepted or duplicate event of a trainee
+	bySource  map[string]mark // last accepted event at a reader
+	bound     map[string]string
+	pending   map[string]Pending // by station
+}
+
+type attendKey struct{ trainee, session string }
+
+type attendance struct {
+	in, out time.Time
+	inID    string
+}
+
+type mark struct {
+	at      time.Time
+	source  string
+	trainee string
+	id      string
+}
+
+// Pending is a voucher scanned at a registration station, waiting for its holder's biometric
+// reading.
+type Pending struct {
+	Station string
+	Code    string
+	Source  string
+	At      time.Time
+}
+
+// NewHistory returns an empty history.
+func NewHistory() *History {
+	return &History{
+		attend:    map[attendKey]*attendance{},
+		byTrainee: map[string]mark{},
+		bySource:  map[string]mark{},
+		bound:     map[string]string{},
+		pending:   map[string]Pending{},
+	}
+}
+
+// Add updates the history with an event the store has recorded. Events must come in seq order.
+func (h *History) Add(e *ledger.Event) {
+	at := e.Time.Wall
+	m := mark{at: at, source: e.Source, trainee: e.Trainee, id: e.ID}
+	switch e.Kind {
+	case ledger.SignIn:
+		h.attend[attendKey{e.Trainee, e.Session}] = &attendance{in: at, inID: e.ID}
+	case ledger.SignOut:
+		if a := h.attend[attendKey{e.Trainee, e.Session}]; a != nil {
+			a.out = at
+		}
+	case ledger.VoucherCheckin:
+		h.bound[e.Voucher] = e.Institution
+		for st, p := range h.pending {
+			if p.Code == e.Voucher {
+				delete(h.pending, st)
+			}
+		}
+	case ledger.Refusal:
+		if e.Reason == ledger.ReasonNotHolder || e.Reason == ledger.ReasonVoucherTimeout {
+			for st, p := range h.pending {
+				if p.Code == e.Voucher {
+					delete(h.pending, st)
+				}
+			}
+		}
+	}
+	switch {
+	case e.Kind.Counted():
+		h.byTrainee[e.Trainee] = m
+		if e.Source != "" {
+			h.bySource[e.Source] = m
+		}
+	case e.Kind == ledger.Duplicate:
+		h.byTrainee[e.Trainee] = m
+	}
+}
+
+// Expect records a voucher scan waiting for its holder at a station (a Decision's Pending). A new
+// scan at the same station replaces the old one.
+func (h *History) Expect(p Pending) { h.pending[p.Station] = p }
+
+// Expired removes and returns the pending voucher scans older than window at now; the loop
+// records each as a refusal (ReasonVoucherTimeout).
+func (h *History) Expired(now time.Time, window time.Duration) []Pending {
+	var out []Pending
+	for st, p := range h.pending {
+		if now.Sub(p.At) > window {
+			out = append(out, p)
+			delete(h.pending, st)
+		}
+	}
+	return out
+}
+
+// Bound reports the institution a voucher was checked in at on this box, if any.
+func (h *History) Bound(code string) (string, bool) {
+	inst, ok := h.bound[code]
+	return inst, ok
+}
+
+// Prune forgets attendance and marks older than before, keeping memory flat over months of
+// uptime; voucher bindings are kept.
+func (h *History) Prune(before time.Time) {
+	for k, a := range h.attend {
+		if a.in.Before(before) && (a.out.IsZero() || a.out.Before(before)) {
+			delete(h.attend, k)
+		}
+	}
+	for k, m := range h.byTrainee {
+		if m.at.Before(before) {
+			delete(h.byTrainee, k)
+		}
+	}
+	for k, m := range h.bySource {
+		if m.at.Before(before) {
+			delete(h.bySource, k)
+		}
+	}
+}
