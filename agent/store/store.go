@@ -1,0 +1,443 @@
+// Package store is the only owner of the agent's bbolt file: the ledger of events with its hash
+// chain head, the uplink's acknowledged cursor, the active roster, vouchers bound here and the
+// certificate serial sequences. Every write is one bbolt transaction that returns only after
+// bbolt's fsync: a caller told an event is appended may tell the trainee it is recorded.
+//
+// A commit error (EIO, ENOSPC on fsync) is fatal: the store refuses every later write with
+// ErrFatal and the daemon exits non-zero for systemd to restart it. A file that cannot be opened
+// as a consistent ledger is moved aside, never deleted, and a new epoch begins with an alarm.
+// Nothing here deletes an event.
+package store
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterr "go.etcd.io/bbolt/errors"
+
+	"github.com/kaoqin/kaoqin/agent/clock"
+	"github.com/kaoqin/kaoqin/agent/ledger"
+)
+
+// Errors of this package.
+var (
+	// ErrFatal wraps a failed commit. The store takes no more writes; the process must exit.
+	ErrFatal = errors.New("store: commit failed; the daemon must restart")
+	// ErrDiskFull means the free space is under the configured reserve: new captures are refused,
+	// every old record is kept.
+	ErrDiskFull = errors.New("store: disk reserve reached; new captures refused")
+	// ErrEvidenceBudget means the evidence directory is at its budget.
+	ErrEvidenceBudget = errors.New("store: evidence budget reached; new captures refused")
+	// ErrLocked means another process (normally the running daemon) holds the file.
+	ErrLocked = errors.New("store: the database is in use by another process (is the daemon running? use its socket)")
+	// ErrReadOnly is returned by writes on a store opened with OpenReadOnly.
+	ErrReadOnly = errors.New("store: opened read-only")
+	// ErrKeyMismatch means the configured device key is not the one the ledger was started with.
+	ErrKeyMismatch = errors.New("store: the device key does not match the key this ledger was started with")
+	// ErrAckBeyondHead is an acknowledgement of events never appended.
+	ErrAckBeyondHead = errors.New("store: ack beyond the last appended event")
+	// ErrStaleEpoch is an acknowledgement for another epoch.
+	ErrStaleEpoch = errors.New("store: ack for another epoch")
+)
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketEvents   = []byte("events")
+	bucketRoster   = []byte("roster")
+	bucketBindings = []byte("bindings")
+	bucketCerts    = []byte("certs")
+	bucketRetired  = []byte("retired")
+
+	keyDevice   = []byte("device")
+	keyEpoch    = []byte("epoch")
+	keyPubkey   = []byte("pubkey")
+	keyCreated  = []byte("created")
+	keyHeadSeq  = []byte("head_seq")
+	keyHeadHash = []byte("head_hash")
+	keyAcked    = []byte("acked")
+)
+
+// Config says where the store lives and who writes it.
+type Config struct {
+	Path        string // the bbolt file, normally /var/lib/kaoqin/kaoqin.db
+	EvidenceDir string // content-addressed JPEGs; empty disables evidence
+	Device      string
+	Key         ed25519.PrivateKey
+	// MinFreeBytes is the free space kept in reserve on the file system of Path: under it, new
+	// captures are refused with ErrDiskFull (alarms may still use the reserve).
+	MinFreeBytes uint64
+	// EvidenceBudget caps the evidence directory in bytes; zero means no cap beyond MinFreeBytes.
+	EvidenceBudget int64
+}
+
+// Store is an open ledger. Append and the other writes may be called from any goroutine; they are
+// serialised.
+type Store struct {
+	db       *bolt.DB
+	cfg      Config
+	log      *slog.Logger
+	readOnly bool
+
+	mu       sync.Mutex // serialises appends and guards the fields below
+	epoch    uint64
+	headSeq  uint64
+	headHash [32]byte
+	fatal    error
+	evBytes  int64
+
+	appended chan struct{}
+}
+
+// Open opens or creates the store. A file that is not a consistent ledger is moved aside to
+// Path.corrupt-<time> and a new epoch starts; the first event of every epoch is an alarm saying
+// why it began.
+func Open(cfg Config, log *slog.Logger) (*Store, error) {
+	if cfg.Device == "" || len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("store: a device name and an ed25519 key are required")
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s := &Store{cfg: cfg, log: log, appended: make(chan struct{}, 1)}
+	_, statErr := os.Stat(cfg.Path)
+	existed := statErr == nil
+
+	why := ""
+	db, err := openBolt(cfg.Path, false)
+	switch {
+	case errors.Is(err, bolterr.ErrTimeout):
+		return nil, ErrLocked
+	case err != nil && existed:
+		why = err.Error()
+	case err != nil:
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	default:
+		s.db = db
+		if existed {
+			if err := s.load(); errors.Is(err, ErrKeyMismatch) {
+				db.Close()
+				return nil, err
+			} else if err != nil {
+				why = err.Error()
+				db.Close()
+				s.db = nil
+			}
+		}
+	}
+	note := "new store"
+	if why != "" {
+		aside := fmt.Sprintf("%s.corrupt-%s", cfg.Path, time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(cfg.Path, aside); err != nil {
+			return nil, fmt.Errorf("store: %s is corrupt (%s) and cannot be moved aside: %w", cfg.Path, why, err)
+		}
+		syncDir(filepath.Dir(cfg.Path))
+		log.Error("store: corrupt database moved aside; starting a new epoch", "file", aside, "why", why)
+		note = fmt.Sprintf("previous store moved aside to %s: %s", filepath.Base(aside), why)
+	}
+	if s.db == nil || !existed {
+		if s.db == nil {
+			if s.db, err = openBolt(cfg.Path, false); err != nil {
+				return nil, fmt.Errorf("store: create %s: %w", cfg.Path, err)
+			}
+		}
+		if err := s.create(note); err != nil {
+			s.db.Close()
+			return nil, err
+		}
+	}
+	if cfg.EvidenceDir != "" {
+		if err := os.MkdirAll(cfg.EvidenceDir, 0o750); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		s.evBytes = dirSize(cfg.EvidenceDir)
+	}
+	return s, nil
+}
+
+// OpenReadOnly opens an existing store for reading while no daemon runs (bbolt allows one writer
+// process; a running daemon makes this fail with ErrLocked).
+func OpenReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	db, err := openBolt(path, true)
+	if errors.Is(err, bolterr.ErrTimeout) {
+		return nil, ErrLocked
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db, readOnly: true, log: slog.New(slog.DiscardHandler), appended: make(chan struct{}, 1)}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
+	defer func() { // bbolt panics on some kinds of garbage rather than returning an error
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: unreadable database: %v", r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: readOnly, FreelistType: bolt.FreelistMapType})
+}
+
+// create writes the meta of a new epoch and its first event.
+func (s *Store) create(note string) error {
+	s.epoch = uint64(time.Now().UnixMilli())
+	pub := s.cfg.Key.Public().(ed25519.PublicKey)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketEvents, bucketRoster, bucketBindings, bucketCerts, bucketRetired} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		return errors.Join(
+			m.Put(keyDevice, []byte(s.cfg.Device)),
+			m.Put(keyEpoch, u64(s.epoch)),
+			m.Put(keyPubkey, pub),
+			m.Put(keyCreated, []byte(time.Now().Format(time.RFC3339))),
+			m.Put(keyHeadSeq, u64(0)),
+			m.Put(keyHeadHash, ledger.ZeroHash[:]),
+			m.Put(keyAcked, u64(0)),
+		)
+	})
+	if err != nil {
+		return fmt.Errorf("store: create: %w", err)
+	}
+	_, err = s.Append(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmNewEpoch, Note: note, Time: clock.Now()})
+	return err
+}
+
+// load reads the meta of an existing store and checks that it is a consistent ledger: the head
+// record is present, hashes to the recorded head and verifies with the recorded key.
+func (s *Store) load() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		m, ev := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
+		if m == nil || ev == nil {
+			return errors.New("store: not a kaoqin ledger (buckets missing)")
+		}
+		dev, ep, pub := m.Get(keyDevice), m.Get(keyEpoch), m.Get(keyPubkey)
+		hs, hh := m.Get(keyHeadSeq), m.Get(keyHeadHash)
+		if dev == nil || len(ep) != 8 || len(pub) != ed25519.PublicKeySize || len(hs) != 8 || len(hh) != 32 {
+			return errors.New("store: meta is incomplete")
+		}
+		if s.cfg.Key != nil {
+			if !ed25519.PublicKey(pub).Equal(s.cfg.Key.Public()) {
+				return ErrKeyMismatch
+			}
+			if string(dev) != s.cfg.Device {
+				return fmt.Errorf("store: this ledger belongs to device %q, the config says %q", dev, s.cfg.Device)
+			}
+		}
+		s.cfg.Device = string(dev)
+		s.epoch = binary.BigEndian.Uint64(ep)
+		s.headSeq = binary.BigEndian.Uint64(hs)
+		copy(s.headHash[:], hh)
+		if s.headSeq == 0 {
+			return nil
+		}
+		k, v := ev.Cursor().Last()
+		if k == nil || binary.BigEndian.Uint64(k) != s.headSeq {
+			return fmt.Errorf("store: head seq %d is not the last event", s.headSeq)
+		}
+		rec := ledger.Record(v)
+		if rec.Hash() != s.headHash {
+			return fmt.Errorf("store: the head record does not hash to the recorded head")
+		}
+		if err := rec.Verify(ed25519.PublicKey(pub)); err != nil {
+			return fmt.Errorf("store: head record seq %d: %w", s.headSeq, err)
+		}
+		return nil
+	})
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Device is the device name the ledger belongs to.
+func (s *Store) Device() string { return s.cfg.Device }
+
+// Epoch is the current epoch.
+func (s *Store) Epoch() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch
+}
+
+// Head is the seq and record hash of the last event.
+func (s *Store) Head() (seq uint64, hash [32]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.headSeq, s.headHash
+}
+
+// PublicKey is the key the ledger is signed with.
+func (s *Store) PublicKey() (ed25519.PublicKey, error) {
+	var pub ed25519.PublicKey
+	err := s.db.View(func(tx *bolt.Tx) error {
+		pub = append(pub, tx.Bucket(bucketMeta).Get(keyPubkey)...)
+		return nil
+	})
+	return pub, err
+}
+
+// Appended signals (without blocking the writer) after each append; the uplink waits on it.
+func (s *Store) Appended() <-chan struct{} { return s.appended }
+
+// Append seals e as the next event of the ledger and returns once it is durable, with Device,
+// Epoch, Seq, ID and Prev filled in. Captures (every kind but Alarm) are refused with ErrDiskFull
+// when the free space is under the reserve. An error wrapping ErrFatal means the commit failed:
+// the event may not be on disk and the daemon must exit.
+func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
+	if s.readOnly {
+		return e, ErrReadOnly
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fatal != nil {
+		return e, s.fatal
+	}
+	if e.Kind != ledger.Alarm && s.cfg.MinFreeBytes > 0 {
+		if free, err := freeBytes(s.cfg.Path); err == nil && free < s.cfg.MinFreeBytes {
+			return e, fmt.Errorf("%w (%d MiB free, reserve %d MiB)", ErrDiskFull, free>>20, s.cfg.MinFreeBytes>>20)
+		}
+	}
+	e.Device, e.Epoch, e.Seq = s.cfg.Device, s.epoch, s.headSeq+1
+	if e.ID == "" {
+		e.ID = ledger.NewID(e.Time.Wall)
+	}
+	rec, err := ledger.Seal(&e, s.headHash, s.cfg.Key)
+	if err != nil {
+		return e, err
+	}
+	hash := rec.Hash()
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		key := u64(e.Seq)
+		if err := tx.Bucket(bucketEvents).Put(key, rec); err != nil {
+			return err
+		}
+		m := tx.Bucket(bucketMeta)
+		if err := m.Put(keyHeadSeq, key); err != nil {
+			return err
+		}
+		if err := m.Put(keyHeadHash, hash[:]); err != nil {
+			return err
+		}
+		if e.Kind == ledger.VoucherCheckin {
+			return tx.Bucket(bucketBindings).Put([]byte(e.Voucher), []byte(e.Institution))
+		}
+		return nil
+	})
+	if err != nil {
+		s.fatal = fmt.Errorf("%w: append seq %d: %v", ErrFatal, e.Seq, err)
+		return e, s.fatal
+	}
+	s.headSeq, s.headHash = e.Seq, hash
+	select {
+	case s.appended <- struct{}{}:
+	default:
+	}
+	return e, nil
+}
+
+// Acked is the highest seq of the current epoch the central system has acknowledged.
+func (s *Store) Acked() (uint64, error) {
+	var n uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keyAcked))
+		return nil
+	})
+	return n, err
+}
+
+// Ack advances the acknowledged cursor to through (cumulative). An ack at or below the cursor is a
+// no-op; one for another epoch returns ErrStaleEpoch; one beyond the head returns
+// ErrAckBeyondHead and changes nothing.
+func (s *Store) Ack(epoch, through uint64) (advanced bool, err error) {
+	if s.readOnly {
+		return false, ErrReadOnly
+	}
+	s.mu.Lock()
+	ep, head, fatal := s.epoch, s.headSeq, s.fatal
+	s.mu.Unlock()
+	switch {
+	case fatal != nil:
+		return false, fatal
+	case epoch != ep:
+		return false, fmt.Errorf("%w: ack for epoch %d, current %d", ErrStaleEpoch, epoch, ep)
+	case through > head:
+		return false, fmt.Errorf("%w: acked_through %d, head %d", ErrAckBeyondHead, through, head)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if binary.BigEndian.Uint64(m.Get(keyAcked)) >= through {
+			return nil
+		}
+		advanced = true
+		return m.Put(keyAcked, u64(through))
+	})
+	if err != nil {
+		s.mu.Lock()
+		s.fatal = fmt.Errorf("%w: ack: %v", ErrFatal, err)
+		s.mu.Unlock()
+		return false, s.fatal
+	}
+	return advanced, nil
+}
+
+// Fatal returns the commit error that stopped the store, or nil.
+func (s *Store) Fatal() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fatal
+}
+
+func u64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+func freeBytes(path string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
