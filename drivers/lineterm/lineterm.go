@@ -103,9 +103,6 @@ const (
 	MaxMaxLine = 64 << 10
 )
 
-// DefaultKinds maps the kind group to an intent when Config.Kinds is nil.
-var DefaultKinds = map[string]drivers.Intent{"in": drivers.SignIn, "out": drivers.SignOut}
-
 // Framing is how a terminal delimits its lines.
 type Framing int
 
@@ -189,7 +186,7 @@ type Config struct {
 	// better) and kind (a word mapped through Kinds). Empty means DefaultPattern.
 	Pattern string
 	// Kinds maps the kind group, compared without regard to case, to an intent. A kind that is
-	// empty or not in Kinds gives drivers.Auto. Nil means DefaultKinds.
+	// empty or not in Kinds gives drivers.Auto. Nil means {"in": SignIn, "out": SignOut}.
 	Kinds map[string]drivers.Intent
 	// Wiegand, when not NoWiegand, makes the id group a raw Wiegand frame of that many bits; the
 	// device ID is then the decoded Credential's String ("12:34567"). A frame failing a parity
@@ -217,7 +214,7 @@ func (c Config) withDefaults() Config {
 		c.Pattern = DefaultPattern
 	}
 	if c.Kinds == nil {
-		c.Kinds = DefaultKinds
+		c.Kinds = map[string]drivers.Intent{"in": drivers.SignIn, "out": drivers.SignOut}
 	}
 	if c.MaxLine == 0 {
 		c.MaxLine = DefaultMaxLine
@@ -226,7 +223,7 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate checks the config, pattern included, without touching the device. Errors name the
-// field as the agent's configuration file spells it (pattern, max_line, ...).
+// field in snake case: "lineterm: pattern: ...", "lineterm: max_line: ...".
 func (c Config) Validate() error {
 	if _, err := c.compile(); err != nil {
 		return fmt.Errorf("lineterm: %w", err)
@@ -274,6 +271,7 @@ func (c Config) compile() (*decoder, error) {
 		}
 		kinds[w] = in
 	}
+	mapping := make(map[string]string, len(c.Map)) // a copy: the caller may reuse its map
 	for id, subject := range c.Map {
 		if id == "" {
 			return nil, errors.New("map: empty device id")
@@ -281,6 +279,7 @@ func (c Config) compile() (*decoder, error) {
 		if subject == "" {
 			return nil, fmt.Errorf("map: device id %q maps to an empty subject", id)
 		}
+		mapping[id] = subject
 	}
 	if len(c.Map) == 0 && !c.PassUnmapped {
 		return nil, errors.New("map: empty while pass_unmapped is false: every reading would be unidentified")
@@ -292,7 +291,7 @@ func (c Config) compile() (*decoder, error) {
 	d := &decoder{
 		re: re, id: -1, score: -1, kind: -1,
 		kinds: kinds, wiegand: c.Wiegand, method: c.Method,
-		mapping: c.Map, passUnmapped: c.PassUnmapped,
+		mapping: mapping, passUnmapped: c.PassUnmapped,
 		repeat: c.Repeat, last: make(map[string]time.Time),
 	}
 	for i, name := range re.SubexpNames() {
