@@ -155,8 +155,15 @@ func Next(iss Issuer, year int, cat Category, last int) (Serial, error) {
 	if last >= MaxSeq {
 		return Serial{}, fmt.Errorf("%w (%s)", ErrExhausted, iss.Key(year))
 	}
+	if last < 0 {
+		return Serial{}, fmt.Errorf("cert: counter %d is negative", last)
+	}
 	if year < 2000 || year > 2099 {
 		return Serial{}, fmt.Errorf("cert: year %d outside 2000-2099", year)
+	}
+	// A serial handed out must be one Parse accepts.
+	if _, err := ParseCategory(string([]byte{byte(cat)})); err != nil {
+		return Serial{}, err
 	}
 	s := Serial{Issuer: iss, Year: year, Seq: last + 1, Category: cat}
 	if err := iss.Validate(); err != nil {

@@ -101,6 +101,8 @@ func (d *Decision) Record() bool { return d.Pending == nil }
 
 // Decide turns a reading into a decision. x may be nil when no roster has been loaded yet.
 func (r *Rules) Decide(rd drivers.Reading, x *roster.Index, h *History, clk Clock) Decision {
+	rules := r.WithDefaults() // a zero window means its default, whoever built r
+	r = &rules
 	now := clk.Wall
 	e := ledger.Event{
 		Kind:     ledger.Refusal,
@@ -156,11 +158,14 @@ func (r *Rules) Decide(rd drivers.Reading, x *roster.Index, h *History, clk Cloc
 		}
 	}
 
-	// Voucher check-in at a registration station: this reading completes a scan.
-	if p, ok := h.pending[r.station(rd.Source)]; ok && now.Sub(p.At) <= r.VoucherWindow {
-		d := r.completeVoucher(p, t, x, e)
-		r.flag(&d.Event, rd, h, clk, t.ID)
-		return d
+	// Voucher check-in at a registration station: this reading completes a scan. Only a biometric
+	// reading identifies the holder; a card can be lent and an operator is not the holder.
+	if rd.Method == drivers.Fingerprint || rd.Method == drivers.Face {
+		if p, ok := h.pending[r.station(rd.Source)]; ok && now.Sub(p.At) <= r.VoucherWindow {
+			d := r.completeVoucher(p, t, x, e)
+			r.flag(&d.Event, rd, h, clk, t.ID)
+			return d
+		}
 	}
 
 	// A session of the trainee open now at this reader.
@@ -372,6 +377,11 @@ func (r *Rules) scanVoucher(rd drivers.Reading, x *roster.Index, h *History, e l
 	if reason, note := acceptedAt(v, x, r.Institution, prog); reason != "" {
 		return refuse(reason, note)
 	}
+	// prog is the voucher's own programme, so acceptedAt cannot see that another institution runs
+	// it; bound here, such a directed voucher could never be used.
+	if v.Kind == roster.Directed && prog != nil && prog.Institution != r.Institution {
+		return refuse(ledger.ReasonNotAccepted, "the voucher is directed to programme "+prog.ID+" of institution "+prog.Institution)
+	}
 	return Decision{Pending: &Pending{Station: r.station(rd.Source), Code: v.Code, Source: rd.Source, At: now}}
 }
 
@@ -394,6 +404,8 @@ func (r *Rules) completeVoucher(p Pending, t *roster.Trainee, x *roster.Index, e
 
 // Expire turns the voucher scans that waited too long into refusals to record.
 func (r *Rules) Expire(h *History, clk Clock) []ledger.Event {
+	rules := r.WithDefaults()
+	r = &rules
 	var out []ledger.Event
 	for _, p := range h.Expired(clk.Wall, r.VoucherWindow) {
 		out = append(out, ledger.Event{Kind: ledger.Refusal, Reason: ledger.ReasonVoucherTimeout, Time: clk.Clock,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -27,7 +28,8 @@ func Decode(b []byte) (*Roster, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("roster: decode: %w", err)
 	}
-	if dec.More() {
+	// dec.More is not enough here: it reports a stray '}' or ']' as "no more".
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("roster: decode: trailing data after the roster object")
 	}
 	return &r, nil
@@ -103,10 +105,14 @@ func (r *Roster) Validate(now time.Time) error {
 		if s.Start.IsZero() || !s.End.After(s.Start) {
 			bad("%s: end must be after start", where)
 		}
-		for name, d := range map[string]Duration{"sign_in_opens": s.SignInOpens, "late_after": s.LateAfter,
-			"sign_in_closes": s.SignInCloses, "sign_out_opens": s.SignOutOpens, "sign_out_closes": s.SignOutCloses} {
-			if d < 0 {
-				bad("%s: %s is negative", where, name)
+		// A slice, not a map: the same roster must always be refused with the same text.
+		for _, w := range []struct {
+			name string
+			d    Duration
+		}{{"sign_in_opens", s.SignInOpens}, {"late_after", s.LateAfter}, {"sign_in_closes", s.SignInCloses},
+			{"sign_out_opens", s.SignOutOpens}, {"sign_out_closes", s.SignOutCloses}} {
+			if w.d < 0 {
+				bad("%s: %s is negative", where, w.name)
 			}
 		}
 		if s.LateFrom().After(s.SignInUntil()) {
