@@ -55,44 +55,53 @@ func (s *Store) SetRoster(raw []byte, r *roster.Roster, from string) (RosterInfo
 	if s.readOnly {
 		return RosterInfo{}, ErrReadOnly
 	}
-	sum := sha256.Sum256(raw)
-	info := RosterInfo{Version: r.Version, SHA256: hex.EncodeToString(sum[:]), Applied: time.Now(), From: from}
+	var info RosterInfo
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, ret := tx.Bucket(bucketRoster), tx.Bucket(bucketRetired)
-		if v := b.Get(keyRosterInfo); v != nil {
-			var cur RosterInfo
-			if err := decodeInfo(v, &cur); err != nil {
-				return err
-			}
-			if r.Version <= cur.Version {
-				return fmt.Errorf("%w: version %d, active is %d", ErrNotNewer, r.Version, cur.Version)
-			}
-		}
-		var problems roster.Problems
-		for _, in := range r.Institutions {
-			if when := ret.Get([]byte(in.Code)); when != nil && !in.Retired {
-				problems = append(problems, fmt.Sprintf("institution %q: code retired on %s is never reassigned", in.Code, when))
-			}
-		}
-		if problems != nil {
-			return problems
-		}
-		for _, in := range r.Institutions {
-			if in.Retired && ret.Get([]byte(in.Code)) == nil {
-				if err := ret.Put([]byte(in.Code), []byte(time.Now().Format(time.DateOnly))); err != nil {
-					return err
-				}
-			}
-		}
-		if err := b.Put(keyRosterActive, raw); err != nil {
-			return err
-		}
-		return b.Put(keyRosterInfo, encodeInfo(info))
+		var err error
+		info, err = setRoster(tx, raw, r, from)
+		return err
 	})
 	if err != nil {
 		return RosterInfo{}, fmt.Errorf("store: set roster: %w", err)
 	}
 	return info, nil
+}
+
+// setRoster is SetRoster inside a transaction: the checks and the writes, shared with the swap of
+// a staged roster dataset (SwapRoster).
+func setRoster(tx *bolt.Tx, raw []byte, r *roster.Roster, from string) (RosterInfo, error) {
+	sum := sha256.Sum256(raw)
+	info := RosterInfo{Version: r.Version, SHA256: hex.EncodeToString(sum[:]), Applied: time.Now(), From: from}
+	b, ret := tx.Bucket(bucketRoster), tx.Bucket(bucketRetired)
+	if v := b.Get(keyRosterInfo); v != nil {
+		var cur RosterInfo
+		if err := decodeInfo(v, &cur); err != nil {
+			return info, err
+		}
+		if r.Version <= cur.Version {
+			return info, fmt.Errorf("%w: version %d, active is %d", ErrNotNewer, r.Version, cur.Version)
+		}
+	}
+	var problems roster.Problems
+	for _, in := range r.Institutions {
+		if when := ret.Get([]byte(in.Code)); when != nil && !in.Retired {
+			problems = append(problems, fmt.Sprintf("institution %q: code retired on %s is never reassigned", in.Code, when))
+		}
+	}
+	if problems != nil {
+		return info, problems
+	}
+	for _, in := range r.Institutions {
+		if in.Retired && ret.Get([]byte(in.Code)) == nil {
+			if err := ret.Put([]byte(in.Code), []byte(time.Now().Format(time.DateOnly))); err != nil {
+				return info, err
+			}
+		}
+	}
+	if err := b.Put(keyRosterActive, raw); err != nil {
+		return info, err
+	}
+	return info, b.Put(keyRosterInfo, encodeInfo(info))
 }
 
 // ErrNotNewer refuses a roster whose version is not above the active one.

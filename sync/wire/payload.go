@@ -1,0 +1,363 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+)
+
+// Version is the payload version this build writes and the only one it reads.
+const Version = 1
+
+// Limits. A payload over a limit is malformed.
+const (
+	MaxPayload     = 16 << 20 // bytes of one MQTT payload
+	MaxBatchEvents = 65536    // records in one batch
+	MaxChunkSize   = 4 << 20  // bytes of one dataset chunk
+	MaxChunks      = 65536    // chunks of one dataset
+	MaxDatasetSize = 256 << 20
+)
+
+// minRecord is the shortest record that can hold a signature and a body starting with a prev.
+const minRecord = ledger.SigSize + len(`{"prev":"`) + 64 + len(`"}`)
+
+// decode reads p into v strictly: the version first (so that a payload of another version is
+// refused as such, not as unknown fields), then every field, refusing unknown ones and trailing
+// data.
+func decode(p []byte, v any) error {
+	if err := checkVersion(p); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: trailing data after the object", ErrMalformed)
+	}
+	return nil
+}
+
+// checkVersion refuses a payload that is too large, not a JSON object, or of another version.
+func checkVersion(p []byte) error {
+	if len(p) > MaxPayload {
+		return fmt.Errorf("%w: payload of %d bytes, limit %d", ErrMalformed, len(p), MaxPayload)
+	}
+	var h struct {
+		V *json.RawMessage `json:"v"`
+	}
+	if err := json.Unmarshal(p, &h); err != nil {
+		return fmt.Errorf("%w: not a JSON object: %v", ErrMalformed, err)
+	}
+	if h.V == nil {
+		return fmt.Errorf("%w: no \"v\" field", ErrMalformed)
+	}
+	if n, err := strconv.Atoi(string(*h.V)); err != nil || n != Version {
+		return fmt.Errorf("%w: v %s, this build speaks %d", ErrVersion, *h.V, Version)
+	}
+	return nil
+}
+
+func malformed(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
+}
+
+// Batch is a run of consecutive ledger records of one device epoch, on up/events.
+type Batch struct {
+	V        int             `json:"v"`
+	Device   string          `json:"device"`
+	Epoch    uint64          `json:"epoch"`
+	FirstSeq uint64          `json:"first_seq"`
+	LastSeq  uint64          `json:"last_seq"`
+	Events   []ledger.Record `json:"events"` // base64 of each record exactly as stored
+}
+
+// Check reports the first way b breaks the contract.
+func (b *Batch) Check() error {
+	if err := CheckName(b.Device); err != nil {
+		return malformed("batch: device: %v", err)
+	}
+	switch {
+	case b.Epoch == 0:
+		return malformed("batch: epoch is 0")
+	case b.FirstSeq == 0:
+		return malformed("batch: first_seq is 0 (seqs start at 1)")
+	case b.LastSeq < b.FirstSeq:
+		return malformed("batch: last_seq %d before first_seq %d", b.LastSeq, b.FirstSeq)
+	case b.LastSeq-b.FirstSeq >= MaxBatchEvents:
+		return malformed("batch: %d..%d is over %d events", b.FirstSeq, b.LastSeq, MaxBatchEvents)
+	case uint64(len(b.Events)) != b.LastSeq-b.FirstSeq+1:
+		return malformed("batch: %d events for seqs %d..%d", len(b.Events), b.FirstSeq, b.LastSeq)
+	}
+	for i, r := range b.Events {
+		if len(r) < minRecord {
+			return malformed("batch: events[%d]: %d bytes, shorter than a record", i, len(r))
+		}
+	}
+	return nil
+}
+
+// Encode checks b and writes it as JSON (setting V). It is written by hand: a batch is the bulk
+// of the traffic and is the same JSON the encoding/json package would write.
+func (b *Batch) Encode() ([]byte, error) {
+	b.V = Version
+	if err := b.Check(); err != nil {
+		return nil, err
+	}
+	n := 128 + len(b.Device)
+	for _, r := range b.Events {
+		n += base64.StdEncoding.EncodedLen(len(r)) + 3
+	}
+	p := make([]byte, 0, n)
+	p = append(p, `{"v":1,"device":"`...)
+	p = append(p, b.Device...) // CheckName allows nothing JSON would escape
+	p = append(p, `","epoch":`...)
+	p = strconv.AppendUint(p, b.Epoch, 10)
+	p = append(p, `,"first_seq":`...)
+	p = strconv.AppendUint(p, b.FirstSeq, 10)
+	p = append(p, `,"last_seq":`...)
+	p = strconv.AppendUint(p, b.LastSeq, 10)
+	p = append(p, `,"events":[`...)
+	for i, r := range b.Events {
+		if i > 0 {
+			p = append(p, ',')
+		}
+		p = append(p, '"')
+		p = base64.StdEncoding.AppendEncode(p, r)
+		p = append(p, '"')
+	}
+	p = append(p, "]}"...)
+	if len(p) > MaxPayload {
+		return nil, malformed("batch: %d bytes, limit %d", len(p), MaxPayload)
+	}
+	return p, nil
+}
+
+// DecodeBatch reads an up/events payload.
+func DecodeBatch(p []byte) (*Batch, error) {
+	var b Batch
+	if err := decode(p, &b); err != nil {
+		return nil, err
+	}
+	if err := b.Check(); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// State is the retained message on .../state. An online agent publishes the whole of it when it
+// connects (birth) and again every few minutes and after a dataset is applied; the will and a
+// clean shutdown publish {"v":1,"device":...,"online":false}.
+type State struct {
+	V      int    `json:"v"`
+	Device string `json:"device"`
+	Online bool   `json:"online"`
+	// The ledger: the current epoch, its last seq, the central's cumulative ack, and the
+	// difference (events waiting to be acknowledged) with the age of the oldest of them.
+	Epoch            uint64  `json:"epoch,omitempty"`
+	HeadSeq          uint64  `json:"head_seq,omitempty"`
+	AckedThrough     uint64  `json:"acked_through,omitempty"`
+	Backlog          uint64  `json:"backlog,omitempty"`
+	OldestUnackedAge float64 `json:"oldest_unacked_age,omitempty"` // seconds
+	// Disk is the file system of the agent's state directory.
+	Disk *Disk `json:"disk,omitempty"`
+	// DatasetVersions is the active version of each dataset ("roster": 12).
+	DatasetVersions map[string]uint64 `json:"dataset_versions,omitempty"`
+	// Drivers is the health of each configured source.
+	Drivers map[string]DriverHealth `json:"drivers,omitempty"`
+	Clock   *Clock                  `json:"clock,omitempty"`
+	// Agent is the agent's software version.
+	Agent string `json:"agent,omitempty"`
+}
+
+// Disk is free and total space in bytes.
+type Disk struct {
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+}
+
+// Clock is the agent's clock when it published the state.
+type Clock struct {
+	Wall   time.Time `json:"wall"`
+	Synced bool      `json:"synced"` // the kernel considers the clock synchronised
+	Boot   string    `json:"boot"`   // kernel boot ID
+}
+
+// DriverHealth is one source's health (the JSON of drivers.Health).
+type DriverHealth struct {
+	State    string    `json:"state"` // starting, ok, degraded, down
+	Since    time.Time `json:"since"`
+	LastErr  string    `json:"last_error,omitempty"`
+	Readings uint64    `json:"readings"`
+	Dropped  uint64    `json:"dropped"`
+	Reopens  uint64    `json:"reopens"`
+}
+
+// Check reports the first way s breaks the contract.
+func (s *State) Check() error {
+	if err := CheckName(s.Device); err != nil {
+		return malformed("state: device: %v", err)
+	}
+	if s.Online && s.Epoch == 0 {
+		return malformed("state: online without an epoch")
+	}
+	if s.AckedThrough > s.HeadSeq {
+		return malformed("state: acked_through %d beyond head_seq %d", s.AckedThrough, s.HeadSeq)
+	}
+	if s.Backlog != s.HeadSeq-s.AckedThrough {
+		return malformed("state: backlog %d, head_seq - acked_through is %d", s.Backlog, s.HeadSeq-s.AckedThrough)
+	}
+	if s.OldestUnackedAge < 0 || math.IsNaN(s.OldestUnackedAge) || math.IsInf(s.OldestUnackedAge, 0) {
+		return malformed("state: oldest_unacked_age %v", s.OldestUnackedAge)
+	}
+	for name := range s.DatasetVersions {
+		if err := CheckDataset(name); err != nil {
+			return malformed("state: dataset_versions: %v", err)
+		}
+	}
+	return nil
+}
+
+// Encode checks s and writes it as JSON (setting V).
+func (s *State) Encode() ([]byte, error) {
+	s.V = Version
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// DecodeState reads a state payload.
+func DecodeState(p []byte) (*State, error) {
+	var s State
+	if err := decode(p, &s); err != nil {
+		return nil, err
+	}
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Ack is the central's cumulative acknowledgement on down/ack: every event of Epoch with seq up
+// to AckedThrough is committed centrally. It is sent only after the central's commit.
+type Ack struct {
+	V            int    `json:"v"`
+	Epoch        uint64 `json:"epoch"`
+	AckedThrough uint64 `json:"acked_through"`
+}
+
+// Encode writes a as JSON (setting V).
+func (a *Ack) Encode() ([]byte, error) {
+	a.V = Version
+	if a.Epoch == 0 {
+		return nil, malformed("ack: epoch is 0")
+	}
+	return json.Marshal(a)
+}
+
+// DecodeAck reads a down/ack payload.
+func DecodeAck(p []byte) (*Ack, error) {
+	var a Ack
+	if err := decode(p, &a); err != nil {
+		return nil, err
+	}
+	if a.Epoch == 0 {
+		return nil, malformed("ack: epoch is 0")
+	}
+	return &a, nil
+}
+
+// Applied statuses.
+const (
+	StatusApplied = "applied" // the dataset version is active
+	StatusRefused = "refused" // the dataset version was refused; the previous one stays active
+)
+
+// Applied is the agent's report on up/applied after it swapped a dataset in (or refused it).
+type Applied struct {
+	V       int    `json:"v"`
+	Dataset string `json:"dataset"`
+	Version uint64 `json:"version"`
+	SHA256  string `json:"sha256,omitempty"` // hex SHA-256 of the whole dataset; required when applied
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"` // why it was refused
+}
+
+// Check reports the first way a breaks the contract.
+func (a *Applied) Check() error {
+	if err := CheckDataset(a.Dataset); err != nil {
+		return malformed("applied: %v", err)
+	}
+	if a.Version == 0 {
+		return malformed("applied: version is 0")
+	}
+	switch a.Status {
+	case StatusApplied:
+		if err := checkHash(a.SHA256); err != nil {
+			return malformed("applied: sha256: %v", err)
+		}
+	case StatusRefused:
+		if a.Reason == "" {
+			return malformed("applied: refused without a reason")
+		}
+		if a.SHA256 != "" {
+			if err := checkHash(a.SHA256); err != nil {
+				return malformed("applied: sha256: %v", err)
+			}
+		}
+	default:
+		return malformed("applied: status %q, want applied or refused", a.Status)
+	}
+	return nil
+}
+
+// Encode checks a and writes it as JSON (setting V).
+func (a *Applied) Encode() ([]byte, error) {
+	a.V = Version
+	if err := a.Check(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(a)
+}
+
+// DecodeApplied reads an up/applied payload.
+func DecodeApplied(p []byte) (*Applied, error) {
+	var a Applied
+	if err := decode(p, &a); err != nil {
+		return nil, err
+	}
+	if err := a.Check(); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// hexSum is the lower-case hex SHA-256 form used everywhere in the contract.
+func hexSum(sum [32]byte) string { return hex.EncodeToString(sum[:]) }
+
+var errNoKind = errors.New(`no "kind" field`)
+
+// peekKind reads the "kind" of a payload without decoding the rest.
+func peekKind(p []byte) (string, error) {
+	var h struct {
+		Kind *string `json:"kind"`
+	}
+	if err := json.Unmarshal(p, &h); err != nil {
+		return "", fmt.Errorf("%w: not a JSON object: %v", ErrMalformed, err)
+	}
+	if h.Kind == nil {
+		return "", fmt.Errorf("%w: %v", ErrMalformed, errNoKind)
+	}
+	return *h.Kind, nil
+}
