@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kaoqin/kaoqin/drivers/serialport"
@@ -237,7 +238,7 @@ func (s *Session) receive(ctx context.Context, op string, timeout time.Duration,
 		n, err := m.port.Read(m.rbuf)
 		if err != nil {
 			m.dirty = true
-			return Packet{}, fmt.Errorf("zfm: %s: %w", op, err)
+			return Packet{}, lineErr(op, err)
 		}
 		if n == 0 && time.Since(start) < fastEmptyLimit {
 			m.fastEmpty++
@@ -250,6 +251,15 @@ func (s *Session) receive(ctx context.Context, op string, timeout time.Duration,
 		m.fastEmpty = 0
 		m.dec.Write(m.rbuf[:n])
 	}
+}
+
+// lineErr wraps an error of the line. A read or flush on a line whose other end is gone fails with
+// EIO (measured on a pty whose master closed), which is a hang-up as much as a failed write.
+func lineErr(op string, err error) error {
+	if !errors.Is(err, serialport.ErrHangup) && (errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENXIO)) {
+		return fmt.Errorf("zfm: %s: %w: %w", op, serialport.ErrHangup, err)
+	}
+	return fmt.Errorf("zfm: %s: %w", op, err)
 }
 
 func isAck(p PID) bool  { return p == PIDAck }
@@ -272,7 +282,7 @@ func (s *Session) command(ctx context.Context, in Instr, params []byte, timeout 
 		// Whatever is left of a failed exchange (a late reply, the rest of a transfer) must not
 		// pass for the answer to this command.
 		if err := m.port.Flush(); err != nil {
-			return nil, fmt.Errorf("zfm: %s: flush: %w", op, err)
+			return nil, lineErr(op+": flush", err)
 		}
 		m.dec.Reset()
 		m.decDropped.Store(m.dec.Stats().Dropped())
