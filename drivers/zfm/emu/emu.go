@@ -327,15 +327,19 @@ func (e *Emulator) Close() error {
 
 // unplugLocked closes the current pseudo-terminal; its serving goroutine ends.
 func (e *Emulator) unplugLocked() {
-	if e.wake != nil {
-		e.wake.Stop()
-		e.wake = nil
-	}
+	e.stopWakeLocked()
 	if e.master != nil {
 		e.master.Close()
 	}
 	if e.slave != nil {
 		e.slave.Close()
+	}
+}
+
+func (e *Emulator) stopWakeLocked() {
+	if e.wake != nil {
+		e.wake.Stop()
+		e.wake = nil
 	}
 }
 
@@ -434,10 +438,15 @@ func (e *Emulator) serve(master *os.File) {
 		if e.send(master, out) {
 			e.mu.Lock()
 			if !e.closed {
-				e.unplugLocked()
+				// The new line is behind the link before the old one goes, so that a driver
+				// reopening at once finds it.
+				oldMaster, oldSlave := e.master, e.slave
+				e.stopWakeLocked()
 				if err := e.plugLocked(); err != nil {
 					e.log.Error("emu: cannot come back after the hang-up", "err", err)
 				}
+				oldMaster.Close()
+				oldSlave.Close()
 			}
 			e.mu.Unlock()
 			return
