@@ -315,4 +315,3 @@ func TestModuleContext(t *testing.T) {
 		t.Errorf("GenImg after the late reply: got %v, want ErrNoFinger", err)
 	}
 }
-
