@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/kaoqin/kaoqin/drivers/serialport"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
@@ -25,16 +27,35 @@ func encode(t testing.TB, p zfm.Packet) []byte {
 	return b
 }
 
+// openPty opens a pseudo-terminal whose master side takes read deadlines: pty.Open leaves it in
+// blocking mode, so the test works on a non-blocking duplicate.
+func openPty(t testing.TB) (master, slave *os.File) {
+	t.Helper()
+	m, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	fd, err := unix.Dup(int(m.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	master = os.NewFile(uintptr(fd), m.Name())
+	t.Cleanup(func() {
+		master.Close()
+		slave.Close()
+	})
+	return master, slave
+}
+
 // TestModuleWireVectors drives a Module over a bare pty and checks the bytes it writes against the
 // test vectors of the protocol notes, answering with the vectors' acknowledgements.
 func TestModuleWireVectors(t *testing.T) {
 	t.Parallel()
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
+	master, slave := openPty(t)
 	m := openModule(t, slave.Name())
 	ctx := ctxFor(t, 10*time.Second)
 
@@ -43,7 +64,9 @@ func TestModuleWireVectors(t *testing.T) {
 		t.Helper()
 		w := unhex(t, want)
 		got := make([]byte, len(w))
-		master.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if err := master.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := io.ReadFull(master, got); err != nil {
 			t.Fatalf("%s: reading the command: %v", name, err)
 		}

@@ -216,9 +216,9 @@ func (e *Emulator) Start(link string) error {
 
 // plugLocked creates a new pseudo-terminal behind the link and starts serving it.
 func (e *Emulator) plugLocked() error {
-	master, slave, err := pty.Open()
+	master, slave, err := openPty()
 	if err != nil {
-		return fmt.Errorf("emu: open pty: %w", err)
+		return err
 	}
 	if err := makeRaw(slave); err != nil {
 		master.Close()
@@ -240,6 +240,30 @@ func (e *Emulator) plugLocked() error {
 	go e.serve(master)
 	e.log.Info("emu: module on line", "link", e.link, "pty", slave.Name())
 	return nil
+}
+
+// openPty opens a pseudo-terminal with creack/pty. pty.Open leaves the master in blocking mode
+// (its ioctls go through File.Fd), where Close does not end a Read in progress; the emulator
+// works on a non-blocking duplicate, which the runtime poller can interrupt.
+func openPty() (master, slave *os.File, err error) {
+	m, slave, err := pty.Open()
+	if err != nil {
+		return nil, nil, fmt.Errorf("emu: open pty: %w", err)
+	}
+	defer m.Close()
+	fd, err := unix.Dup(int(m.Fd()))
+	if err == nil {
+		unix.CloseOnExec(fd)
+		err = unix.SetNonblock(fd, true)
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		slave.Close()
+		return nil, nil, fmt.Errorf("emu: pty master: %w", err)
+	}
+	return os.NewFile(uintptr(fd), m.Name()), slave, nil
 }
 
 // makeRaw puts the line in raw mode, so that bytes pass unchanged before the driver configures it.
