@@ -18,9 +18,11 @@ import (
 	"github.com/tarm/serial"
 )
 
-// ErrHangup is returned by Write when the other end of the line is gone (a USB adapter pulled, the
-// pseudo-terminal of an emulator closed). Reads cannot tell a hang-up from silence: on Linux both
-// look like (0, io.EOF) after the read timeout, so a driver learns of a hang-up when it writes.
+// ErrHangup is returned by Read and Write when the other end of the line is gone (a USB adapter
+// pulled, the pseudo-terminal of an emulator closed). A read already waiting when the line hangs
+// up fails with EIO and is reported as ErrHangup; later reads return (0, EOF) at once, which looks
+// like silence, so a driver that only reads should notice reads returning far sooner than the read
+// timeout and probe with a write.
 var ErrHangup = errors.New("serialport: line hung up")
 
 // Bauds are the rates tarm/serial can set on Linux for the terminals we support.
@@ -92,20 +94,24 @@ func Open(c Config) (*Port, error) {
 // arrived in time, so callers loop on it without treating silence as an error.
 func (p *Port) Read(b []byte) (int, error) {
 	n, err := p.p.Read(b)
-	if errors.Is(err, io.EOF) {
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
 		return n, nil
+	case hungUp(err):
+		return n, fmt.Errorf("serialport: read %s: %w (%v)", p.name, ErrHangup, err)
 	}
-	if err != nil {
-		return n, fmt.Errorf("serialport: read %s: %w", p.name, err)
-	}
-	return n, nil
+	return n, fmt.Errorf("serialport: read %s: %w", p.name, err)
+}
+
+func hungUp(err error) bool {
+	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENXIO) || errors.Is(err, os.ErrClosed)
 }
 
 // Write writes b. A write to a line whose other end is gone fails with ErrHangup.
 func (p *Port) Write(b []byte) (int, error) {
 	n, err := p.p.Write(b)
 	if err != nil {
-		if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENXIO) || errors.Is(err, os.ErrClosed) {
+		if hungUp(err) {
 			return n, fmt.Errorf("serialport: write %s: %w (%v)", p.name, ErrHangup, err)
 		}
 		return n, fmt.Errorf("serialport: write %s: %w", p.name, err)
