@@ -169,7 +169,7 @@ func (r *Rules) Decide(rd drivers.Reading, x *roster.Index, h *History, clk Cloc
 	}
 
 	// A session of the trainee open now at this reader.
-	s, enr := openSession(x, t, rd.Source, now)
+	s, enr := openSession(x, h, t, rd.Source, now)
 	if s == nil {
 		return refuse(ledger.ReasonNoSession, nextSessionNote(x, t, now))
 	}
@@ -260,20 +260,30 @@ func within(now, at time.Time, d time.Duration) bool {
 	return age >= 0 && age < d
 }
 
-// openSession finds the first session of the trainee's classes whose sign-in/out span contains now
-// and which this reader serves.
-func openSession(x *roster.Index, t *roster.Trainee, source string, now time.Time) (*roster.Session, roster.Enrolment) {
+// openSession finds the session of the trainee's classes whose sign-in/out span contains now and
+// which this reader serves. Where spans overlap (one session's sign-out window and the next one's
+// sign-in window), a session the trainee has finished gives way to one not yet finished.
+func openSession(x *roster.Index, h *History, t *roster.Trainee, source string, now time.Time) (*roster.Session, roster.Enrolment) {
+	var done *roster.Session
+	var doneEnr roster.Enrolment
 	for _, en := range t.Enrolments {
 		for _, s := range x.Sessions(en.Class) {
 			if s.Opens().After(now) {
 				break
 			}
-			if !now.After(s.Closes()) && s.Serves(source) {
-				return s, en
+			if now.After(s.Closes()) || !s.Serves(source) {
+				continue
 			}
+			if a := h.attend[attendKey{t.ID, s.ID}]; a != nil && !a.out.IsZero() {
+				if done == nil {
+					done, doneEnr = s, en
+				}
+				continue
+			}
+			return s, en
 		}
 	}
-	return nil, roster.Enrolment{}
+	return done, doneEnr
 }
 
 func nextSessionNote(x *roster.Index, t *roster.Trainee, now time.Time) string {

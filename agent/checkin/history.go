@@ -1,6 +1,7 @@
 package checkin
 
 import (
+	"slices"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
@@ -12,7 +13,7 @@ import (
 // event once the store has recorded it. It is not safe for concurrent use.
 type History struct {
 	attend    map[attendKey]*attendance
-	byTrainee map[string]mark // last accepted or duplicate event of a trainee
+	byTrainee map[string]mark // last accepted event of a trainee
 	bySource  map[string]mark // last accepted event at a reader
 	bound     map[string]string
 	pending   map[string]Pending // by station
@@ -79,14 +80,13 @@ func (h *History) Add(e *ledger.Event) {
 			}
 		}
 	}
-	switch {
-	case e.Kind.Counted():
+	// Only counted events start a suppression window: a duplicate does not extend it, and a
+	// duplicate's Ref names the counted event it repeats.
+	if e.Kind.Counted() {
 		h.byTrainee[e.Trainee] = m
 		if e.Source != "" {
 			h.bySource[e.Source] = m
 		}
-	case e.Kind == ledger.Duplicate:
-		h.byTrainee[e.Trainee] = m
 	}
 }
 
@@ -104,6 +104,7 @@ func (h *History) Expired(now time.Time, window time.Duration) []Pending {
 			delete(h.pending, st)
 		}
 	}
+	slices.SortFunc(out, func(a, b Pending) int { return a.At.Compare(b.At) })
 	return out
 }
 
