@@ -123,7 +123,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	default:
 		s.db = db
 		if existed {
-			if err := s.load(); errors.Is(err, ErrKeyMismatch) {
+			if err := s.load(true); errors.Is(err, ErrKeyMismatch) {
 				db.Close()
 				return nil, err
 			} else if err != nil {
@@ -178,7 +178,7 @@ func OpenReadOnly(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Store{db: db, readOnly: true, log: slog.New(slog.DiscardHandler), appended: make(chan struct{}, 1)}
-	if err := s.load(); err != nil {
+	if err := s.load(false); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -197,6 +197,7 @@ func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 // create writes the meta of a new epoch and its first event.
 func (s *Store) create(note string) error {
 	s.epoch = uint64(time.Now().UnixMilli())
+	s.headSeq, s.headHash = 0, ledger.ZeroHash
 	pub := s.cfg.Key.Public().(ed25519.PublicKey)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketEvents, bucketRoster, bucketBindings, bucketCerts, bucketRetired} {
@@ -222,9 +223,11 @@ func (s *Store) create(note string) error {
 	return err
 }
 
-// load reads the meta of an existing store and checks that it is a consistent ledger: the head
-// record is present, hashes to the recorded head and verifies with the recorded key.
-func (s *Store) load() error {
+// load reads the meta of an existing store. With checkHead it also checks that the file is a
+// consistent ledger to append to: the head record is present, hashes to the recorded head and
+// verifies with the recorded key. (A reader such as `kaoqin verify` wants to see a damaged ledger,
+// not be refused it.)
+func (s *Store) load(checkHead bool) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		m, ev := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
 		if m == nil || ev == nil {
@@ -247,7 +250,7 @@ func (s *Store) load() error {
 		s.epoch = binary.BigEndian.Uint64(ep)
 		s.headSeq = binary.BigEndian.Uint64(hs)
 		copy(s.headHash[:], hh)
-		if s.headSeq == 0 {
+		if s.headSeq == 0 || !checkHead {
 			return nil
 		}
 		k, v := ev.Cursor().Last()
