@@ -1,0 +1,197 @@
+package uplink
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/drivers"
+	"github.com/kaoqin/kaoqin/sync/internal/mqttc"
+	"github.com/kaoqin/kaoqin/sync/wire"
+)
+
+// Config is the uplink's configuration. A zero duration or count means the default shown; a
+// negative one is an error. The agent maps its TOML file onto it.
+type Config struct {
+	// Broker is the MQTT broker: tcp://host:1883, or ssl://host:8883 (also tls://, mqtts://) for TLS.
+	Broker string
+	// Institution and Device name the topics: kaoqin/v1/{Institution}/{Device}/... Device must be
+	// the store's device.
+	Institution string
+	Device      string
+	// ClientID is fixed per device; default "kaoqin-" + Device.
+	ClientID string
+	// Username and Password, if set, log in to the broker (mosquitto password_file).
+	Username string
+	Password string
+	// TLS: CAFile verifies the broker (empty: the system roots); CertFile and KeyFile are the
+	// client certificate, for brokers that require one; ServerName overrides the name checked.
+	CAFile     string
+	CertFile   string
+	KeyFile    string
+	ServerName string
+	// CentralKeyFile is the central system's ed25519 public key (PEM), which signs datasets and
+	// commands. Required.
+	CentralKeyFile string
+
+	Window     int // batches published and not yet acknowledged; default 8
+	BatchSize  int // events per batch; default 512
+	BatchBytes int // bytes of records per batch (before base64); default 512 KiB
+
+	// AckTimeout is how long the oldest unacknowledged batch may wait without any ack progress
+	// before everything unacknowledged is sent again (go-back-N). It doubles on each stall up to
+	// MaxAckTimeout and returns to AckTimeout when acks flow. Defaults 15s and 2m.
+	AckTimeout    time.Duration
+	MaxAckTimeout time.Duration
+
+	ConnectTimeout time.Duration // TCP + TLS + CONNACK; default 10s
+	KeepAlive      time.Duration // MQTT keepalive, whole seconds; default 30s
+	PingTimeout    time.Duration // default 10s
+	WriteTimeout   time.Duration // one socket write; default 10s
+	BackoffMin     time.Duration // first reconnect wait (with jitter); default 1s
+	BackoffMax     time.Duration // longest reconnect wait; default 2m
+
+	// StateInterval is how often the retained state message is refreshed while connected;
+	// default 1m.
+	StateInterval time.Duration
+	// FlushTimeout bounds the flush after ctx is done: unacknowledged events are still sent and
+	// acks awaited this long, then the agent disconnects; default 5s.
+	FlushTimeout time.Duration
+	// DatasetTimeout is how long a dataset may stay incomplete before it is refused for a missing
+	// chunk (and discarded); default 10m.
+	DatasetTimeout time.Duration
+
+	// DiskPath is a path on the file system reported as disk in the state (normally the state
+	// directory); empty reports none.
+	DiskPath string
+	// AgentVersion is reported in the state.
+	AgentVersion string
+
+	// OnRoster is called after a roster dataset is swapped in, with the new index, from the
+	// uplink's downlink goroutine. It must return quickly.
+	OnRoster func(*roster.Index)
+	// Drivers, if set, reports source health for the state message. It must return quickly.
+	Drivers func() map[string]drivers.Health
+}
+
+// Defaults.
+const (
+	DefaultWindow         = 8
+	DefaultBatchSize      = 512
+	DefaultBatchBytes     = 512 << 10
+	DefaultAckTimeout     = 15 * time.Second
+	DefaultMaxAckTimeout  = 2 * time.Minute
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultKeepAlive      = 30 * time.Second
+	DefaultPingTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultBackoffMin     = time.Second
+	DefaultBackoffMax     = 2 * time.Minute
+	DefaultStateInterval  = time.Minute
+	DefaultFlushTimeout   = 5 * time.Second
+	DefaultDatasetTimeout = 10 * time.Minute
+)
+
+// withDefaults returns c with every zero field defaulted. It is the one place defaults live.
+func (c Config) withDefaults() Config {
+	def := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	defInt := func(p *int, d int) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	if c.ClientID == "" {
+		c.ClientID = "kaoqin-" + c.Device
+	}
+	defInt(&c.Window, DefaultWindow)
+	defInt(&c.BatchSize, DefaultBatchSize)
+	defInt(&c.BatchBytes, DefaultBatchBytes)
+	def(&c.AckTimeout, DefaultAckTimeout)
+	def(&c.MaxAckTimeout, max(DefaultMaxAckTimeout, c.AckTimeout))
+	def(&c.ConnectTimeout, DefaultConnectTimeout)
+	def(&c.KeepAlive, DefaultKeepAlive)
+	def(&c.PingTimeout, DefaultPingTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.BackoffMin, DefaultBackoffMin)
+	def(&c.BackoffMax, max(DefaultBackoffMax, c.BackoffMin))
+	def(&c.StateInterval, DefaultStateInterval)
+	def(&c.FlushTimeout, DefaultFlushTimeout)
+	def(&c.DatasetTimeout, DefaultDatasetTimeout)
+	return c
+}
+
+// Validate checks the configuration without connecting: the broker URL, the names, the sizes and
+// durations, that the TLS files exist, and that the central key is a readable ed25519 public key.
+// It lists every problem.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Broker == "" {
+		bad("broker is empty")
+	} else if err := mqttc.CheckBroker(c.Broker); err != nil {
+		bad("broker: %v", err)
+	}
+	if err := wire.CheckName(c.Institution); err != nil {
+		bad("institution: %v", err)
+	}
+	if err := wire.CheckName(c.Device); err != nil {
+		bad("device: %v", err)
+	}
+	if len(c.ClientID) > 64 {
+		bad("client_id: %d characters, want at most 64", len(c.ClientID))
+	}
+	if c.Password != "" && c.Username == "" {
+		bad("password without a username")
+	}
+	if err := c.tls().Check(); err != nil {
+		bad("tls: %v", err)
+	}
+	if c.CentralKeyFile == "" {
+		bad("central_key_file is empty: datasets and commands are verified with the central public key")
+	} else if _, err := ledger.LoadPublicKey(c.CentralKeyFile); err != nil {
+		bad("central_key_file: %v", err)
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+		max  int
+	}{{"window", c.Window, 1024}, {"batch_size", c.BatchSize, wire.MaxBatchEvents}, {"batch_bytes", c.BatchBytes, wire.MaxPayload / 2}} {
+		if n.v < 0 || n.v > n.max {
+			bad("%s: %d outside 1..%d (0 for the default)", n.name, n.v, n.max)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ack_timeout", c.AckTimeout}, {"max_ack_timeout", c.MaxAckTimeout}, {"connect_timeout", c.ConnectTimeout},
+		{"keepalive", c.KeepAlive}, {"ping_timeout", c.PingTimeout}, {"write_timeout", c.WriteTimeout},
+		{"backoff_min", c.BackoffMin}, {"backoff_max", c.BackoffMax}, {"state_interval", c.StateInterval},
+		{"flush_timeout", c.FlushTimeout}, {"dataset_timeout", c.DatasetTimeout}} {
+		if d.v < 0 {
+			bad("%s: %v is negative", d.name, d.v)
+		}
+	}
+	if c.KeepAlive != 0 && c.KeepAlive < time.Second {
+		bad("keepalive: %v, want at least 1s", c.KeepAlive)
+	}
+	if c.MaxAckTimeout != 0 && c.MaxAckTimeout < c.AckTimeout {
+		bad("max_ack_timeout %v is below ack_timeout %v", c.MaxAckTimeout, c.AckTimeout)
+	}
+	if c.BackoffMax != 0 && c.BackoffMax < c.BackoffMin {
+		bad("backoff_max %v is below backoff_min %v", c.BackoffMax, c.BackoffMin)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("uplink: config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (c Config) tls() mqttc.TLS {
+	return mqttc.TLS{CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, ServerName: c.ServerName}
+}

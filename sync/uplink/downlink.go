@@ -1,0 +1,319 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/sync/internal/mqttc"
+	"github.com/kaoqin/kaoqin/sync/wire"
+)
+
+// testHookBeforeSwap, if set, runs after a dataset is fully staged and before it is swapped in.
+// Tests use it to kill the agent between staging and swap.
+var testHookBeforeSwap func()
+
+// downlink is the goroutine that stages datasets and runs commands. It resumes or expires what an
+// earlier run left staged, then takes messages from the handler until ctx is done. Each message
+// is acknowledged to the broker after the store has it.
+func (u *Uplink) downlink(ctx context.Context) {
+	u.recoverStaged()
+	tick := time.NewTicker(min(u.cfg.DatasetTimeout/4, 30*time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-u.down:
+			u.handleDown(m)
+			m.Ack()
+		case <-tick.C:
+			u.expireStaged()
+		}
+	}
+}
+
+func (u *Uplink) handleDown(m mqtt.Message) {
+	t, err := wire.ParseTopic(m.Topic())
+	if err != nil {
+		return // the handler checked it
+	}
+	switch t.Kind {
+	case wire.KindCmd:
+		u.command(m.Payload())
+	case wire.KindData:
+		d, err := wire.DecodeData(m.Payload())
+		if err != nil {
+			u.log.Warn("uplink: dataset message refused", "dataset", t.Arg, "reason", err)
+			return
+		}
+		if d.Manifest != nil {
+			u.manifest(t.Arg, d.Manifest, m.Payload())
+		} else {
+			u.chunk(t.Arg, d.Chunk)
+		}
+	}
+}
+
+// command runs a signed command.
+func (u *Uplink) command(p []byte) {
+	c, err := wire.DecodeCommand(p, u.central)
+	if err != nil {
+		u.log.Warn("uplink: command refused", "reason", err)
+		return
+	}
+	if c.Device != u.cfg.Device {
+		u.log.Warn("uplink: command for another device refused", "device", c.Device)
+		return
+	}
+	ok, err := u.st.AcceptCommand(c.ID)
+	if err != nil {
+		u.log.Error("uplink: command", "err", err)
+		return
+	}
+	if !ok {
+		u.log.Warn("uplink: replayed command ignored", "id", c.ID, "cmd", c.Cmd)
+		return
+	}
+	switch c.Cmd {
+	case wire.CmdResync:
+		if c.Epoch != u.epoch {
+			u.log.Info("uplink: resync for another epoch ignored", "epoch", c.Epoch, "current", u.epoch)
+			return
+		}
+		u.inbox.resync(c.FromSeq)
+	default:
+		u.log.Info("uplink: command not supported by this agent", "cmd", c.Cmd, "id", c.ID)
+	}
+}
+
+// claimed reads the dataset and version a manifest claims, without trusting it, to report a
+// refusal.
+func claimed(s *wire.Signed) (version uint64, sha string) {
+	var m struct {
+		Version uint64 `json:"version"`
+		SHA256  string `json:"sha256"`
+	}
+	if json.Unmarshal(s.Body, &m) == nil {
+		version = m.Version
+		if (&wire.Applied{Dataset: "x", Version: 1, SHA256: m.SHA256, Status: wire.StatusApplied}).Check() == nil {
+			sha = m.SHA256 // well-formed, so the refusal report is too
+		}
+	}
+	return version, sha
+}
+
+// manifest verifies a manifest and stages it.
+func (u *Uplink) manifest(dataset string, s *wire.Signed, raw []byte) {
+	m, err := wire.OpenManifest(s, u.central)
+	if err == nil && m.Dataset != dataset {
+		err = fmt.Errorf("manifest of %q on the topic of %q", m.Dataset, dataset)
+	}
+	if err == nil && m.Device != u.cfg.Device {
+		err = fmt.Errorf("manifest for device %q", m.Device)
+	}
+	if err == nil && dataset != store.RosterDataset {
+		err = fmt.Errorf("dataset %q is not supported by this agent", dataset)
+	}
+	if err != nil {
+		v, sha := claimed(s)
+		u.refuse(dataset, v, sha, err)
+		return
+	}
+	active, err := u.st.DatasetVersions()
+	if err != nil {
+		u.log.Error("uplink: dataset versions", "err", err)
+		return
+	}
+	if m.Version <= active[dataset] {
+		u.log.Info("uplink: dataset version not newer than the active one; nothing to do", "dataset", dataset,
+			"version", m.Version, "active", active[dataset])
+		if m.Version == active[dataset] {
+			if _, info, err := u.st.Roster(); err == nil && info.SHA256 == m.SHA256 {
+				u.report(&wire.Applied{Dataset: dataset, Version: m.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
+			}
+		}
+		return
+	}
+	if cur, ok, err := u.st.StagedDataset(dataset); err == nil && ok && cur.Version > m.Version {
+		u.log.Info("uplink: older manifest ignored; a newer version is staged", "dataset", dataset, "version", m.Version, "staged", cur.Version)
+		return
+	}
+	st, err := u.st.Stage(dataset, m.Version, raw, len(m.Chunks))
+	if err != nil {
+		u.log.Error("uplink: stage", "err", err)
+		return
+	}
+	u.log.Info("uplink: dataset staged", "dataset", dataset, "version", m.Version, "chunks", len(m.Chunks), "missing", len(st.Missing))
+	if st.Complete() {
+		u.apply(st)
+	}
+}
+
+// openStaged verifies the manifest kept with a staging.
+func (u *Uplink) openStaged(st store.Staged) (*wire.Manifest, error) {
+	d, err := wire.DecodeData(st.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	if d.Manifest == nil {
+		return nil, errors.New("staged manifest is not a manifest")
+	}
+	return wire.OpenManifest(d.Manifest, u.central)
+}
+
+// chunk checks a chunk against the staged manifest and stages it.
+func (u *Uplink) chunk(dataset string, c *wire.Chunk) {
+	if c.Dataset != dataset {
+		u.log.Warn("uplink: chunk on the wrong topic ignored", "topic_dataset", dataset, "dataset", c.Dataset)
+		return
+	}
+	cur, ok, err := u.st.StagedDataset(dataset)
+	if err != nil {
+		u.log.Error("uplink: staged dataset", "err", err)
+		return
+	}
+	if !ok || cur.Version != c.Version {
+		u.log.Debug("uplink: chunk of a version not being staged ignored", "dataset", dataset, "version", c.Version)
+		return
+	}
+	m, err := u.openStaged(cur)
+	if err != nil {
+		u.refuse(dataset, cur.Version, "", fmt.Errorf("staged manifest: %w", err))
+		return
+	}
+	if err := m.CheckChunk(c.Index, c.Data); err != nil {
+		u.refuse(dataset, cur.Version, m.SHA256, err)
+		return
+	}
+	st, err := u.st.StageChunk(dataset, c.Version, c.Index, c.Data)
+	if err != nil {
+		u.log.Error("uplink: stage chunk", "err", err)
+		return
+	}
+	if st.Complete() {
+		u.apply(st)
+	}
+}
+
+// apply verifies a complete staging and swaps it in.
+func (u *Uplink) apply(st store.Staged) {
+	if testHookBeforeSwap != nil {
+		testHookBeforeSwap()
+	}
+	var r *roster.Roster
+	var sha string
+	now := time.Now()
+	info, err := u.st.SwapRoster(st.Version, "mqtt", func(manifest, content []byte) (*roster.Roster, error) {
+		m, err := u.openStaged(st)
+		if err != nil {
+			return nil, fmt.Errorf("staged manifest: %w", err)
+		}
+		sha = m.SHA256
+		if err := m.CheckContent(content); err != nil {
+			return nil, err
+		}
+		if r, err = roster.Decode(content); err != nil {
+			return nil, err
+		}
+		return r, r.Validate(now)
+	})
+	if errors.Is(err, store.ErrNotNewer) {
+		u.log.Info("uplink: staged dataset not newer than the active one; discarded", "dataset", st.Dataset, "version", st.Version)
+		if err := u.st.Discard(st.Dataset, st.Version); err != nil {
+			u.log.Error("uplink: discard", "err", err)
+		}
+		return
+	}
+	if err != nil {
+		u.refuse(st.Dataset, st.Version, sha, err)
+		return
+	}
+	u.log.Info("uplink: dataset applied", "dataset", st.Dataset, "version", info.Version, "sha256", info.SHA256)
+	if u.cfg.OnRoster != nil {
+		if idx, err := roster.Build(r, now); err == nil {
+			u.cfg.OnRoster(idx)
+		} else {
+			u.log.Error("uplink: applied roster does not index", "err", err) // Validate passed: cannot happen
+		}
+	}
+	u.report(&wire.Applied{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
+	select {
+	case u.stateReq <- struct{}{}:
+	default:
+	}
+}
+
+// refuse drops a dataset version: the staging is discarded, an alarm recorded and the refusal
+// reported. The active dataset stays.
+func (u *Uplink) refuse(dataset string, version uint64, sha string, why error) {
+	u.log.Warn("uplink: dataset refused; the active one stays", "dataset", dataset, "version", version, "reason", why)
+	if version != 0 {
+		if err := u.st.Discard(dataset, version); err != nil {
+			u.log.Error("uplink: discard", "err", err)
+		}
+	}
+	note := fmt.Sprintf("dataset %s version %d refused: %v", dataset, version, why)
+	if err := u.alarm(ledger.AlarmRosterRefused, note, note); err != nil {
+		u.log.Error("uplink: alarm", "err", err)
+	}
+	if version != 0 {
+		u.report(&wire.Applied{Dataset: dataset, Version: version, SHA256: sha, Status: wire.StatusRefused, Reason: why.Error()})
+	}
+}
+
+// report publishes an applied message, waiting at most a few seconds (it runs on the downlink
+// goroutine, never in a handler). A report lost with the connection is recovered by the state
+// message's dataset_versions.
+func (u *Uplink) report(a *wire.Applied) {
+	p, err := a.Encode()
+	if err != nil {
+		u.log.Error("uplink: applied", "err", err)
+		return
+	}
+	if err := u.conn.PublishWait(context.Background(), u.appliedTopic, false, p, 5*time.Second); err != nil && !errors.Is(err, mqttc.ErrTimeout) {
+		u.log.Warn("uplink: applied not reported", "dataset", a.Dataset, "version", a.Version, "err", err)
+	}
+}
+
+// recoverStaged resumes what an earlier run left staged: a complete staging is swapped in now,
+// an expired one is refused, and the rest waits for its missing chunks.
+func (u *Uplink) recoverStaged() {
+	all, err := u.st.StagedDatasets()
+	if err != nil {
+		u.log.Error("uplink: staged datasets", "err", err)
+		return
+	}
+	for _, st := range all {
+		switch {
+		case st.Complete():
+			u.log.Info("uplink: resuming a staged dataset", "dataset", st.Dataset, "version", st.Version)
+			u.apply(st)
+		case time.Since(st.Since) > u.cfg.DatasetTimeout:
+			u.refuse(st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, time.Since(st.Since).Round(time.Second)))
+		default:
+			u.log.Info("uplink: staged dataset waits for chunks", "dataset", st.Dataset, "version", st.Version, "missing", len(st.Missing))
+		}
+	}
+}
+
+// expireStaged refuses stagings that stayed incomplete longer than DatasetTimeout.
+func (u *Uplink) expireStaged() {
+	all, err := u.st.StagedDatasets()
+	if err != nil {
+		u.log.Error("uplink: staged datasets", "err", err)
+		return
+	}
+	for _, st := range all {
+		if !st.Complete() && time.Since(st.Since) > u.cfg.DatasetTimeout {
+			u.refuse(st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, u.cfg.DatasetTimeout))
+		}
+	}
+}
