@@ -132,7 +132,10 @@ func (r *Reader) wake(ctx context.Context) error {
 				r.cfg.Address, r.cfg.Port.Path, wakeWithin, err)
 		}
 		if !errors.Is(err, ErrTimeout) {
-			time.Sleep(50 * time.Millisecond) // an error code came at once: do not hammer
+			// An error code came at once: do not hammer.
+			if err := r.sleep(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
 		}
 	}
 }

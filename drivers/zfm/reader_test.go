@@ -3,6 +3,7 @@ package zfm_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -402,6 +403,9 @@ func TestOpen(t *testing.T) {
 		t.Parallel()
 		e, link := startEmu(t, emu.Config{PowerUp: 400 * time.Millisecond, WakeByte: true, Preload: []string{"T001/x"}})
 		r := openReader(t, link, zfm.Config{})
+		if h := r.Health(); h.Dropped == 0 || h.State != drivers.StateOK {
+			t.Errorf("got health %+v, want ok with the stray 0x55 dropped", h)
+		}
 		if p := r.SysPara(); p.Capacity != 200 || p.PacketSize != 128 || p.Address != zfm.DefaultAddress {
 			t.Errorf("got parameters %+v, want capacity 200, packets of 128, default address", p)
 		}
@@ -436,4 +440,36 @@ func TestOpen(t *testing.T) {
 			t.Errorf("Open of a missing device: got %v, want an error starting with zfm:", err)
 		}
 	})
+}
+
+// TestRunScript runs the emulator as `kaoqin emulate zfm` does, with a script and realistic
+// timing, and identifies the finger the script places.
+func TestRunScript(t *testing.T) {
+	t.Parallel()
+	link := t.TempDir() + "/ttyZFM"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	script := "# demo\npreload T001/right-index\nwait 500ms\ntouch T001/right-index 2s\n"
+	go func() { done <- emu.Run(ctx, link, strings.NewReader(script), quiet) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: got %v, want nil when ctx ends", err)
+		}
+	}()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(link); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no link after 2s")
+		}
+	}
+	r := openReader(t, link, zfm.Config{})
+	if _, err := r.SyncTemplates(ctxFor(t, 5*time.Second), []drivers.Template{tmpl("T001", "right-index")}); err != nil {
+		t.Fatalf("SyncTemplates: %v", err)
+	}
+	if rd := next(t, r); rd.Subject != "T001" {
+		t.Errorf("got reading %+v, want T001 from the script's touch", rd)
+	}
 }

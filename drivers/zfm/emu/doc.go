@@ -22,7 +22,8 @@
 //
 // # Scripts
 //
-// Run plays a script while it serves. A script is a text file, one command a line; blank lines
+// Emulator.Run plays a script while it serves; the function Run does it with an R503-like
+// module, for `kaoqin emulate zfm --link PATH --script FILE`. A script is a text file, one command a line; blank lines
 // and everything after # are ignored:
 //
 //	wait DURATION            pause (a Go duration: 500ms, 2s, 1m)

@@ -167,6 +167,14 @@ func parseFault(args []string) (Fault, error) {
 	return ft, nil
 }
 
+// Run is what `kaoqin emulate zfm` runs: an R503-like module (200 pages, realistic latencies, a
+// 200 ms power-up ending with the stray 0x55) behind link, playing script until ctx is done. See
+// Emulator.Run.
+func Run(ctx context.Context, link string, script io.Reader, log *slog.Logger) error {
+	e := New(Config{Latency: Realistic, PowerUp: 200 * time.Millisecond, WakeByte: true})
+	return e.Run(ctx, link, script, log)
+}
+
 // Run starts the emulator behind link, plays the script (nil for none) and serves until ctx is
 // done; then it closes the emulator and returns nil. It returns an error for a script that does
 // not parse, a link it cannot make, or a step that cannot be done (a page beyond the library).
