@@ -8,16 +8,16 @@ import (
 // DefaultAddress is the address every module answers to until SetAdder changes it.
 const DefaultAddress uint32 = 0xFFFFFFFF
 
+// MaxPayload is the largest payload a packet can carry: a data packet of the largest packet size
+// (256 bytes). Acknowledgements and commands are much shorter.
+const MaxPayload = 256
+
 // Packet framing.
 const (
 	headerHi = 0xEF
 	headerLo = 0x01
-
 	// headerLen is header (2) + address (4) + packet id (1) + length (2).
 	headerLen = 9
-	// MaxPayload is the largest payload a packet can carry: a data packet of the largest packet
-	// size (256 bytes). Acknowledgements and commands are much shorter.
-	MaxPayload = 256
 	// maxPacket is the longest packet on the wire.
 	maxPacket = headerLen + MaxPayload + 2
 )
