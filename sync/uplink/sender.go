@@ -237,7 +237,7 @@ func (u *Uplink) fill(s *sender, now time.Time) error {
 		}
 		s.inflight = append(s.inflight, flight{b.FirstSeq, b.LastSeq})
 		u.stats.batches.Add(1)
-		if b.LastSeq <= s.maxSent {
+		if b.FirstSeq <= s.maxSent {
 			u.stats.resent.Add(1)
 		}
 		s.maxSent = max(s.maxSent, b.LastSeq)

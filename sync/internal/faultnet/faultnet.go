@@ -1,8 +1,9 @@
 // Package faultnet is an in-process TCP proxy that breaks the network between a client and a
 // server on command, for fault tests: cut (refuse and close every connection), blackhole one
-// direction (bytes are read and dropped, so the sender sees a healthy socket that never
-// answers), delay (every chunk is held for a while), and reset (every connection is closed with
-// an RST).
+// direction (nothing gets through, as when packets vanish: the sender's writes pile up in its
+// socket buffers and then block, and nothing is lost or corrupted if the link heals before
+// either side gives up, since TCP would retransmit), delay (every chunk is held for a while),
+// and reset (every connection is closed with an RST).
 package faultnet
 
 import (
@@ -98,15 +99,16 @@ func (p *Proxy) pump(lk *link, from, to *net.TCPConn, dir Direction) {
 		n, err := from.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			drop, delay := p.blackhole[dir], p.delay
+			delay := p.delay
 			p.mu.Unlock()
 			if delay > 0 {
 				time.Sleep(delay)
 			}
-			if !drop {
-				if _, werr := to.Write(buf[:n]); werr != nil {
-					err = werr
-				}
+			if !p.hold(lk, dir) {
+				return
+			}
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				err = werr
 			}
 		}
 		if err != nil {
@@ -117,6 +119,24 @@ func (p *Proxy) pump(lk *link, from, to *net.TCPConn, dir Direction) {
 			}
 			return
 		}
+	}
+}
+
+// hold waits while dir is blackholed; it reports false if the link was dropped meanwhile. The
+// pump stops reading while it holds, so the sender's socket buffers fill up.
+func (p *Proxy) hold(lk *link, dir Direction) bool {
+	for {
+		p.mu.Lock()
+		_, alive := p.conns[lk]
+		on := p.blackhole[dir]
+		p.mu.Unlock()
+		if !alive {
+			return false
+		}
+		if !on {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -166,8 +186,8 @@ func (p *Proxy) Reset() {
 	}
 }
 
-// Blackhole drops every byte in one direction (on) or forwards it again (off). Connections stay
-// open: only keepalives and timeouts notice.
+// Blackhole stops everything in one direction (on) or lets it through again (off). Connections
+// stay open: only keepalives and timeouts notice.
 func (p *Proxy) Blackhole(dir Direction, on bool) {
 	p.mu.Lock()
 	p.blackhole[dir] = on

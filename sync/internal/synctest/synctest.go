@@ -128,13 +128,19 @@ func (e *Env) OpenStore(device, keyFile string) *store.Store {
 
 // UplinkConfig is an uplink configuration with short timeouts for tests.
 func (e *Env) UplinkConfig(device, broker string) uplink.Config {
+	c := UplinkConfig(device, broker, e.CentralPub)
+	c.DiskPath = e.Dir
+	return c
+}
+
+// UplinkConfig is an uplink configuration with short timeouts for tests.
+func UplinkConfig(device, broker, centralPub string) uplink.Config {
 	return uplink.Config{
-		Broker: broker, Institution: Institution, Device: device, CentralKeyFile: e.CentralPub,
+		Broker: broker, Institution: Institution, Device: device, CentralKeyFile: centralPub,
 		AckTimeout: time.Second, MaxAckTimeout: 4 * time.Second,
-		ConnectTimeout: 2 * time.Second, KeepAlive: 2 * time.Second, PingTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		ConnectTimeout: 2 * time.Second, KeepAlive: time.Second, PingTimeout: time.Second, WriteTimeout: 2 * time.Second,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 		StateInterval: time.Second, FlushTimeout: 2 * time.Second, DatasetTimeout: 2 * time.Second,
-		DiskPath: e.Dir,
 	}
 }
 
@@ -312,4 +318,23 @@ func Ed25519(t testing.TB, path string) ed25519.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// Produce appends a sign-in every interval until stopped, like a classroom that keeps signing in
+// during a fault. It fails the test if an append fails.
+func Produce(t testing.TB, st *store.Store, interval time.Duration) *Running {
+	return Start(t, func(ctx context.Context) error {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+			if _, err := st.Append(SignIn(i)); err != nil {
+				return err
+			}
+		}
+	})
 }
