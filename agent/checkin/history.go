@@ -133,3 +133,10 @@ func (h *History) Prune(before time.Time) {
 		}
 	}
 }
+
+// Restore adds voucher bindings recorded before the events the history was rebuilt from.
+func (h *History) Restore(bindings map[string]string) {
+	for code, inst := range bindings {
+		h.bound[code] = inst
+	}
+}

@@ -1,0 +1,184 @@
+package web
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+)
+
+// ErrNoDaemon means nothing listens on the socket: the daemon is stopped.
+var ErrNoDaemon = errors.New("web: the daemon is not running")
+
+// Client talks to a running daemon over its unix socket.
+type Client struct {
+	hc *http.Client
+}
+
+// Dial returns a client of the daemon at socket, or ErrNoDaemon when none answers.
+func Dial(socket string) (*Client, error) {
+	c, err := net.DialTimeout("unix", socket, time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, ErrNoDaemon
+		}
+		return nil, fmt.Errorf("web: %s: %w", socket, err)
+	}
+	c.Close()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &Client{hc: &http.Client{Transport: tr}}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://kaoqin"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("web: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return nil, fmt.Errorf("%w: %s", ErrDaemon, e.Error)
+	}
+	return resp, nil
+}
+
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	resp, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.call(ctx, "GET", "/v1/status", nil, &s)
+}
+
+// SignIn records a manual sign-in.
+func (c *Client) SignIn(ctx context.Context, req SignInRequest) (Outcome, error) {
+	var o Outcome
+	return o, c.call(ctx, "POST", "/v1/signin", req, &o)
+}
+
+// Roster returns the active roster, masked.
+func (c *Client) Roster(ctx context.Context) (RosterSummary, error) {
+	var s RosterSummary
+	return s, c.call(ctx, "GET", "/v1/roster", nil, &s)
+}
+
+// ImportRoster makes raw the active roster.
+func (c *Client) ImportRoster(ctx context.Context, raw []byte) (RosterSummary, error) {
+	var s RosterSummary
+	resp, err := c.do(ctx, "POST", "/v1/roster", bytes.NewReader(raw))
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// NextCert allocates a certificate serial.
+func (c *Client) NextCert(ctx context.Context, req CertRequest) (string, error) {
+	var out struct{ Serial string }
+	return out.Serial, c.call(ctx, "POST", "/v1/cert/next", req, &out)
+}
+
+// Events calls fn for each event matching f, in order.
+func (c *Client) Events(ctx context.Context, f ledger.Filter, fn func(*ledger.Event) error) error {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		set("since", f.Since.Format(time.RFC3339))
+	}
+	if !f.Until.IsZero() {
+		set("until", f.Until.Format(time.RFC3339))
+	}
+	set("session", f.Session)
+	set("trainee", f.Trainee)
+	set("kind", string(f.Kind))
+	set("flag", string(f.Flag))
+	resp, err := c.do(ctx, "GET", "/v1/events?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var line struct {
+			ledger.Event
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return fmt.Errorf("web: events: %w", err)
+		}
+		if line.Error != "" {
+			return fmt.Errorf("%w: %s", ErrDaemon, line.Error)
+		}
+		if err := fn(&line.Event); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// Enroll runs an enrolment, calling progress with each step, and returns the recorded event.
+func (c *Client) Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error) {
+	b, _ := json.Marshal(req)
+	resp, err := c.do(ctx, "POST", "/v1/enroll", bytes.NewReader(b))
+	if err != nil {
+		return ledger.Event{}, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l EnrollLine
+		if err := dec.Decode(&l); err != nil {
+			return ledger.Event{}, fmt.Errorf("web: enroll: %w", err)
+		}
+		switch {
+		case l.Error != "":
+			return ledger.Event{}, fmt.Errorf("%w: %s", ErrDaemon, l.Error)
+		case l.Event != nil:
+			return *l.Event, nil
+		default:
+			progress(l.Progress)
+		}
+	}
+}
