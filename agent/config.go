@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -136,11 +137,31 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, err
 	}
 	c.lines = lines
+	c.resolvePaths(filepath.Dir(path))
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// resolvePaths makes relative paths in the file relative to the file's directory, so a config
+// and the files it names can move together (the demo uses this).
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.StateDir)
+	abs(&c.Key)
+	abs(&c.Socket)
+	for i := range c.Sources {
+		abs(&c.Sources[i].Path)
+	}
+	for _, p := range []*string{&c.Uplink.PasswordFile, &c.Uplink.CAFile, &c.Uplink.CertFile, &c.Uplink.KeyFile, &c.Uplink.CentralKey} {
+		abs(p)
+	}
 }
 
 func (c *Config) setDefaults() {
@@ -183,9 +204,6 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Institution) != 4 || strings.Trim(c.Institution, "0123456789") != "" {
 		bad("institution", "%q: want the 4-digit institution code, as a string (\"0001\")", c.Institution)
-	}
-	if !filepath.IsAbs(c.StateDir) {
-		bad("state_dir", "%q: want an absolute path", c.StateDir)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log_level", "%v", err)
@@ -238,8 +256,13 @@ func (c *Config) Validate() error {
 	}
 	if u := c.Uplink; u.Enabled {
 		if _, err := c.uplink(); err != nil {
-			key, msg := splitFieldError("uplink", err)
-			bad(key, "%s", msg)
+			for _, e := range unjoin(err) {
+				key, msg := splitFieldError("uplink", e)
+				if k, ok := uplinkKeys[key]; ok {
+					key = k
+				}
+				bad(key, "%s", msg)
+			}
 		}
 	}
 	if len(es) > 0 {
@@ -248,18 +271,37 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// splitFieldError turns a package's "pkg: field: message" validation error into a config key
-// under prefix and a message.
+// uplinkKeys renames sync/uplink's field names to the keys of the [uplink] table.
+var uplinkKeys = map[string]string{"uplink.central_key_file": "uplink.central_key", "uplink.batch_size": "uplink.batch_size"}
+
+// unjoin splits an errors.Join (below any wrapping prefix) into its errors.
+func unjoin(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
+	}
+	return []error{err}
+}
+
+// splitFieldError turns a package's validation error, "pkg: field: sub: message", into the
+// config key under prefix ("source[0].baud") and the message. Segments that are not config keys
+// (the package name, "port", "config") are dropped.
 func splitFieldError(prefix string, err error) (string, string) {
 	msg := err.Error()
-	if _, rest, ok := strings.Cut(msg, ": "); ok {
+	key := prefix
+	for {
+		seg, rest, ok := strings.Cut(msg, ": ")
+		if !ok || seg == "" || strings.ContainsAny(seg, " \"'()") {
+			return key, msg
+		}
+		switch seg {
+		case "zfm", "lineterm", "serialport", "uplink", "config", "port":
+		default:
+			return prefix + "." + seg, rest
+		}
 		msg = rest
 	}
-	if field, rest, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(field, " \"") {
-		field = strings.ReplaceAll(field, "port.", "")
-		return prefix + "." + field, rest
-	}
-	return prefix, msg
 }
 
 func (s *SourceConfig) port() serialport.Config {

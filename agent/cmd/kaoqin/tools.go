@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/drivers/lineterm"
 	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
 	zfmemu "github.com/kaoqin/kaoqin/drivers/zfm/emu"
@@ -19,9 +21,12 @@ import (
 )
 
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "roster" {
+		return emulateRoster(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "zfm" && args[0] != "lineterm") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n\n"+
+			fmt.Fprintln(stdout, "Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate roster --out FILE [--trainees N]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n\n"+
 				"Creates a pseudo-terminal, makes PATH a symlink to it, plays the script and serves until killed.\n"+
 				"Script formats: go doc github.com/kaoqin/kaoqin/drivers/zfm/emu and .../drivers/lineterm/emu")
 			return nil
@@ -139,4 +144,32 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			s.HeadSeq, s.Backlog, s.Gap, s.LastSeen.Format(time.DateTime), strings.Join(ds, " "))
 	}
 	return tw.Flush()
+}
+
+// emulateRoster writes the demo classroom's roster: a session open now, and trainees whose
+// fingerprint templates are the emulated module's (finger IDs T001/right-index, ...).
+func emulateRoster(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("emulate roster", "emulate roster --out FILE [--trainees N] [--version N]", stderr)
+	out := fs.String("out", "", "roster file to write (required)")
+	n := fs.Int("trainees", 5, "number of trainees (at least 2; the last holds a voucher to check in)")
+	version := fs.Uint64("version", 0, "roster version (default: the current Unix time, so each run is newer)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" || *n < 2 {
+		return usagef("emulate roster: --out is required and --trainees at least 2")
+	}
+	now := time.Now()
+	if *version == 0 {
+		*version = uint64(now.Unix())
+	}
+	b, err := json.MarshalIndent(demo.Roster(now, *n, *version), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo roster version %d with %d trainees written to %s\n", *version, *n, *out)
+	return nil
 }
