@@ -1,0 +1,483 @@
+package uplink_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
+	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/uplink"
+	"github.com/kaoqin/kaoqin/sync/wire"
+)
+
+const device = "jn-0001-r101"
+
+// idNumber makes a valid resident ID number from 17 digits.
+func idNumber(d17 string) string {
+	w := []int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
+	sum := 0
+	for i := range 17 {
+		sum += int(d17[i]-'0') * w[i]
+	}
+	return d17 + string(roster.CheckChar(sum))
+}
+
+// rosterJSON is a small valid roster of the given version.
+func rosterJSON(t testing.TB, version uint64) []byte {
+	start := time.Date(2026, 11, 27, 8, 30, 0, 0, time.FixedZone("CST", 8*3600))
+	r := roster.Roster{
+		Version: version, Issued: start.Add(-24 * time.Hour),
+		Institutions: []roster.Institution{{Code: "0001", City: "3701", County: "02", Name: "济南市历下区职业培训学校", AcceptsVouchers: true}},
+		Programmes:   []roster.Programme{{ID: "P1", Institution: "0001", Occupation: "电工", Category: "A", Hours: 80}},
+		Sessions:     []roster.Session{{ID: "S1", Programme: "P1", Class: "C1", Start: start, End: start.Add(3 * time.Hour)}},
+		Trainees: []roster.Trainee{{ID: "T001", Name: "张三", IDNumber: idNumber("37010219900101123"),
+			Enrolments: []roster.Enrolment{{Class: "C1"}}, Cards: []string{fmt.Sprintf("card-%d", version)}}},
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roster.Build(&r, time.Now()); err != nil {
+		t.Fatalf("test roster is invalid: %v", err)
+	}
+	return b
+}
+
+// central is a hand-driven central system: it publishes datasets and commands to one device and
+// collects what the device reports.
+type central struct {
+	t       *testing.T
+	c       mqtt.Client
+	key     ed25519.PrivateKey
+	applied chan wire.Applied
+	states  chan *wire.State
+}
+
+func newCentral(t *testing.T, url string, key ed25519.PrivateKey) *central {
+	t.Helper()
+	c := &central{t: t, key: key, applied: make(chan wire.Applied, 100), states: make(chan *wire.State, 100)}
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID("test-central").SetProtocolVersion(4).SetAutoReconnect(false)
+	c.c = mqtt.NewClient(o)
+	if tok := c.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("central: connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.c.Disconnect(100) })
+	c.sub(wire.AppliedTopic(synctest.Institution, device), func(p []byte) {
+		a, err := wire.DecodeApplied(p)
+		if err != nil {
+			t.Errorf("device sent a malformed applied: %v", err)
+			return
+		}
+		c.applied <- *a
+	})
+	c.sub(wire.StateTopic(synctest.Institution, device), func(p []byte) {
+		if s, err := wire.DecodeState(p); err == nil {
+			select {
+			case c.states <- s:
+			default:
+			}
+		}
+	})
+	return c
+}
+
+func (c *central) sub(topic string, fn func([]byte)) {
+	tok := c.c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { fn(m.Payload()) })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		c.t.Fatalf("central: subscribe: %v", tok.Error())
+	}
+}
+
+func (c *central) publish(topic string, p []byte) {
+	c.t.Helper()
+	if tok := c.c.Publish(topic, 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		c.t.Fatalf("central: publish: %v", tok.Error())
+	}
+}
+
+// waitOnline waits for an online state published from now on.
+func (c *central) waitOnline() {
+	c.t.Helper()
+	since := time.Now()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-c.states:
+			if s.Online && s.Clock != nil && !s.Clock.Wall.Before(since) {
+				return
+			}
+		case <-deadline:
+			c.t.Fatal("the device never published an online state")
+		}
+	}
+}
+
+// waitOffline waits for an offline state.
+func (c *central) waitOffline() {
+	c.t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-c.states:
+			if !s.Online {
+				return
+			}
+		case <-deadline:
+			c.t.Fatal("the device never published an offline state")
+		}
+	}
+}
+
+// dataset is a dataset version cut for the device: the manifest payload and the chunk payloads.
+type dataset struct {
+	manifest []byte
+	chunks   [][]byte
+	m        *wire.Manifest
+}
+
+func (c *central) dataset(name string, version uint64, content []byte, signer ed25519.PrivateKey, forDevice string) dataset {
+	c.t.Helper()
+	m, chunks, err := wire.Split(name, version, forDevice, content, 256, time.Now())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	mp, err := wire.SealManifest(m, signer)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	d := dataset{manifest: mp, m: m}
+	for i := range chunks {
+		p, err := chunks[i].Encode()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		d.chunks = append(d.chunks, p)
+	}
+	return d
+}
+
+// send publishes the manifest and the chunks, skipping the indexes in skip.
+func (c *central) send(name string, d dataset, skip ...int) {
+	c.t.Helper()
+	topic := wire.DataTopic(synctest.Institution, device, name)
+	c.publish(topic, d.manifest)
+	for i, p := range d.chunks {
+		if !containsInt(skip, i) {
+			c.publish(topic, p)
+		}
+	}
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// report waits for the next applied report.
+func (c *central) report() wire.Applied {
+	c.t.Helper()
+	select {
+	case a := <-c.applied:
+		return a
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("no applied report from the device")
+		return wire.Applied{}
+	}
+}
+
+// quiet fails if an applied report arrives within d.
+func (c *central) quiet(d time.Duration) {
+	c.t.Helper()
+	select {
+	case a := <-c.applied:
+		c.t.Fatalf("unexpected applied report %+v", a)
+	case <-time.After(d):
+	}
+}
+
+func alarms(t *testing.T, st *store.Store, reason ledger.Reason) []string {
+	t.Helper()
+	var notes []string
+	if err := st.Scan(1, func(_ uint64, r ledger.Record) error {
+		e, err := r.Event()
+		if err == nil && e.Kind == ledger.Alarm && e.Reason == reason {
+			notes = append(notes, e.Note)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return notes
+}
+
+func activeRoster(t *testing.T, st *store.Store) uint64 {
+	t.Helper()
+	v, err := st.DatasetVersions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v[store.RosterDataset]
+}
+
+func TestDatasets(t *testing.T) {
+	env := synctest.NewEnv(t)
+	b := synctest.Broker(t, brokertest.Options{})
+	st := env.OpenStore(device, env.DeviceKey(device))
+	defer st.Close()
+	cfg := env.UplinkConfig(device, b.URL())
+	applied := make(chan uint64, 10)
+	cfg.OnRoster = func(x *roster.Index) { applied <- x.Version }
+	env.StartUplink(st, cfg)
+	key := synctest.Ed25519(t, env.CentralKey)
+	c := newCentral(t, b.URL(), key)
+	c.waitOnline()
+
+	good := c.dataset("roster", 2, rosterJSON(t, 2), key, device)
+	c.send("roster", good)
+	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 2 || a.SHA256 != good.m.SHA256 {
+		t.Fatalf("v2: report %+v, want applied version 2 sha %s", a, good.m.SHA256[:12])
+	}
+	if v := <-applied; v != 2 {
+		t.Fatalf("OnRoster got version %d, want 2", v)
+	}
+
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	corrupt := c.dataset("roster", 3, rosterJSON(t, 3), key, device)
+	var bad wire.Chunk
+	if err := json.Unmarshal(corrupt.chunks[1], &bad); err != nil {
+		t.Fatal(err)
+	}
+	bad.Data[10] ^= 0x20
+	corrupt.chunks[1], _ = bad.Encode()
+	for _, tc := range []struct {
+		name string
+		send func()
+		want string
+	}{
+		{"bad signature", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 3), otherKey, device)) }, "signature does not verify"},
+		{"corrupt chunk", func() { c.send("roster", corrupt) }, "chunk 1 is corrupt"},
+		{"missing chunk", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 3), key, device), 1) }, "chunks [1] missing"},
+		{"malformed roster", func() { c.send("roster", c.dataset("roster", 3, []byte(`{"version":3,"bogus":true}`), key, device)) }, "unknown field"},
+		{"invalid roster", func() {
+			c.send("roster", c.dataset("roster", 3, bytes.Replace(rosterJSON(t, 3), []byte(`"hours":80`), []byte(`"hours":0`), 1), key, device))
+		}, "hours must be positive"},
+		{"version differs", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 4), key, device)) }, "says version 4"},
+		{"another device", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 3), key, "jn-0001-r102")) }, `for device "jn-0001-r102"`},
+		{"unknown dataset", func() { c.send("templates", c.dataset("templates", 3, []byte("x"), key, device)) }, "not supported"},
+	} {
+		before := len(alarms(t, st, ledger.AlarmRosterRefused))
+		tc.send()
+		a := c.report()
+		if a.Status != wire.StatusRefused || a.Version != 3 || !strings.Contains(a.Reason, tc.want) {
+			t.Errorf("%s: report %+v, want refused version 3 with %q", tc.name, a, tc.want)
+		}
+		if v := activeRoster(t, st); v != 2 {
+			t.Errorf("%s: active roster version %d, want 2 kept", tc.name, v)
+		}
+		if notes := alarms(t, st, ledger.AlarmRosterRefused); len(notes) != before+1 || !strings.Contains(notes[len(notes)-1], tc.want) {
+			t.Errorf("%s: alarms %q, want one more mentioning %q", tc.name, notes, tc.want)
+		}
+		if s, ok, _ := st.StagedDataset("roster"); ok {
+			t.Errorf("%s: staging of version %d left behind", tc.name, s.Version)
+		}
+	}
+
+	// Older: nothing at all. Equal: nothing changes, the device confirms what it has.
+	before := len(alarms(t, st, ledger.AlarmRosterRefused))
+	c.send("roster", c.dataset("roster", 1, rosterJSON(t, 1), key, device))
+	c.quiet(500 * time.Millisecond)
+	c.send("roster", good)
+	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 2 {
+		t.Errorf("v2 again: report %+v, want applied version 2", a)
+	}
+	if n := len(alarms(t, st, ledger.AlarmRosterRefused)); n != before {
+		t.Errorf("older and equal versions raised %d alarms, want none", n-before)
+	}
+	if v := activeRoster(t, st); v != 2 {
+		t.Errorf("after older and equal versions: active roster %d, want 2", v)
+	}
+
+	// A good version after all that is applied.
+	c.send("roster", c.dataset("roster", 5, rosterJSON(t, 5), key, device))
+	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 5 {
+		t.Fatalf("v5: report %+v, want applied version 5", a)
+	}
+	if v := <-applied; v != 5 {
+		t.Fatalf("OnRoster got version %d, want 5", v)
+	}
+}
+
+// The agent child of the kill tests: the test binary again with childEnv set.
+const childEnv = "KAOQIN_UPLINK_CHILD"
+
+type childConfig struct {
+	StorePath, KeyFile, Broker, CentralPub string
+	KillBeforeSwap                         bool
+}
+
+func TestMain(m *testing.M) {
+	if js := os.Getenv(childEnv); js != "" {
+		os.Exit(runChild(js))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(js string) int {
+	var c childConfig
+	if err := json.Unmarshal([]byte(js), &c); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	key, err := ledger.LoadPrivateKey(c.KeyFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := store.Open(store.Config{Path: c.StorePath, Device: device, Key: key}, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	if c.KillBeforeSwap {
+		uplink.SetTestHookBeforeSwap(func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) })
+	}
+	u, err := uplink.New(synctest.UplinkConfig(device, c.Broker, c.CentralPub), st, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	if err := u.Run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+// startChild runs the agent in a child process and waits until it is online.
+func startChild(t *testing.T, c *central, cfg childConfig) *exec.Cmd {
+	t.Helper()
+	js, _ := json.Marshal(cfg)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitOnline()
+	return cmd
+}
+
+func waitKilled(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("the agent did not die before the swap")
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the agent exited with %v, want killed by SIGKILL", cmd.ProcessState)
+	}
+}
+
+// The agent is killed between staging a complete dataset and swapping it in, and then in the
+// middle of staging one. Each time the restarted agent finishes the job: the active roster is the
+// old one or the new one, never a mix, and no staging is left.
+func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
+	env := synctest.NewEnv(t)
+	b := synctest.Broker(t, brokertest.Options{})
+	keyFile := env.DeviceKey(device)
+	env.OpenStore(device, keyFile).Close()
+	key := synctest.Ed25519(t, env.CentralKey)
+	c := newCentral(t, b.URL(), key)
+	cfg := childConfig{StorePath: env.StorePath(device), KeyFile: keyFile, Broker: b.URL(), CentralPub: env.CentralPub, KillBeforeSwap: true}
+
+	// 1. Killed after the last chunk is staged, before the swap.
+	cmd := startChild(t, c, cfg)
+	v7 := c.dataset("roster", 7, rosterJSON(t, 7), key, device)
+	c.send("roster", v7)
+	waitKilled(t, cmd)
+	st := env.OpenStore(device, keyFile)
+	staged, ok, err := st.StagedDataset("roster")
+	if err != nil || !ok || staged.Version != 7 || !staged.Complete() {
+		t.Fatalf("after the kill: staged %+v ok %v err %v, want version 7 complete", staged, ok, err)
+	}
+	if v := activeRoster(t, st); v != 0 {
+		t.Fatalf("after the kill: active roster %d, want none yet", v)
+	}
+	cfgUp := env.UplinkConfig(device, b.URL())
+	applied := make(chan uint64, 10)
+	cfgUp.OnRoster = func(x *roster.Index) { applied <- x.Version }
+	_, run := env.StartUplink(st, cfgUp)
+	select {
+	case v := <-applied:
+		if v != 7 {
+			t.Fatalf("resumed swap applied version %d, want 7", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restarted agent did not swap in the staged dataset")
+	}
+	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 7 || a.SHA256 != v7.m.SHA256 {
+		t.Fatalf("resumed swap: report %+v, want applied version 7", a)
+	}
+	if _, ok, _ := st.StagedDataset("roster"); ok {
+		t.Fatal("staging left after the resumed swap")
+	}
+	run.Stop()
+	st.Close()
+
+	// 2. Killed in the middle of staging: half the chunks arrived.
+	cfg.KillBeforeSwap = false
+	cmd = startChild(t, c, cfg)
+	v8 := c.dataset("roster", 8, rosterJSON(t, 8), key, device)
+	half := make([]int, 0)
+	for i := len(v8.chunks) / 2; i < len(v8.chunks); i++ {
+		half = append(half, i)
+	}
+	c.send("roster", v8, half...)
+	time.Sleep(300 * time.Millisecond) // let it stage what it got
+	cmd.Process.Signal(syscall.SIGKILL)
+	waitKilled(t, cmd)
+	st = env.OpenStore(device, keyFile)
+	defer st.Close()
+	staged, ok, _ = st.StagedDataset("roster")
+	if !ok || staged.Version != 8 || staged.Complete() {
+		t.Fatalf("after the kill mid-staging: staged %+v ok %v, want version 8 incomplete", staged, ok)
+	}
+	if v := activeRoster(t, st); v != 7 {
+		t.Fatalf("after the kill mid-staging: active roster %d, want 7", v)
+	}
+	_, run = env.StartUplink(st, cfgUp)
+	c.waitOnline()
+	c.send("roster", v8) // the central resends: the same manifest resumes the staging
+	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 8 {
+		t.Fatalf("resumed staging: report %+v, want applied version 8", a)
+	}
+	if v := <-applied; v != 8 {
+		t.Fatalf("OnRoster got version %d, want 8", v)
+	}
+	run.Stop()
+}

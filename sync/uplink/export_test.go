@@ -1,0 +1,4 @@
+package uplink
+
+// SetTestHookBeforeSwap sets a function run after a dataset is fully staged and before the swap.
+func SetTestHookBeforeSwap(f func()) { testHookBeforeSwap = f }
