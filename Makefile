@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin/kaoqin
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kaoqin/kaoqin/agent.Version=$(VERSION)
-DEB_PKGS  := mosquitto
+DEB_PKGS  := mosquitto systemd
 FUZZTIME  ?= 60s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STATICCHECK_VERSION := 2025.1.1

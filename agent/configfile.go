@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,4 +189,34 @@ func readConfigFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return b, nil
+}
+
+// ConfigKeys lists every key of the config file, as dotted paths ("source.baud"), for the
+// documentation test.
+func ConfigKeys() []string {
+	var out []string
+	var walk func(prefix string, t reflect.Type)
+	walk = func(prefix string, t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := tag
+			if prefix != "" {
+				key = prefix + "." + tag
+			}
+			out = append(out, key)
+			ft := f.Type
+			if ft.Kind() == reflect.Slice {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				walk(key, ft)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
+	return out
 }
