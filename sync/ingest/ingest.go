@@ -52,6 +52,7 @@ type Ingester struct {
 	devices  map[string]*device
 	keys     map[string]ed25519.PublicKey
 	keysRead time.Time
+	unknown  map[string]time.Time // devices without a key, when last logged
 	datasets map[string]*dataset
 	lastCmd  uint64
 
@@ -98,7 +99,8 @@ func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 	}
 	in := &Ingester{cfg: cfg, log: log.With("component", "ingest"), db: db, key: key,
 		msgs: make(chan mqtt.Message, 1024), reload: make(chan struct{}, 1),
-		devices: map[string]*device{}, keys: map[string]ed25519.PublicKey{}, datasets: map[string]*dataset{}}
+		devices: map[string]*device{}, keys: map[string]ed25519.PublicKey{}, datasets: map[string]*dataset{},
+		unknown: map[string]time.Time{}}
 	err = db.View(func(tx *bolt.Tx) error {
 		recs, chains, err := loadDevices(tx)
 		if err != nil {
@@ -355,7 +357,10 @@ func (in *Ingester) device(t wire.Topic, now time.Time) *device {
 	d := in.devices[t.Device]
 	if d == nil {
 		if in.key4(t.Device) == nil {
-			in.log.Warn("ingest: message from an unregistered device refused (no key in device_keys_dir)", "device", t.Device, "topic", t.String())
+			if last, ok := in.unknown[t.Device]; !ok || now.Sub(last) > time.Minute {
+				in.log.Warn("ingest: messages from an unregistered device refused (no key in device_keys_dir)", "device", t.Device, "topic", t.String())
+				in.unknown[t.Device] = now
+			}
 			return nil
 		}
 		d = &device{name: t.Device, rec: deviceRecord{Institution: t.Institution}, chains: map[uint64]chainEnd{},
@@ -370,13 +375,13 @@ func (in *Ingester) device(t wire.Topic, now time.Time) *device {
 	return d
 }
 
-// key4 returns a device's public key, reading the keys directory again (at most every few
-// seconds) for a device not seen before.
+// key4 returns a device's public key, reading the keys directory again (at most every second)
+// for a device not seen before.
 func (in *Ingester) key4(name string) ed25519.PublicKey {
 	if k := in.keys[name]; k != nil {
 		return k
 	}
-	if time.Since(in.keysRead) > 5*time.Second {
+	if time.Since(in.keysRead) > time.Second {
 		in.readKeys()
 	}
 	return in.keys[name]
