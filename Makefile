@@ -8,7 +8,7 @@ LDFLAGS   := -X github.com/kaoqin/kaoqin/agent.Version=$(VERSION)
 DEB_PKGS  := mosquitto systemd
 FUZZTIME  ?= 60s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: all deps build test run bench fuzz lint clean
 

@@ -320,7 +320,7 @@ func TestHangup(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, faceConfig(lineterm.LF))
-			start := time.Now()
+			var start time.Time
 			done := make(chan error, 1)
 			next := func() {
 				rd, err := r.term.Next(context.Background())
