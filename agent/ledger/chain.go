@@ -40,29 +40,28 @@ type Chain struct {
 	last Record // record Seq, kept to name the culprit of a broken link
 }
 
-// Append checks recs, which must hold seqs c.Seq+1, c.Seq+2, ... in order, and returns them
-// decoded. On success the chain advances to the last record; on failure it does not move and the
-// error is a *Problem naming the first bad seq.
-func (c *Chain) Append(recs []Record) ([]Event, error) {
+// Append checks recs, which must hold seqs c.Seq+1, c.Seq+2, ... in order. On success the chain
+// advances to the last record; on failure it does not move and the error is a *Problem naming the
+// first bad seq.
+func (c *Chain) Append(recs []Record) error {
 	if len(recs) == 0 {
-		return nil, nil
+		return nil
 	}
 	first := c.Seq + 1
 	device, epoch := c.Device, c.Epoch
 	if device == "" || epoch == 0 {
-		e, err := recs[0].Event()
+		h, err := recs[0].header()
 		if err != nil {
-			return nil, &Problem{first, err}
+			return &Problem{first, err}
 		}
-		c.Device, c.Epoch = e.Device, e.Epoch
+		c.Device, c.Epoch = h.device, h.epoch
 		defer func() { // a chain that failed on its first batch learns nothing
 			if c.Seq < first {
 				c.Device, c.Epoch = device, epoch
 			}
 		}()
 	}
-	events := make([]Event, len(recs))
-	bad := c.decodeAll(recs, events, first)
+	bad := c.checkAll(recs, first)
 
 	// The hash links, sequentially. A break blames one of the two records it joins; a bad
 	// decode blames its own; the lower seq is the first problem.
@@ -84,28 +83,28 @@ func (c *Chain) Append(recs []Record) ([]Event, error) {
 		head = r.Hash()
 	}
 	if bad >= 0 {
-		p := c.problemAt(recs, bad, first, events)
+		p := &Problem{first + uint64(bad), c.checkOne(recs[bad], first+uint64(bad))}
 		if linkErr == nil || p.Seq < linkErr.Seq {
-			return nil, p
+			return p
 		}
 	}
 	if linkErr != nil {
-		return nil, linkErr
+		return linkErr
 	}
 	if !c.AllSignatures {
 		if err := recs[len(recs)-1].Verify(c.Pub); err != nil {
-			return nil, &Problem{first + uint64(len(recs)) - 1, err}
+			return &Problem{first + uint64(len(recs)) - 1, err}
 		}
 	}
 	c.Seq = first + uint64(len(recs)) - 1
 	c.Head = head
 	c.last = append(c.last[:0], recs[len(recs)-1]...)
-	return events, nil
+	return nil
 }
 
-// decodeAll decodes recs into events and checks their fields, in parallel for large batches. It
-// returns the index of the first bad record, or -1.
-func (c *Chain) decodeAll(recs []Record, events []Event, first uint64) int {
+// checkAll checks the records' fields, in parallel for large batches. It returns the index of the
+// first bad record, or -1.
+func (c *Chain) checkAll(recs []Record, first uint64) int {
 	workers := c.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -123,7 +122,7 @@ func (c *Chain) decodeAll(recs []Record, events []Event, first uint64) int {
 		go func() {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				if c.checkOne(recs[i], &events[i], first+uint64(i)) != nil {
+				if c.checkOne(recs[i], first+uint64(i)) != nil {
 					bads[w] = i
 					return
 				}
@@ -139,30 +138,28 @@ func (c *Chain) decodeAll(recs []Record, events []Event, first uint64) int {
 	return -1
 }
 
-func (c *Chain) checkOne(r Record, e *Event, seq uint64) error {
-	var err error
-	if *e, err = r.Event(); err != nil {
+// checkOne checks one record's version, device, epoch and seq. The bytes themselves are
+// authenticated by the hash links and the anchoring signature, so the rest of the body need not
+// be decoded here.
+func (c *Chain) checkOne(r Record, seq uint64) error {
+	h, err := r.header()
+	if err != nil {
 		return err
 	}
 	switch {
-	case e.Device == "" || e.Epoch == 0:
+	case h.device == "" || h.epoch == 0:
 		return errors.New("body has no device or epoch")
-	case e.Seq != seq:
-		return fmt.Errorf("body says seq %d", e.Seq)
-	case e.Device != c.Device:
-		return fmt.Errorf("body says device %q, chain is %q", e.Device, c.Device)
-	case e.Epoch != c.Epoch:
-		return fmt.Errorf("body says epoch %d, chain is %d", e.Epoch, c.Epoch)
+	case h.seq != seq:
+		return fmt.Errorf("body says seq %d", h.seq)
+	case h.device != c.Device:
+		return fmt.Errorf("body says device %q, chain is %q", h.device, c.Device)
+	case h.epoch != c.Epoch:
+		return fmt.Errorf("body says epoch %d, chain is %d", h.epoch, c.Epoch)
 	}
 	if c.AllSignatures {
 		return r.Verify(c.Pub)
 	}
 	return nil
-}
-
-// problemAt explains why record i failed checkOne (it is run again, serially, for the message).
-func (c *Chain) problemAt(recs []Record, i int, first uint64, events []Event) *Problem {
-	return &Problem{first + uint64(i), c.checkOne(recs[i], &events[i], first+uint64(i))}
 }
 
 // linkProblem names the culprit when record i does not link to the record before it: the one whose

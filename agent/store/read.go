@@ -120,7 +120,7 @@ func (s *Store) Verify(pub ed25519.PublicKey, opt VerifyOptions) (Summary, error
 		c := tx.Bucket(bucketEvents).Cursor()
 		recs := make([]ledger.Record, 0, batch)
 		flush := func() error {
-			if _, err := chain.Append(recs); err != nil {
+			if err := chain.Append(recs); err != nil {
 				return err
 			}
 			recs = recs[:0]

@@ -436,7 +436,7 @@ func (in *Ingester) batch(d *device, b *wire.Batch, w *write, ends map[DeviceEpo
 	}
 	recs := b.Events[end.Seq+1-b.FirstSeq:]
 	c := ledger.Chain{Pub: pub, Device: d.name, Epoch: b.Epoch, Seq: end.Seq, Head: end.Head, AllSignatures: in.cfg.AllSignatures}
-	if _, err := c.Append(recs); err != nil {
+	if err := c.Append(recs); err != nil {
 		in.refuse(d, "batch does not verify", fmt.Errorf("epoch %d: %w", b.Epoch, err))
 		return
 	}
