@@ -35,7 +35,9 @@ func (f *fakeBackend) Events(flt ledger.Filter, from uint64, fn func(*ledger.Eve
 	}
 	return nil
 }
-func (f *fakeBackend) Roster() (RosterSummary, error)                 { return RosterSummary{}, errors.New("no roster") }
+func (f *fakeBackend) Roster() (RosterSummary, error) {
+	return RosterSummary{}, errors.New("no roster")
+}
 func (f *fakeBackend) ImportRoster(raw []byte) (RosterSummary, error) { return RosterSummary{}, nil }
 func (f *fakeBackend) NextCert(req CertRequest) (cert.Serial, error)  { return cert.Serial{}, nil }
 func (f *fakeBackend) Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error) {
