@@ -36,9 +36,14 @@ type Config struct {
 	// commands. Required.
 	CentralKeyFile string
 
-	Window     int // batches published and not yet acknowledged; default 8
-	BatchSize  int // events per batch; default 512
-	BatchBytes int // bytes of records per batch (before base64); default 512 KiB
+	// Window is how many batches may be published and not yet acknowledged (default 8), each of
+	// at most BatchSize events (default 1024) and BatchBytes bytes of records before base64
+	// (default 512 KiB). Throughput is about Window x BatchSize per round trip (the central's
+	// commit plus the agent's); on a slow link, lower BatchBytes so that one batch crosses it well
+	// within AckTimeout.
+	Window     int
+	BatchSize  int
+	BatchBytes int
 
 	// AckTimeout is how long the oldest unacknowledged batch may wait without any ack progress
 	// before everything unacknowledged is sent again (go-back-N). It doubles on each stall up to
@@ -79,7 +84,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultWindow         = 8
-	DefaultBatchSize      = 512
+	DefaultBatchSize      = 1024
 	DefaultBatchBytes     = 512 << 10
 	DefaultAckTimeout     = 15 * time.Second
 	DefaultMaxAckTimeout  = 2 * time.Minute

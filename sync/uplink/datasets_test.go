@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -332,6 +335,19 @@ const childEnv = "KAOQIN_UPLINK_CHILD"
 type childConfig struct {
 	StorePath, KeyFile, Broker, CentralPub string
 	KillBeforeSwap                         bool
+	// Bench runs with the production ack timeouts, stops as soon as its backlog is acknowledged,
+	// and prints a childReport on stdout.
+	Bench bool
+}
+
+// childReport is what a bench child reports: when its backlog was drained and its memory.
+type childReport struct {
+	Drained      time.Time // when the cursor reached the head
+	HeapInuseMax uint64    // the highest HeapInuse, sampled every 10ms
+	PeakRSS      uint64    // VmHWM: includes the pages of the store's file mapped by bbolt
+	AnonMax      uint64    // the highest RssAnon sampled: the agent's own memory
+	TotalAlloc   uint64
+	NumGC        uint32
 }
 
 func TestMain(m *testing.M) {
@@ -361,14 +377,59 @@ func runChild(js string) int {
 	if c.KillBeforeSwap {
 		uplink.SetTestHookBeforeSwap(func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) })
 	}
-	u, err := uplink.New(synctest.UplinkConfig(device, c.Broker, c.CentralPub), st, log)
+	cfg := synctest.UplinkConfig(device, c.Broker, c.CentralPub)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rep childReport
+	sampled := make(chan struct{})
+	if c.Bench {
+		if path := os.Getenv("KAOQIN_AGENT_CPUPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				pprof.StartCPUProfile(f)
+				defer pprof.StopCPUProfile()
+			}
+		}
+		cfg.AckTimeout, cfg.MaxAckTimeout = 0, 0
+		if v, err := strconv.Atoi(os.Getenv("KAOQIN_BENCH_WINDOW")); err == nil {
+			cfg.Window = v
+		}
+		if v, err := strconv.Atoi(os.Getenv("KAOQIN_BENCH_BATCH")); err == nil {
+			cfg.BatchSize = v
+		}
+		go func() {
+			defer close(sampled)
+			var ms runtime.MemStats
+			for i := 0; ; i++ {
+				if i%10 == 0 {
+					runtime.ReadMemStats(&ms)
+					rep.HeapInuseMax = max(rep.HeapInuseMax, ms.HeapInuse)
+					rep.AnonMax = max(rep.AnonMax, procStatus(os.Getpid(), "RssAnon:"))
+				}
+				head, _ := st.Head()
+				if acked, _ := st.Acked(); acked == head {
+					rep.Drained = time.Now()
+					cancel()
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	u, err := uplink.New(cfg, st, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
 	}
-	if err := u.Run(context.Background()); err != nil {
+	if err := u.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
+	}
+	if c.Bench {
+		<-sampled
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		rep.TotalAlloc, rep.NumGC, rep.PeakRSS = ms.TotalAlloc, ms.NumGC, procStatus(os.Getpid(), "VmHWM:")
+		json.NewEncoder(os.Stdout).Encode(rep)
 	}
 	return 0
 }

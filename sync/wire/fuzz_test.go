@@ -25,6 +25,18 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(good)
 	f.Fuzz(func(t *testing.T, p []byte) {
 		b, err := DecodeBatch(p)
+		// The fast path and the general decoder agree.
+		var slow Batch
+		slowErr := decode(p, &slow)
+		if slowErr == nil {
+			slowErr = slow.Check()
+		}
+		if (err == nil) != (slowErr == nil) {
+			t.Fatalf("fast path: %v, general decoder: %v", err, slowErr)
+		}
+		if err == nil && !reflect.DeepEqual(b, &slow) {
+			t.Fatalf("fast path %+v, general decoder %+v", b, &slow)
+		}
 		if err != nil {
 			refused(t, err)
 			return

@@ -102,7 +102,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: got %+v, want %+v", got, b)
 	}
 	c := ledger.Chain{Pub: ed25519.NewKeyFromSeed(testKeySeed).Public().(ed25519.PublicKey)}
-	if _, err := c.Append(got.Events); err != nil {
+	if err := c.Append(got.Events); err != nil {
 		t.Fatalf("records after the round trip do not verify: %v", err)
 	}
 }

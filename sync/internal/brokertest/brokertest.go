@@ -104,7 +104,8 @@ func Start(t testing.TB, opt Options) *Broker {
 	} else {
 		conf.WriteString("persistence false\n")
 	}
-	conf.WriteString("max_queued_messages 100000\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\nlog_timestamp_format %H:%M:%S\n")
+	// Without it, Nagle on the broker and delayed ACKs on the clients add 40 ms to every round trip.
+	conf.WriteString("set_tcp_nodelay true\nmax_queued_messages 100000\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\nlog_timestamp_format %H:%M:%S\n")
 	if opt.TLS {
 		b.TLSPort = freePort(t)
 		b.TLSFiles = writeTLS(t, b.dir)
