@@ -58,6 +58,7 @@ type Agent struct {
 	health        sync.Map      // source name -> func() drivers.Health
 	readers       sync.Map      // source name -> *zfm.Reader while open (template sync, enrolment)
 	stopping      atomic.Bool
+	lastDiskAlarm time.Time // the last disk_full alarm recorded; only Run's goroutine (record) uses it
 }
 
 type request struct {
@@ -156,6 +157,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if loopErr == nil {
 		loopErr = a.drain(h, stopped)
 	}
+	if loopErr != nil {
+		// The ledger failed: nothing more can be recorded, but every source still stops and
+		// closes its device before Run returns.
+		a.discard(stopped, loopErr)
+	}
 	api.Close()
 	cancelServices()
 	services.Wait()
@@ -253,6 +259,26 @@ func (a *Agent) drain(h *checkin.History, stopped <-chan struct{}) error {
 	}
 }
 
+// discard takes the readings still coming after the ledger failed until the sources have stopped,
+// so that none stays blocked on the channel; API callers get err. They are logged, not recorded.
+func (a *Agent) discard(stopped <-chan struct{}, err error) {
+	n := 0
+	for {
+		select {
+		case rq := <-a.requests:
+			n++
+			if rq.reply != nil {
+				rq.reply <- web.Outcome{Err: err}
+			}
+		case <-stopped:
+			if n > 0 {
+				a.log.Error("readings not recorded: the ledger failed", "readings", n, "err", err)
+			}
+			return
+		}
+	}
+}
+
 // handle decides one reading and records the outcome. Only a fatal store error is returned.
 func (a *Agent) handle(rq request, h *checkin.History) error {
 	clk := a.read()
@@ -295,8 +321,6 @@ func (a *Agent) read() checkin.Clock {
 	return checkin.Clock{Clock: r.Clock, Jumped: r.Jumped}
 }
 
-var lastDiskAlarm atomic.Int64
-
 // record appends an event and updates the History. A full disk refuses the capture loudly, with
 // an alarm at most once a minute.
 func (a *Agent) record(e ledger.Event, h *checkin.History) (ledger.Event, error) {
@@ -308,8 +332,8 @@ func (a *Agent) record(e ledger.Event, h *checkin.History) (ledger.Event, error)
 		return rec, nil
 	case errors.Is(err, store.ErrDiskFull):
 		a.log.Error("capture refused: disk reserve reached", "source", e.Source, "err", err)
-		if now := time.Now().Unix(); now-lastDiskAlarm.Load() >= 60 {
-			lastDiskAlarm.Store(now)
+		if now := time.Now(); now.Sub(a.lastDiskAlarm) >= time.Minute {
+			a.lastDiskAlarm = now
 			if _, aerr := a.st.Append(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmDiskFull, Time: e.Time, Note: err.Error()}); aerr != nil {
 				a.log.Error("recording the disk alarm", "err", aerr)
 			}
@@ -333,10 +357,10 @@ func (a *Agent) runSource(ctx context.Context, sc *SourceConfig) {
 	backoff := time.Second
 	var reopens uint64
 	for ctx.Err() == nil {
-		src, err := a.openSource(ctx, sc, log)
+		src, err := a.openSource(ctx, sc, log, reopens)
 		if err == nil {
 			backoff = time.Second
-			err = a.pump(ctx, sc.Name, src, reopens)
+			err = a.pump(ctx, sc.Name, src)
 			src.Close()
 			a.readers.Delete(sc.Name)
 		}
@@ -358,7 +382,8 @@ func (a *Agent) runSource(ctx context.Context, sc *SourceConfig) {
 	}
 }
 
-func (a *Agent) openSource(ctx context.Context, sc *SourceConfig, log *slog.Logger) (drivers.Source, error) {
+// openSource opens a source and publishes its health, counting the reopens so far.
+func (a *Agent) openSource(ctx context.Context, sc *SourceConfig, log *slog.Logger, reopens uint64) (drivers.Source, error) {
 	switch sc.Kind {
 	case KindZFM:
 		cfg, err := sc.zfm()
@@ -370,7 +395,7 @@ func (a *Agent) openSource(ctx context.Context, sc *SourceConfig, log *slog.Logg
 			return nil, err
 		}
 		a.readers.Store(sc.Name, r)
-		a.health.Store(sc.Name, r.Health)
+		a.setHealth(sc.Name, r.Health, reopens)
 		if x := a.roster.Load(); x != nil {
 			if rep, err := r.SyncTemplates(ctx, Templates(x)); err != nil {
 				log.Error("template sync failed", "err", err)
@@ -388,34 +413,75 @@ func (a *Agent) openSource(ctx context.Context, sc *SourceConfig, log *slog.Logg
 		if err != nil {
 			return nil, err
 		}
-		a.health.Store(sc.Name, t.Health)
+		a.setHealth(sc.Name, t.Health, reopens)
 		return t, nil
 	}
 	return nil, fmt.Errorf("agent: unknown source kind %q", sc.Kind)
 }
 
+// setHealth publishes a source's health; the driver starts its counters at zero on each open, the
+// agent counts the reopens.
+func (a *Agent) setHealth(name string, health func() drivers.Health, reopens uint64) {
+	a.health.Store(name, func() drivers.Health {
+		h := health()
+		h.Reopens = reopens
+		return h
+	})
+}
+
 // pump moves readings from a source to the decision loop until the source fails or ctx ends.
-func (a *Agent) pump(ctx context.Context, name string, src drivers.Source, reopens uint64) error {
+// When ctx ends, the readings the source already holds still go to the decision loop (drainSource).
+func (a *Agent) pump(ctx context.Context, name string, src drivers.Source) error {
 	for {
 		rd, err := src.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
+				a.drainSource(name, src)
 				return nil
 			}
 			return err
 		}
-		rd.Source = name
-		if rd.At.IsZero() {
-			rd.At = time.Now()
-		}
+		rq := request{reading: stamp(name, rd)}
 		select {
-		case a.requests <- request{reading: rd}:
+		case a.requests <- rq:
 		case <-ctx.Done():
 			// Shutting down with a reading in hand: it still goes to the ledger.
-			a.requests <- request{reading: rd}
+			a.requests <- rq
+			a.drainSource(name, src)
 			return nil
 		}
 	}
+}
+
+// Draining a source at shutdown: each Next gets sourceGrace to return a reading, and the drain
+// ends at the first that returns none, or after drainLimit in all (a device that never goes quiet).
+const (
+	sourceGrace = 250 * time.Millisecond
+	drainLimit  = 5 * time.Second
+)
+
+// drainSource hands the decision loop the readings a stopping source already holds: a line
+// terminal returns the lines it has read, and those waiting on the line, only from Next, which
+// returns at once when its ctx is done. Closing the source without asking would lose them.
+func (a *Agent) drainSource(name string, src drivers.Source) {
+	for end := time.Now().Add(drainLimit); time.Now().Before(end); {
+		ctx, cancel := context.WithTimeout(context.Background(), sourceGrace)
+		rd, err := src.Next(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		a.requests <- request{reading: stamp(name, rd)}
+	}
+}
+
+// stamp names the source of a reading and dates it if the driver did not.
+func stamp(name string, rd drivers.Reading) drivers.Reading {
+	rd.Source = name
+	if rd.At.IsZero() {
+		rd.At = time.Now()
+	}
+	return rd
 }
 
 // Templates lists the roster's fingerprint templates for the modules.
