@@ -118,7 +118,7 @@ func ParseTopic(s string) (Topic, error) {
 	}
 	parts := strings.SplitN(rest, "/", 3)
 	if len(parts) != 3 {
-		return t, fmt.Errorf("%w: topic %q: want %s/{institution}/{device}/...", ErrMalformed, s, Root)
+		return t, fmt.Errorf("%w: topic %q: want %s/{institution}/{device}/{kind}", ErrMalformed, s, Root)
 	}
 	t.Institution, t.Device = parts[0], parts[1]
 	if err := CheckName(t.Institution); err != nil {

@@ -35,7 +35,7 @@ const Binary = "/usr/sbin/mosquitto"
 // Options shape the broker.
 type Options struct {
 	// Persistence keeps retained messages, persistent sessions and their queues in a file saved
-	// every second (autosave_interval 1), so a SIGKILL loses at most the last second.
+	// every second or two (autosave_interval 1), so a SIGKILL loses what came since the last save.
 	Persistence bool
 	// Users, if set, turns off anonymous access: a password file with these users is generated
 	// (hashed by mosquitto_passwd).
