@@ -58,7 +58,8 @@ type Agent struct {
 	health        sync.Map      // source name -> func() drivers.Health
 	readers       sync.Map      // source name -> *zfm.Reader while open (template sync, enrolment)
 	stopping      atomic.Bool
-	lastDiskAlarm time.Time // the last disk_full alarm recorded; only Run's goroutine (record) uses it
+	decided       chan struct{} // closed when the decision loop has taken its last request
+	lastDiskAlarm time.Time     // the last disk_full alarm recorded; only Run's goroutine (record) uses it
 }
 
 type request struct {
@@ -78,6 +79,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		clock:         clock.New(10 * time.Minute),
 		requests:      make(chan request, 64),
 		rosterChanged: make(chan struct{}, 1),
+		decided:       make(chan struct{}),
 	}, nil
 }
 
@@ -162,6 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		// closes its device before Run returns.
 		a.discard(stopped, loopErr)
 	}
+	close(a.decided) // API callers still waiting get ErrStopping: their reading was not recorded
 	api.Close()
 	cancelServices()
 	services.Wait()

@@ -46,12 +46,21 @@ func (b *backend) Submit(ctx context.Context, rd drivers.Reading) (web.Outcome, 
 	reply := make(chan web.Outcome, 1)
 	select {
 	case b.a.requests <- request{reading: rd, reply: reply}:
+	case <-b.a.decided:
+		return web.Outcome{}, ErrStopping
 	case <-ctx.Done():
 		return web.Outcome{}, ctx.Err()
 	}
 	select {
 	case out := <-reply:
 		return out, out.Err
+	case <-b.a.decided:
+		select { // the loop may have answered just before it finished
+		case out := <-reply:
+			return out, out.Err
+		default:
+			return web.Outcome{}, ErrStopping
+		}
 	case <-ctx.Done():
 		return web.Outcome{}, ctx.Err()
 	}

@@ -33,6 +33,15 @@ func (e *ConfigError) Error() string {
 // ConfigErrors is every problem found in one file.
 type ConfigErrors []*ConfigError
 
+// Unwrap lets errors.As reach each *ConfigError.
+func (es ConfigErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
 func (es ConfigErrors) Error() string {
 	var b strings.Builder
 	for i, e := range es {
