@@ -119,7 +119,9 @@ func TestResyncCommand(t *testing.T) {
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
-	up, _ := env.StartUplink(st, env.UplinkConfig(device, b.URL()))
+	cfg := env.UplinkConfig(device, b.URL())
+	cfg.BatchSize = 256
+	up, _ := env.StartUplink(st, cfg)
 	synctest.Append(t, st, 1200)
 	synctest.WaitDrained(t, st, 30*time.Second)
 	key := synctest.Ed25519(t, env.CentralKey)
@@ -148,8 +150,8 @@ func TestResyncCommand(t *testing.T) {
 	first := cmd(100, key, device)
 	c.publish(topic, first)
 	after := waitResent(before)
-	if after-before < 3 {
-		t.Fatalf("resync from 1 of 1201 events resent %d batches, want at least 3", after-before)
+	if after-before < 4 {
+		t.Fatalf("resync from 1 of 1201 events resent %d batches of 256, want at least 4", after-before)
 	}
 	_, other, _ := ed25519.GenerateKey(nil)
 	for _, p := range [][]byte{first, cmd(99, key, device), cmd(200, other, device), cmd(201, key, "jn-0001-r102")} {
