@@ -24,7 +24,7 @@ var testHookBeforeSwap func()
 // earlier run left staged, then takes messages from the handler until ctx is done. Each message
 // is acknowledged to the broker after the store has it.
 func (u *Uplink) downlink(ctx context.Context) {
-	u.recoverStaged()
+	u.recoverStaged(ctx)
 	tick := time.NewTicker(min(u.cfg.DatasetTimeout/4, 30*time.Second))
 	defer tick.Stop()
 	for {
@@ -32,15 +32,15 @@ func (u *Uplink) downlink(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-u.down:
-			u.handleDown(m)
+			u.handleDown(ctx, m)
 			m.Ack()
 		case <-tick.C:
-			u.expireStaged()
+			u.expireStaged(ctx)
 		}
 	}
 }
 
-func (u *Uplink) handleDown(m mqtt.Message) {
+func (u *Uplink) handleDown(ctx context.Context, m mqtt.Message) {
 	t, err := wire.ParseTopic(m.Topic())
 	if err != nil {
 		return // the handler checked it
@@ -55,9 +55,9 @@ func (u *Uplink) handleDown(m mqtt.Message) {
 			return
 		}
 		if d.Manifest != nil {
-			u.manifest(t.Arg, d.Manifest, m.Payload())
+			u.manifest(ctx, t.Arg, d.Manifest, m.Payload())
 		} else {
-			u.chunk(t.Arg, d.Chunk)
+			u.chunk(ctx, t.Arg, d.Chunk)
 		}
 	}
 }
@@ -111,7 +111,7 @@ func claimed(s *wire.Signed) (version uint64, sha string) {
 }
 
 // manifest verifies a manifest and stages it.
-func (u *Uplink) manifest(dataset string, s *wire.Signed, raw []byte) {
+func (u *Uplink) manifest(ctx context.Context, dataset string, s *wire.Signed, raw []byte) {
 	m, err := wire.OpenManifest(s, u.central)
 	if err == nil && m.Dataset != dataset {
 		err = fmt.Errorf("manifest of %q on the topic of %q", m.Dataset, dataset)
@@ -124,7 +124,7 @@ func (u *Uplink) manifest(dataset string, s *wire.Signed, raw []byte) {
 	}
 	if err != nil {
 		v, sha := claimed(s)
-		u.refuse(dataset, v, sha, err)
+		u.refuse(ctx, dataset, v, sha, err)
 		return
 	}
 	active, err := u.st.DatasetVersions()
@@ -137,7 +137,7 @@ func (u *Uplink) manifest(dataset string, s *wire.Signed, raw []byte) {
 			"version", m.Version, "active", active[dataset])
 		if m.Version == active[dataset] {
 			if _, info, err := u.st.Roster(); err == nil && info.SHA256 == m.SHA256 {
-				u.report(&wire.Applied{Dataset: dataset, Version: m.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
+				u.report(ctx, &wire.Applied{Dataset: dataset, Version: m.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
 			}
 		}
 		return
@@ -153,7 +153,7 @@ func (u *Uplink) manifest(dataset string, s *wire.Signed, raw []byte) {
 	}
 	u.log.Info("uplink: dataset staged", "dataset", dataset, "version", m.Version, "chunks", len(m.Chunks), "missing", len(st.Missing))
 	if st.Complete() {
-		u.apply(st)
+		u.apply(ctx, st)
 	}
 }
 
@@ -170,7 +170,7 @@ func (u *Uplink) openStaged(st store.Staged) (*wire.Manifest, error) {
 }
 
 // chunk checks a chunk against the staged manifest and stages it.
-func (u *Uplink) chunk(dataset string, c *wire.Chunk) {
+func (u *Uplink) chunk(ctx context.Context, dataset string, c *wire.Chunk) {
 	if c.Dataset != dataset {
 		u.log.Warn("uplink: chunk on the wrong topic ignored", "topic_dataset", dataset, "dataset", c.Dataset)
 		return
@@ -186,11 +186,11 @@ func (u *Uplink) chunk(dataset string, c *wire.Chunk) {
 	}
 	m, err := u.openStaged(cur)
 	if err != nil {
-		u.refuse(dataset, cur.Version, "", fmt.Errorf("staged manifest: %w", err))
+		u.refuse(ctx, dataset, cur.Version, "", fmt.Errorf("staged manifest: %w", err))
 		return
 	}
 	if err := m.CheckChunk(c.Index, c.Data); err != nil {
-		u.refuse(dataset, cur.Version, m.SHA256, err)
+		u.refuse(ctx, dataset, cur.Version, m.SHA256, err)
 		return
 	}
 	st, err := u.st.StageChunk(dataset, c.Version, c.Index, c.Data)
@@ -199,12 +199,12 @@ func (u *Uplink) chunk(dataset string, c *wire.Chunk) {
 		return
 	}
 	if st.Complete() {
-		u.apply(st)
+		u.apply(ctx, st)
 	}
 }
 
 // apply verifies a complete staging and swaps it in.
-func (u *Uplink) apply(st store.Staged) {
+func (u *Uplink) apply(ctx context.Context, st store.Staged) {
 	if testHookBeforeSwap != nil {
 		testHookBeforeSwap()
 	}
@@ -233,7 +233,7 @@ func (u *Uplink) apply(st store.Staged) {
 		return
 	}
 	if err != nil {
-		u.refuse(st.Dataset, st.Version, sha, err)
+		u.refuse(ctx, st.Dataset, st.Version, sha, err)
 		return
 	}
 	u.log.Info("uplink: dataset applied", "dataset", st.Dataset, "version", info.Version, "sha256", info.SHA256)
@@ -244,7 +244,7 @@ func (u *Uplink) apply(st store.Staged) {
 			u.log.Error("uplink: applied roster does not index", "err", err) // Validate passed: cannot happen
 		}
 	}
-	u.report(&wire.Applied{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
+	u.report(ctx, &wire.Applied{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
 	select {
 	case u.stateReq <- struct{}{}:
 	default:
@@ -253,7 +253,7 @@ func (u *Uplink) apply(st store.Staged) {
 
 // refuse drops a dataset version: the staging is discarded, an alarm recorded and the refusal
 // reported. The active dataset stays.
-func (u *Uplink) refuse(dataset string, version uint64, sha string, why error) {
+func (u *Uplink) refuse(ctx context.Context, dataset string, version uint64, sha string, why error) {
 	u.log.Warn("uplink: dataset refused; the active one stays", "dataset", dataset, "version", version, "reason", why)
 	if version != 0 {
 		if err := u.st.Discard(dataset, version); err != nil {
@@ -265,27 +265,27 @@ func (u *Uplink) refuse(dataset string, version uint64, sha string, why error) {
 		u.log.Error("uplink: alarm", "err", err)
 	}
 	if version != 0 {
-		u.report(&wire.Applied{Dataset: dataset, Version: version, SHA256: sha, Status: wire.StatusRefused, Reason: why.Error()})
+		u.report(ctx, &wire.Applied{Dataset: dataset, Version: version, SHA256: sha, Status: wire.StatusRefused, Reason: why.Error()})
 	}
 }
 
-// report publishes an applied message, waiting at most a few seconds (it runs on the downlink
-// goroutine, never in a handler). A report lost with the connection is recovered by the state
+// report publishes an applied message, waiting at most a few seconds or until ctx is done (it
+// runs on the downlink goroutine, never in a handler). A report lost with the connection is recovered by the state
 // message's dataset_versions.
-func (u *Uplink) report(a *wire.Applied) {
+func (u *Uplink) report(ctx context.Context, a *wire.Applied) {
 	p, err := a.Encode()
 	if err != nil {
 		u.log.Error("uplink: applied", "err", err)
 		return
 	}
-	if err := u.conn.PublishWait(context.Background(), u.appliedTopic, false, p, 5*time.Second); err != nil && !errors.Is(err, mqttc.ErrTimeout) {
+	if err := u.conn.PublishWait(ctx, u.appliedTopic, false, p, 5*time.Second); err != nil && !errors.Is(err, mqttc.ErrTimeout) && ctx.Err() == nil {
 		u.log.Warn("uplink: applied not reported", "dataset", a.Dataset, "version", a.Version, "err", err)
 	}
 }
 
 // recoverStaged resumes what an earlier run left staged: a complete staging is swapped in now,
 // an expired one is refused, and the rest waits for its missing chunks.
-func (u *Uplink) recoverStaged() {
+func (u *Uplink) recoverStaged(ctx context.Context) {
 	all, err := u.st.StagedDatasets()
 	if err != nil {
 		u.log.Error("uplink: staged datasets", "err", err)
@@ -295,9 +295,9 @@ func (u *Uplink) recoverStaged() {
 		switch {
 		case st.Complete():
 			u.log.Info("uplink: resuming a staged dataset", "dataset", st.Dataset, "version", st.Version)
-			u.apply(st)
+			u.apply(ctx, st)
 		case time.Since(st.Since) > u.cfg.DatasetTimeout:
-			u.refuse(st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, time.Since(st.Since).Round(time.Second)))
+			u.refuse(ctx, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, time.Since(st.Since).Round(time.Second)))
 		default:
 			u.log.Info("uplink: staged dataset waits for chunks", "dataset", st.Dataset, "version", st.Version, "missing", len(st.Missing))
 		}
@@ -305,7 +305,7 @@ func (u *Uplink) recoverStaged() {
 }
 
 // expireStaged refuses stagings that stayed incomplete longer than DatasetTimeout.
-func (u *Uplink) expireStaged() {
+func (u *Uplink) expireStaged(ctx context.Context) {
 	all, err := u.st.StagedDatasets()
 	if err != nil {
 		u.log.Error("uplink: staged datasets", "err", err)
@@ -313,7 +313,7 @@ func (u *Uplink) expireStaged() {
 	}
 	for _, st := range all {
 		if !st.Complete() && time.Since(st.Since) > u.cfg.DatasetTimeout {
-			u.refuse(st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, u.cfg.DatasetTimeout))
+			u.refuse(ctx, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, u.cfg.DatasetTimeout))
 		}
 	}
 }
