@@ -80,7 +80,8 @@ type sentDataset struct {
 	at      time.Time
 }
 
-// New checks cfg, opens the database and reads the keys. It does not connect.
+// New checks cfg, opens the database and reads the keys. It does not connect. log is used as
+// given (the caller adds the component's attributes).
 func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Ingester{cfg: cfg, log: log.With("component", "ingest"), db: db, key: key,
+	in := &Ingester{cfg: cfg, log: log, db: db, key: key,
 		msgs: make(chan mqtt.Message, 1024), reload: make(chan struct{}, 1),
 		devices: map[string]*device{}, keys: map[string]ed25519.PublicKey{}, datasets: map[string]*dataset{},
 		unknown: map[string]time.Time{}}

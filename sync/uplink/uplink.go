@@ -76,7 +76,8 @@ type Uplink struct {
 	ran atomic.Bool
 }
 
-// New checks cfg and prepares the link for st; it does not connect.
+// New checks cfg and prepares the link for st; it does not connect. log is used as given (the
+// caller adds the component's attributes).
 func New(cfg Config, st *store.Store, log *slog.Logger) (*Uplink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -89,7 +90,6 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Uplink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink: central key: %w", err)
 	}
-	log = log.With("component", "uplink")
 	u := &Uplink{
 		cfg: cfg, st: st, log: log, central: central, epoch: st.Epoch(),
 		eventsTopic:  wire.EventsTopic(cfg.Institution, cfg.Device),

@@ -184,7 +184,7 @@ func (r *Running) Stop() error {
 // StartIngester creates and runs an ingester; it is stopped and closed at the end of the test.
 func (e *Env) StartIngester(cfg ingest.Config) (*ingest.Ingester, *Running) {
 	e.T.Helper()
-	in, err := ingest.New(cfg, e.Log)
+	in, err := ingest.New(cfg, e.Log.With("component", "ingest", "client_id", cfg.ClientID))
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func (e *Env) StartIngester(cfg ingest.Config) (*ingest.Ingester, *Running) {
 // StartUplink creates and runs an uplink for st.
 func (e *Env) StartUplink(st *store.Store, cfg uplink.Config) (*uplink.Uplink, *Running) {
 	e.T.Helper()
-	u, err := uplink.New(cfg, st, e.Log)
+	u, err := uplink.New(cfg, st, e.Log.With("component", "uplink", "device", cfg.Device))
 	if err != nil {
 		e.T.Fatal(err)
 	}
