@@ -30,7 +30,12 @@ type sender struct {
 	ackTimeout   time.Duration // current stall timeout (doubles on each stall)
 	wantState    bool
 	stateAt      time.Time // when the state was last published
+	stateOf      [2]uint64 // the head and cursor it reported
 }
+
+// stateEvery is how often the state is refreshed while the ledger moves (it is refreshed every
+// StateInterval regardless), so that the central sees backlogs grow and drain.
+const stateEvery = 5 * time.Second
 
 // send is the sender loop. It returns when ctx is done (after the flush) or the store fails.
 func (u *Uplink) send(ctx context.Context) error {
@@ -106,7 +111,9 @@ func (u *Uplink) step(s *sender, now time.Time) error {
 	if !s.up {
 		return nil
 	}
-	if s.wantState || now.Sub(s.stateAt) >= u.cfg.StateInterval {
+	head, _ := u.st.Head()
+	moved := [2]uint64{head, s.acked} != s.stateOf && now.Sub(s.stateAt) >= min(stateEvery, u.cfg.StateInterval)
+	if s.wantState || moved || now.Sub(s.stateAt) >= u.cfg.StateInterval {
 		u.publishState(s, now)
 	}
 	if err := u.fill(s, now); err != nil {
@@ -248,7 +255,8 @@ func (u *Uplink) fill(s *sender, now time.Time) error {
 
 // publishState publishes the retained state without waiting for the broker.
 func (u *Uplink) publishState(s *sender, now time.Time) {
-	p, err := u.state(s.acked).Encode()
+	st := u.state(s.acked)
+	p, err := st.Encode()
 	if err != nil {
 		u.log.Error("uplink: state", "err", err)
 		return
@@ -256,4 +264,5 @@ func (u *Uplink) publishState(s *sender, now time.Time) {
 	u.conn.Publish(u.stateTopic, 1, true, p)
 	s.wantState = false
 	s.stateAt = now
+	s.stateOf = [2]uint64{st.HeadSeq, st.AckedThrough}
 }
