@@ -23,6 +23,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
+	"github.com/kaoqin/kaoqin/sync/internal/faultnet"
 	"github.com/kaoqin/kaoqin/sync/internal/synctest"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
@@ -541,4 +542,51 @@ func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
 		t.Fatalf("OnRoster got version %d, want 8", v)
 	}
 	run.Stop()
+}
+
+// A complete staging is swapped in at start even with the broker down, and the applied report
+// goes out once the connection comes up.
+func TestStagedDatasetAppliedOfflineReportedLater(t *testing.T) {
+	env := synctest.NewEnv(t)
+	b := synctest.Broker(t, brokertest.Options{})
+	st := env.OpenStore(device, env.DeviceKey(device))
+	defer st.Close()
+	key := synctest.Ed25519(t, env.CentralKey)
+	c := newCentral(t, b.URL(), key)
+	v3 := c.dataset("roster", 3, rosterJSON(t, 3), key, device)
+	if _, err := st.Stage("roster", 3, v3.manifest, len(v3.chunks)); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range v3.chunks {
+		var ch wire.Chunk
+		if err := json.Unmarshal(p, &ch); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.StageChunk("roster", 3, i, ch.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy, err := faultnet.Listen(b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxy.Cut() // offline
+	cfg := env.UplinkConfig(device, proxy.URL())
+	applied := make(chan uint64, 1)
+	cfg.OnRoster = func(x *roster.Index) { applied <- x.Version }
+	env.StartUplink(st, cfg)
+	select {
+	case v := <-applied:
+		if v != 3 {
+			t.Fatalf("applied version %d, want 3", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the staged dataset was not swapped in while offline")
+	}
+	c.quiet(300 * time.Millisecond)
+	proxy.Heal()
+	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 3 || a.SHA256 != v3.m.SHA256 {
+		t.Fatalf("report after reconnecting: %+v, want applied version 3", a)
+	}
 }

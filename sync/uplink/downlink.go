@@ -12,7 +12,6 @@ import (
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
-	"github.com/kaoqin/kaoqin/sync/internal/mqttc"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
@@ -24,7 +23,8 @@ var testHookBeforeSwap func()
 // earlier run left staged, then takes messages from the handler until ctx is done. Each message
 // is acknowledged to the broker after the store has it.
 func (u *Uplink) downlink(ctx context.Context) {
-	u.recoverStaged(ctx)
+	pending := map[string]*wire.Applied{} // reports not yet published, by dataset
+	u.recoverStaged(ctx, pending)
 	tick := time.NewTicker(min(u.cfg.DatasetTimeout/4, 30*time.Second))
 	defer tick.Stop()
 	for {
@@ -32,15 +32,21 @@ func (u *Uplink) downlink(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-u.down:
-			u.handleDown(ctx, m)
+			u.handleDown(ctx, m, pending)
 			m.Ack()
 		case <-tick.C:
-			u.expireStaged(ctx)
+			u.expireStaged(ctx, pending)
+		case <-u.upDown:
+		}
+		for ds, a := range pending { // reports made while offline, or lost with a connection
+			if u.conn.Up() && u.publishReport(ctx, a) == nil {
+				delete(pending, ds)
+			}
 		}
 	}
 }
 
-func (u *Uplink) handleDown(ctx context.Context, m mqtt.Message) {
+func (u *Uplink) handleDown(ctx context.Context, m mqtt.Message, pending map[string]*wire.Applied) {
 	t, err := wire.ParseTopic(m.Topic())
 	if err != nil {
 		return // the handler checked it
@@ -55,9 +61,9 @@ func (u *Uplink) handleDown(ctx context.Context, m mqtt.Message) {
 			return
 		}
 		if d.Manifest != nil {
-			u.manifest(ctx, t.Arg, d.Manifest, m.Payload())
+			u.manifest(ctx, pending, t.Arg, d.Manifest, m.Payload())
 		} else {
-			u.chunk(ctx, t.Arg, d.Chunk)
+			u.chunk(ctx, pending, t.Arg, d.Chunk)
 		}
 	}
 }
@@ -111,7 +117,7 @@ func claimed(s *wire.Signed) (version uint64, sha string) {
 }
 
 // manifest verifies a manifest and stages it.
-func (u *Uplink) manifest(ctx context.Context, dataset string, s *wire.Signed, raw []byte) {
+func (u *Uplink) manifest(ctx context.Context, pending map[string]*wire.Applied, dataset string, s *wire.Signed, raw []byte) {
 	m, err := wire.OpenManifest(s, u.central)
 	if err == nil && m.Dataset != dataset {
 		err = fmt.Errorf("manifest of %q on the topic of %q", m.Dataset, dataset)
@@ -124,7 +130,7 @@ func (u *Uplink) manifest(ctx context.Context, dataset string, s *wire.Signed, r
 	}
 	if err != nil {
 		v, sha := claimed(s)
-		u.refuse(ctx, dataset, v, sha, err)
+		u.refuse(ctx, pending, dataset, v, sha, err)
 		return
 	}
 	active, err := u.st.DatasetVersions()
@@ -137,7 +143,7 @@ func (u *Uplink) manifest(ctx context.Context, dataset string, s *wire.Signed, r
 			"version", m.Version, "active", active[dataset])
 		if m.Version == active[dataset] {
 			if _, info, err := u.st.Roster(); err == nil && info.SHA256 == m.SHA256 {
-				u.report(ctx, &wire.Applied{Dataset: dataset, Version: m.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
+				u.report(ctx, pending, &wire.Applied{Dataset: dataset, Version: m.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
 			}
 		}
 		return
@@ -153,7 +159,7 @@ func (u *Uplink) manifest(ctx context.Context, dataset string, s *wire.Signed, r
 	}
 	u.log.Info("uplink: dataset staged", "dataset", dataset, "version", m.Version, "chunks", len(m.Chunks), "missing", len(st.Missing))
 	if st.Complete() {
-		u.apply(ctx, st)
+		u.apply(ctx, pending, st)
 	}
 }
 
@@ -170,7 +176,7 @@ func (u *Uplink) openStaged(st store.Staged) (*wire.Manifest, error) {
 }
 
 // chunk checks a chunk against the staged manifest and stages it.
-func (u *Uplink) chunk(ctx context.Context, dataset string, c *wire.Chunk) {
+func (u *Uplink) chunk(ctx context.Context, pending map[string]*wire.Applied, dataset string, c *wire.Chunk) {
 	if c.Dataset != dataset {
 		u.log.Warn("uplink: chunk on the wrong topic ignored", "topic_dataset", dataset, "dataset", c.Dataset)
 		return
@@ -186,11 +192,11 @@ func (u *Uplink) chunk(ctx context.Context, dataset string, c *wire.Chunk) {
 	}
 	m, err := u.openStaged(cur)
 	if err != nil {
-		u.refuse(ctx, dataset, cur.Version, "", fmt.Errorf("staged manifest: %w", err))
+		u.refuse(ctx, pending, dataset, cur.Version, "", fmt.Errorf("staged manifest: %w", err))
 		return
 	}
 	if err := m.CheckChunk(c.Index, c.Data); err != nil {
-		u.refuse(ctx, dataset, cur.Version, m.SHA256, err)
+		u.refuse(ctx, pending, dataset, cur.Version, m.SHA256, err)
 		return
 	}
 	st, err := u.st.StageChunk(dataset, c.Version, c.Index, c.Data)
@@ -199,12 +205,12 @@ func (u *Uplink) chunk(ctx context.Context, dataset string, c *wire.Chunk) {
 		return
 	}
 	if st.Complete() {
-		u.apply(ctx, st)
+		u.apply(ctx, pending, st)
 	}
 }
 
 // apply verifies a complete staging and swaps it in.
-func (u *Uplink) apply(ctx context.Context, st store.Staged) {
+func (u *Uplink) apply(ctx context.Context, pending map[string]*wire.Applied, st store.Staged) {
 	if testHookBeforeSwap != nil {
 		testHookBeforeSwap()
 	}
@@ -233,7 +239,7 @@ func (u *Uplink) apply(ctx context.Context, st store.Staged) {
 		return
 	}
 	if err != nil {
-		u.refuse(ctx, st.Dataset, st.Version, sha, err)
+		u.refuse(ctx, pending, st.Dataset, st.Version, sha, err)
 		return
 	}
 	u.log.Info("uplink: dataset applied", "dataset", st.Dataset, "version", info.Version, "sha256", info.SHA256)
@@ -244,7 +250,7 @@ func (u *Uplink) apply(ctx context.Context, st store.Staged) {
 			u.log.Error("uplink: applied roster does not index", "err", err) // Validate passed: cannot happen
 		}
 	}
-	u.report(ctx, &wire.Applied{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
+	u.report(ctx, pending, &wire.Applied{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
 	select {
 	case u.stateReq <- struct{}{}:
 	default:
@@ -253,7 +259,7 @@ func (u *Uplink) apply(ctx context.Context, st store.Staged) {
 
 // refuse drops a dataset version: the staging is discarded, an alarm recorded and the refusal
 // reported. The active dataset stays.
-func (u *Uplink) refuse(ctx context.Context, dataset string, version uint64, sha string, why error) {
+func (u *Uplink) refuse(ctx context.Context, pending map[string]*wire.Applied, dataset string, version uint64, sha string, why error) {
 	u.log.Warn("uplink: dataset refused; the active one stays", "dataset", dataset, "version", version, "reason", why)
 	if version != 0 {
 		if err := u.st.Discard(dataset, version); err != nil {
@@ -265,27 +271,35 @@ func (u *Uplink) refuse(ctx context.Context, dataset string, version uint64, sha
 		u.log.Error("uplink: alarm", "err", err)
 	}
 	if version != 0 {
-		u.report(ctx, &wire.Applied{Dataset: dataset, Version: version, SHA256: sha, Status: wire.StatusRefused, Reason: why.Error()})
+		u.report(ctx, pending, &wire.Applied{Dataset: dataset, Version: version, SHA256: sha, Status: wire.StatusRefused, Reason: why.Error()})
 	}
 }
 
 // report publishes an applied message, waiting at most a few seconds or until ctx is done (it
-// runs on the downlink goroutine, never in a handler). A report lost with the connection is recovered by the state
-// message's dataset_versions.
-func (u *Uplink) report(ctx context.Context, a *wire.Applied) {
+// runs on the downlink goroutine, never in a handler). A report that cannot be published now
+// (offline, or the connection dropped) is kept in pending, the latest per dataset, and sent when
+// the connection is up again.
+func (u *Uplink) report(ctx context.Context, pending map[string]*wire.Applied, a *wire.Applied) {
+	if err := u.publishReport(ctx, a); err != nil {
+		u.log.Info("uplink: applied report kept for the next connection", "dataset", a.Dataset, "version", a.Version, "err", err)
+		pending[a.Dataset] = a
+		return
+	}
+	delete(pending, a.Dataset)
+}
+
+func (u *Uplink) publishReport(ctx context.Context, a *wire.Applied) error {
 	p, err := a.Encode()
 	if err != nil {
 		u.log.Error("uplink: applied", "err", err)
-		return
+		return nil // never publishable: drop it
 	}
-	if err := u.conn.PublishWait(ctx, u.appliedTopic, false, p, 5*time.Second); err != nil && !errors.Is(err, mqttc.ErrTimeout) && ctx.Err() == nil {
-		u.log.Warn("uplink: applied not reported", "dataset", a.Dataset, "version", a.Version, "err", err)
-	}
+	return u.conn.PublishWait(ctx, u.appliedTopic, false, p, 5*time.Second)
 }
 
 // recoverStaged resumes what an earlier run left staged: a complete staging is swapped in now,
 // an expired one is refused, and the rest waits for its missing chunks.
-func (u *Uplink) recoverStaged(ctx context.Context) {
+func (u *Uplink) recoverStaged(ctx context.Context, pending map[string]*wire.Applied) {
 	all, err := u.st.StagedDatasets()
 	if err != nil {
 		u.log.Error("uplink: staged datasets", "err", err)
@@ -295,9 +309,9 @@ func (u *Uplink) recoverStaged(ctx context.Context) {
 		switch {
 		case st.Complete():
 			u.log.Info("uplink: resuming a staged dataset", "dataset", st.Dataset, "version", st.Version)
-			u.apply(ctx, st)
+			u.apply(ctx, pending, st)
 		case time.Since(st.Since) > u.cfg.DatasetTimeout:
-			u.refuse(ctx, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, time.Since(st.Since).Round(time.Second)))
+			u.refuse(ctx, pending, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, time.Since(st.Since).Round(time.Second)))
 		default:
 			u.log.Info("uplink: staged dataset waits for chunks", "dataset", st.Dataset, "version", st.Version, "missing", len(st.Missing))
 		}
@@ -305,7 +319,7 @@ func (u *Uplink) recoverStaged(ctx context.Context) {
 }
 
 // expireStaged refuses stagings that stayed incomplete longer than DatasetTimeout.
-func (u *Uplink) expireStaged(ctx context.Context) {
+func (u *Uplink) expireStaged(ctx context.Context, pending map[string]*wire.Applied) {
 	all, err := u.st.StagedDatasets()
 	if err != nil {
 		u.log.Error("uplink: staged datasets", "err", err)
@@ -313,7 +327,7 @@ func (u *Uplink) expireStaged(ctx context.Context) {
 	}
 	for _, st := range all {
 		if !st.Complete() && time.Since(st.Since) > u.cfg.DatasetTimeout {
-			u.refuse(ctx, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, u.cfg.DatasetTimeout))
+			u.refuse(ctx, pending, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, u.cfg.DatasetTimeout))
 		}
 	}
 }

@@ -68,6 +68,7 @@ type Uplink struct {
 	inbox    inbox             // acks, connection changes and resyncs, from paho's goroutines
 	down     chan mqtt.Message // datasets and commands, for the downlink goroutine
 	stateReq chan struct{}     // the downlink asks the sender to refresh the state message
+	upDown   chan struct{}     // the connection came up: the downlink sends its pending reports
 	alarms   alarmLimiter
 
 	stats struct {
@@ -97,6 +98,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Uplink, error) {
 		appliedTopic: wire.AppliedTopic(cfg.Institution, cfg.Device),
 		down:         make(chan mqtt.Message, 256),
 		stateReq:     make(chan struct{}, 1),
+		upDown:       make(chan struct{}, 1),
 		inbox:        inbox{notify: make(chan struct{}, 1)},
 	}
 	will, err := (&wire.State{Device: cfg.Device}).Encode()
@@ -111,8 +113,14 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Uplink, error) {
 		Will:    &mqttc.Will{Topic: u.stateTopic, Payload: will, Retained: true},
 		Filters: []string{wire.DownFilter(cfg.Institution, cfg.Device)},
 		Handler: u.handle,
-		OnUp:    func() { u.inbox.connected(true) },
-		OnDown:  func(error) { u.inbox.connected(false) },
+		OnUp: func() {
+			u.inbox.connected(true)
+			select {
+			case u.upDown <- struct{}{}:
+			default:
+			}
+		},
+		OnDown: func(error) { u.inbox.connected(false) },
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
