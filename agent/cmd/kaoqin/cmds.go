@@ -385,14 +385,11 @@ func exporter(w io.Writer, format string) (write func(*ledger.Event) error, flus
 }
 
 func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "import" && args[0] != "show") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: kaoqin roster import FILE [--config FILE]\n       kaoqin roster show [--config FILE] [--json]")
-			return nil
-		}
-		return usagef("roster: want `roster import FILE` or `roster show`")
+	sub, err := pickSub(args, "roster", []string{"import", "show"},
+		"Usage: kaoqin roster import FILE [--config FILE]\n       kaoqin roster show [--config FILE] [--json]", stdout)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	fs := newFlags("roster "+sub, "roster "+sub+" [flags]", stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file")
 	asJSON := fs.Bool("json", false, "print JSON (show)")
@@ -490,13 +487,12 @@ func withStore(cfg *agent.Config, fn func(*store.Store) error) error {
 }
 
 func cmdCert(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usagef("cert: want `cert decode SERIAL`, `cert validate SERIAL` or `cert next --institution CODE --category A|B|C`")
+	sub, err := pickSub(args, "cert", []string{"decode", "validate", "next"},
+		"Usage: kaoqin cert decode SERIAL\n       kaoqin cert validate SERIAL\n       kaoqin cert next --institution CODE --category A|B|C [--year YYYY] [--config FILE]", stdout)
+	if err != nil {
+		return err
 	}
-	switch args[0] {
-	case "-h", "--help":
-		fmt.Fprintln(stdout, "Usage: kaoqin cert decode SERIAL\n       kaoqin cert validate SERIAL\n       kaoqin cert next --institution CODE --category A|B|C [--year YYYY] [--config FILE]")
-		return nil
+	switch sub {
 	case "decode", "validate":
 		if len(args) != 2 {
 			return usagef("cert %s: want one serial", args[0])
@@ -512,7 +508,7 @@ func cmdCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "serial      %s\ncity        %s %s\ncounty      %s (%s level)\ninstitution %s\nyear        %d\nsequence    %05d\ncategory    %s\n",
 			sn, sn.City, cert.Cities[sn.City], sn.County, sn.Level(), sn.Institution, sn.Year, sn.Seq, sn.Category)
 		return nil
-	case "next":
+	default:
 		fs := newFlags("cert next", "cert next --institution CODE --category A|B|C [--year YYYY]", stderr)
 		cfgPath := fs.String("config", agent.DefaultConfigPath, "config file")
 		inst := fs.String("institution", "", "4-digit institution code (required)")
@@ -549,16 +545,12 @@ func cmdCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stdout, serial)
 		return nil
 	}
-	return usagef("cert: unknown subcommand %q", args[0])
 }
 
 func cmdEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "finger" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: kaoqin enroll finger --trainee ID [--finger right-index] [--source NAME] [--config FILE]")
-			return nil
-		}
-		return usagef("enroll: want `enroll finger --trainee ID`")
+	if _, err := pickSub(args, "enroll", []string{"finger"},
+		"Usage: kaoqin enroll finger --trainee ID [--finger right-index] [--source NAME] [--config FILE]", stdout); err != nil {
+		return err
 	}
 	fs := newFlags("enroll finger", "enroll finger --trainee ID [--finger NAME] [--source NAME]", stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file")

@@ -14,6 +14,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -114,4 +116,17 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usageError{err}
 	}
 	return nil
+}
+
+// pickSub picks the subcommand of a command that has them (roster import, cert next, ...).
+// --help prints usage and ends the command without error.
+func pickSub(args []string, cmd string, subs []string, usage string, stdout io.Writer) (string, error) {
+	if len(args) > 0 && slices.Contains(subs, args[0]) {
+		return args[0], nil
+	}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stdout, usage)
+		return "", flag.ErrHelp
+	}
+	return "", usagef("%s: want one of: %s\n%s", cmd, strings.Join(subs, ", "), usage)
 }

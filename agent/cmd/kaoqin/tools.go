@@ -21,19 +21,16 @@ import (
 )
 
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "roster" {
+	kind, err := pickSub(args, "emulate", []string{"zfm", "lineterm", "roster"},
+		"Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n       kaoqin emulate roster --out FILE [--trainees N]\n\n"+
+			"zfm and lineterm create a pseudo-terminal, make PATH a symlink to it, play the script and serve until killed.\n"+
+			"Script formats: go doc github.com/kaoqin/kaoqin/drivers/zfm/emu and .../drivers/lineterm/emu", stdout)
+	if err != nil {
+		return err
+	}
+	if kind == "roster" {
 		return emulateRoster(args[1:], stdout, stderr)
 	}
-	if len(args) == 0 || (args[0] != "zfm" && args[0] != "lineterm") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate roster --out FILE [--trainees N]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n\n"+
-				"Creates a pseudo-terminal, makes PATH a symlink to it, plays the script and serves until killed.\n"+
-				"Script formats: go doc github.com/kaoqin/kaoqin/drivers/zfm/emu and .../drivers/lineterm/emu")
-			return nil
-		}
-		return usagef("emulate: want `emulate zfm` or `emulate lineterm`")
-	}
-	kind := args[0]
 	fs := newFlags("emulate "+kind, "emulate "+kind+" --link PATH [--script FILE]", stderr)
 	link := fs.String("link", "", "path of the symlink to the emulated device (required)")
 	scriptPath := fs.String("script", "", "script of fingers or lines to play")
@@ -94,14 +91,11 @@ func ingestFlags(fs *flag.FlagSet) func() ingest.Config {
 }
 
 func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "run" && args[0] != "status" && args[0] != "publish") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "Usage: kaoqin ingest run [flags]\n       kaoqin ingest status [--db FILE] [--json]\n       kaoqin ingest publish --dataset roster [--version N] FILE [flags]\n\nkaoqin ingest SUBCOMMAND --help lists the flags.")
-			return nil
-		}
-		return usagef("ingest: want `ingest run`, `ingest status` or `ingest publish`")
+	sub, err := pickSub(args, "ingest", []string{"run", "status", "publish"},
+		"Usage: kaoqin ingest run [flags]\n       kaoqin ingest status [--db FILE] [--json]\n       kaoqin ingest publish --dataset roster [--version N] FILE [flags]\n\nkaoqin ingest SUBCOMMAND --help lists the flags.", stdout)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	fs := newFlags("ingest "+sub, "ingest "+sub+" [flags]", stderr)
 	cfgOf := ingestFlags(fs)
 	asJSON := fs.Bool("json", false, "status: print JSON")
