@@ -30,6 +30,7 @@ cp "$D/state/keys/device.pub" "$D/ingest/devices/demo-r101.pub"
 cat > "$D/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1
 allow_anonymous true
+set_tcp_nodelay true
 user $(id -un)
 persistence true
 persistence_location $PWD/$D/mosquitto/
