@@ -244,7 +244,9 @@ func BenchmarkAckLatency(b *testing.B) {
 	cfg.AckTimeout, cfg.MaxAckTimeout = 0, 0
 	env.StartUplink(st, cfg)
 	synctest.Append(b, st, 1)
-	synctest.WaitDrained(b, st, 10*time.Second)
+	// Warm-up: if the first batch beat the ingester's subscription to the broker, it is resent
+	// after the default ack timeout (15 s), so wait longer than that.
+	synctest.WaitDrained(b, st, 40*time.Second)
 	var lat []time.Duration
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
