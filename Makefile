@@ -48,8 +48,10 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Decide|MapLookup' -benchtime 2s ./agent/checkin
 	@echo "== fingerprint: one identification vs a bare request/response over the same pty"
 	$(GO) test -run '^$$' -bench 'Identify|BareRoundTrip' -benchtime 2s ./drivers/zfm
-	@echo "== sync: drain, latency and memory against mosquitto vs a bare paho publisher"
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./sync/...
+	@echo "== sync: a 100,000-event drain through mosquitto to the ingester and back (and the agent's memory) vs a bare paho publisher (target >= 1.0x)"
+	$(GO) test -run '^$$' -bench 'Drain' -benchtime 5x -timeout 20m ./sync/uplink
+	@echo "== sync: Append to ack at 10 events/s, p50 and p99"
+	$(GO) test -run '^$$' -bench 'AckLatency' -benchtime 300x -timeout 20m ./sync/uplink
 
 # Each fuzz target for FUZZTIME (default 60s); crashers land in testdata/fuzz and fail `make test`.
 fuzz:
