@@ -57,6 +57,7 @@ type Agent struct {
 	rosterChanged chan struct{} // wakes the template sync
 	health        sync.Map      // source name -> func() drivers.Health
 	readers       sync.Map      // source name -> *zfm.Reader while open (template sync, enrolment)
+	tellers       sync.Map      // source name -> chan drivers.Verdict, for sources that show verdicts
 	stopping      atomic.Bool
 	decided       chan struct{} // closed when the decision loop has taken its last request
 	lastDiskAlarm time.Time     // the last disk_full alarm recorded; only Run's goroutine (record) uses it
@@ -308,6 +309,7 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 	if errors.Is(out.Err, store.ErrFatal) {
 		return out.Err
 	}
+	a.tell(rq.reading.Source, out)
 	return nil
 }
 
@@ -363,7 +365,9 @@ func (a *Agent) runSource(ctx context.Context, sc *SourceConfig) {
 		src, err := a.openSource(ctx, sc, log, reopens)
 		if err == nil {
 			backoff = time.Second
+			stopTelling := a.startFeedback(sc.Name, src, log)
 			err = a.pump(ctx, sc.Name, src)
+			stopTelling()
 			src.Close()
 			a.readers.Delete(sc.Name)
 		}

@@ -112,3 +112,35 @@ type Health struct {
 	Dropped  uint64    `json:"dropped"` // corrupt packets, overlong lines, bad parity
 	Reopens  uint64    `json:"reopens"`
 }
+
+// Verdict is what became of a reading, as the person at the device is told.
+type Verdict int
+
+// Verdicts.
+const (
+	Recorded    Verdict = iota + 1 // accepted (or already accepted: a duplicate) and in the ledger
+	Refused                        // recorded as a refusal
+	Waiting                        // a voucher scan waiting for its holder's identity
+	NotRecorded                    // the ledger could not take it (disk reserve reached)
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Recorded:
+		return "recorded"
+	case Refused:
+		return "refused"
+	case Waiting:
+		return "waiting"
+	case NotRecorded:
+		return "not recorded"
+	}
+	return "unknown"
+}
+
+// Teller is implemented by sources that can show the person at the device what became of their
+// reading: an LED ring, a beep, a screen. The agent calls it only after the outcome is durable,
+// from a goroutine of the source's own, so a slow device never holds up the decision loop.
+type Teller interface {
+	Tell(ctx context.Context, v Verdict) error
+}
