@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/cert"
@@ -85,6 +86,8 @@ func Events(st *store.Store, f ledger.Filter, from uint64, fn func(*ledger.Event
 }
 
 func (b *backend) Roster() (web.RosterSummary, error) { return RosterSummary(b.a.st) }
+
+func (b *backend) Snapshot(w io.Writer) (int64, error) { return b.a.st.Snapshot(w) }
 
 // RosterSummary returns the active roster of a store, masked for display.
 func RosterSummary(st *store.Store) (web.RosterSummary, error) {

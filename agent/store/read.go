@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -159,4 +160,16 @@ func (s *Store) Verify(pub ed25519.PublicKey, opt VerifyOptions) (Summary, error
 	})
 	sum.Device, sum.Epoch, sum.Events, sum.Head = chain.Device, chain.Epoch, chain.Seq, chain.Head
 	return sum, err
+}
+
+// Snapshot writes a consistent copy of the whole database file to w, while appends go on (one
+// read transaction). It is how a running daemon is backed up or verified without stopping it.
+func (s *Store) Snapshot(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }

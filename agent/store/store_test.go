@@ -400,3 +400,30 @@ func TestNextCertNeverReused(t *testing.T) {
 		t.Fatalf("retired institution: got %v, want cert.ErrRetired", err)
 	}
 }
+
+func TestSnapshotIsAConsistentLedger(t *testing.T) {
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	for i := 0; i < 5; i++ {
+		s.Append(signIn("T1"))
+	}
+	path := filepath.Join(t.TempDir(), "snap.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshot(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s.Append(signIn("T2")) // the daemon goes on; the snapshot does not change
+	ro, err := OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	sum, err := ro.Verify(pub(cfg), VerifyOptions{})
+	if err != nil || sum.Events != 6 {
+		t.Fatalf("snapshot: %d events, %v; want 6 intact", sum.Events, err)
+	}
+}

@@ -182,3 +182,17 @@ func (c *Client) Enroll(ctx context.Context, req EnrollRequest, progress func(st
 		}
 	}
 }
+
+// Snapshot writes a consistent copy of the running daemon's ledger file to w.
+func (c *Client) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.do(ctx, "GET", "/v1/snapshot", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("web: snapshot cut short at %d of %d bytes", n, resp.ContentLength)
+	}
+	return n, err
+}

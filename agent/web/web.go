@@ -111,6 +111,8 @@ type Backend interface {
 	NextCert(req CertRequest) (cert.Serial, error)
 	// Enroll captures a finger twice at a reader and records the template as an event.
 	Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error)
+	// Snapshot writes a consistent copy of the ledger file.
+	Snapshot(w io.Writer) (int64, error)
 }
 
 // Handler serves the API. Writes are served only when admin is set (the unix socket).
@@ -167,6 +169,14 @@ func Handler(b Backend, admin bool) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"serial": sn.String()})
+	})
+	// The whole file, roster with full ID numbers included: for the socket only.
+	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if _, err := b.Snapshot(w); err != nil {
+			// Headers are gone; a cut stream fails the client's length check.
+			panic(http.ErrAbortHandler)
+		}
 	})
 	mux.HandleFunc("POST /v1/enroll", func(w http.ResponseWriter, r *http.Request) {
 		var req EnrollRequest

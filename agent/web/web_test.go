@@ -44,6 +44,11 @@ func (f *fakeBackend) Enroll(ctx context.Context, req EnrollRequest, progress fu
 	return ledger.Event{}, nil
 }
 
+func (f *fakeBackend) Snapshot(w io.Writer) (int64, error) {
+	n, err := w.Write([]byte("bbolt file"))
+	return int64(n), err
+}
+
 func fixture() *fakeBackend {
 	today := time.Now()
 	return &fakeBackend{events: []ledger.Event{
@@ -78,6 +83,9 @@ func TestInspectorPageShowsTodaysLog(t *testing.T) {
 
 func TestReadOnlyHandlerTakesNoWrites(t *testing.T) {
 	b := fixture()
+	if code, _ := get(t, Handler(b, false), "GET", "/v1/snapshot", ""); code != http.StatusNotFound {
+		t.Errorf("GET /v1/snapshot on the read-only handler: %d, want 404 (it holds full ID numbers)", code)
+	}
 	for _, path := range []string{"/v1/signin", "/v1/roster", "/v1/cert/next", "/v1/enroll"} {
 		code, _ := get(t, Handler(b, false), "POST", path, `{"trainee":"T001","operator":"x","reason":"y"}`)
 		if code != http.StatusNotFound && code != http.StatusMethodNotAllowed {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -267,8 +268,9 @@ func joinFlags(fl []ledger.Flag) string {
 }
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "verify --db FILE --pubkey FILE [--all-signatures]", stderr)
-	db := fs.String("db", "/var/lib/kaoqin/kaoqin.db", "ledger file (the daemon must be stopped, or use a copy)")
+	fs := newFlags("verify", "verify --pubkey FILE [--db FILE | --config FILE] [--all-signatures]", stderr)
+	db := fs.String("db", "", "ledger file (a copy, or the daemon's while it is stopped); default: the config's ledger, snapshotted through the daemon when it runs")
+	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file, when --db is not given")
 	pubPath := fs.String("pubkey", "", "the device's public key, PEM (required: verification trusts nothing in the file)")
 	all := fs.Bool("all-signatures", false, "also check every event's own signature (about 60 µs an event)")
 	if err := parse(fs, args); err != nil {
@@ -276,6 +278,20 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *pubPath == "" {
 		return usagef("verify: --pubkey is required")
+	}
+	if *db == "" {
+		tmp, err := os.CreateTemp("", "kaoqin-verify-*.db")
+		if err != nil {
+			return err
+		}
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		from, err := snapshot(ctx, *cfgPath, tmp.Name())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "verifying a snapshot of %s\n", from)
+		*db = tmp.Name()
 	}
 	pub, err := ledger.LoadPublicKey(*pubPath)
 	if err != nil {
@@ -642,4 +658,62 @@ func (p *progress) done() {
 	if p.on && !p.last.IsZero() {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+}
+
+func cmdSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("snapshot", "snapshot --out FILE [--config FILE]", stderr)
+	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file")
+	out := fs.String("out", "", "where to write the copy of the ledger file (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("snapshot: --out is required")
+	}
+	from, err := snapshot(ctx, *cfgPath, *out)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: a consistent copy of %s (%d bytes); it holds full ID numbers: keep it safe\n", *out, from, fi.Size())
+	return nil
+}
+
+// snapshot writes a consistent copy of the config's ledger to path (through the running daemon,
+// or from the file when it is stopped): a temporary file, fsynced, then renamed into place. It
+// returns what it copied, for the user.
+func snapshot(ctx context.Context, cfgPath, path string) (string, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".snapshot-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	from := "the running daemon's ledger"
+	c, err := web.Dial(cfg.Socket)
+	switch {
+	case err == nil:
+		_, err = c.Snapshot(ctx, tmp)
+	case errors.Is(err, web.ErrNoDaemon):
+		from = cfg.DBPath()
+		var st *store.Store
+		if st, err = store.OpenReadOnly(cfg.DBPath()); err == nil {
+			_, err = st.Snapshot(tmp)
+			st.Close()
+		}
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return from, err
 }

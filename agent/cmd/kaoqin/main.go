@@ -60,6 +60,7 @@ func commands() []command {
 		{"log", "list ledger events", cmdLog},
 		{"verify", "check the ledger's hash chain and signatures offline", cmdVerify},
 		{"export", "export events as CSV or JSON", cmdExport},
+		{"snapshot", "write a consistent copy of the ledger file, while the daemon runs", cmdSnapshot},
 		{"roster", "import or show the roster (roster import FILE | roster show)", cmdRoster},
 		{"cert", "certificate serials (cert decode|validate SERIAL | cert next)", cmdCert},
 		{"enroll", "enrol a trainee's finger at a reader (enroll finger --trainee ID)", cmdEnroll},

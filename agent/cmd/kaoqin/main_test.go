@@ -208,6 +208,18 @@ func TestDaemonManualSignInAndLog(t *testing.T) {
 		t.Fatalf("log --kind refusal --json: %q %q", r.stdout, r.stderr)
 	}
 
+	pub := filepath.Join(dir, "state", "keys", "device.pub")
+	if r := cli(t, "verify", "--config", cfgPath, "--pubkey", pub); r.code != 0 || !strings.Contains(r.stdout, "intact") || !strings.Contains(r.stderr, "snapshot of the running daemon") {
+		t.Fatalf("verify while the daemon runs: exit %d %q %q; want intact, from a snapshot through the daemon", r.code, r.stdout, r.stderr)
+	}
+	snap := filepath.Join(dir, "backup.db")
+	if r := cli(t, "snapshot", "--config", cfgPath, "--out", snap); r.code != 0 {
+		t.Fatalf("snapshot: %+v", r)
+	}
+	if r := cli(t, "verify", "--db", snap, "--pubkey", pub); r.code != 0 || !strings.Contains(r.stdout, "3 events") {
+		t.Fatalf("verify of the snapshot: exit %d %q %q; want 3 events intact", r.code, r.stdout, r.stderr)
+	}
+
 	daemon.Process.Signal(syscall.SIGTERM)
 	if err := daemon.Wait(); err != nil {
 		t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, logs.String())
