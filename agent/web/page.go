@@ -2,6 +2,8 @@ package web
 
 import (
 	"embed"
+	"slices"
+	"strings"
 	"html/template"
 	"net/http"
 	"time"
@@ -38,11 +40,68 @@ func page(b Backend, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	names := map[string]string{}
+	if r, err := b.Roster(); err == nil {
+		for _, t := range r.Trainees {
+			names[t.ID] = t.Name
+		}
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	logPage.Execute(w, struct {
-		Status Status
-		Date   string
-		Filter ledger.Filter
-		Events []ledger.Event
-	}{b.Status(), f.Since.Format(time.DateOnly), f, evs})
+		Status  Status
+		Date    string
+		Filter  ledger.Filter
+		Events  []ledger.Event
+		Names   map[string]string
+		Present []presence
+	}{b.Status(), f.Since.Format(time.DateOnly), f, evs, names, present(evs, names)})
+}
+
+// presence is who is in the room for a session, by the day's events: signed in, not signed out.
+type presence struct {
+	Session  string
+	In       []string // "T001 张三"
+	SignedIn int      // signed in at all today
+}
+
+func present(evs []ledger.Event, names map[string]string) []presence {
+	type state struct{ in, out bool }
+	bySession := map[string]map[string]*state{}
+	var order []string
+	for _, e := range evs {
+		if e.Session == "" || (e.Kind != ledger.SignIn && e.Kind != ledger.SignOut) {
+			continue
+		}
+		m := bySession[e.Session]
+		if m == nil {
+			m = map[string]*state{}
+			bySession[e.Session] = m
+			order = append(order, e.Session)
+		}
+		st := m[e.Trainee]
+		if st == nil {
+			st = &state{}
+			m[e.Trainee] = st
+		}
+		if e.Kind == ledger.SignIn {
+			st.in = true
+		} else {
+			st.out = true
+		}
+	}
+	var out []presence
+	for _, s := range order {
+		p := presence{Session: s}
+		for t, st := range bySession[s] {
+			if st.in {
+				p.SignedIn++
+			}
+			if st.in && !st.out {
+				p.In = append(p.In, strings.TrimSpace(t+" "+names[t]))
+			}
+		}
+		slices.Sort(p.In)
+		out = append(out, p)
+	}
+	return out
 }

@@ -71,7 +71,8 @@ func TestInspectorPageShowsTodaysLog(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("GET /: %d", code)
 	}
-	for _, want := range []string{"box-1", "T001", "370102********1234", `class="flag">late`, "not_voucher_holder", "T002"} {
+	for _, want := range []string{"box-1", "T001", "370102********1234", `class="flag">late`, "not_voucher_holder", "T002",
+		"In the room now, session S1:</b> 1 of 1 signed in today: T001."} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
