@@ -60,7 +60,7 @@ func TestEveryFileInConfigsLoads(t *testing.T) {
 					t.Errorf("demo.sh does not run configs/demo.toml")
 				}
 			case strings.HasPrefix(name, "mosquitto"):
-				// Loaded by the broker in sync/internal/brokertest's ACL test.
+				// Run by a real mosquitto: sync/internal/brokertest (the example config) and sync/e2e (the ACL).
 			default:
 				t.Errorf("no test loads configs/%s: add one here", name)
 			}
