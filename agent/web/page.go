@@ -2,10 +2,10 @@ package web
 
 import (
 	"embed"
-	"slices"
-	"strings"
 	"html/template"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"

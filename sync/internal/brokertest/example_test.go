@@ -77,7 +77,7 @@ func TestExampleBrokerConfig(t *testing.T) {
 	ca, _ := os.ReadFile(tlsFiles.CA)
 	pool.AppendCertsFromPEM(ca)
 	connect := func(url, user, pass string) error {
-		o := mqtt.NewClientOptions().AddBroker(url).SetClientID("example-"+user).SetUsername(user).SetPassword(pass).
+		o := mqtt.NewClientOptions().AddBroker(url).SetClientID("example-" + user).SetUsername(user).SetPassword(pass).
 			SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetTLSConfig(&tls.Config{RootCAs: pool})
 		c := mqtt.NewClient(o)
 		tok := c.Connect()
