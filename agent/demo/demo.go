@@ -30,13 +30,7 @@ const RegistrationVoucher = "SD2026-REG001"
 
 // IDNumber is a synthetic resident ID number (GB 11643 check digit, birth date in 1990-2005).
 func IDNumber(n int) string {
-	first := fmt.Sprintf("370102%04d%02d%02d%03d", 1990+n%16, 1+n%12, 1+n%28, n%1000)
-	w := [17]int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
-	sum := 0
-	for i := range 17 {
-		sum += int(first[i]-'0') * w[i]
-	}
-	return first + string(roster.CheckChar(sum))
+	return roster.WithCheckChar(fmt.Sprintf("370102%04d%02d%02d%03d", 1990+n%16, 1+n%12, 1+n%28, n%1000))
 }
 
 // Roster returns a roster of n trainees (n >= 2) in class C-DEMO, whose session started 5 minutes

@@ -192,3 +192,15 @@ func TestMaskID(t *testing.T) {
 		t.Errorf("MaskID(valid) = %q: want 18 characters, first 6 and last 4 visible, birth date hidden", m)
 	}
 }
+
+func TestWithCheckChar(t *testing.T) {
+	for _, first := range []string{"37010219900101001", "11010519491231002", "44030420051231999", "00000000000000000"} {
+		want := first + string(roster.CheckChar(weightedSum(first)))
+		if got := roster.WithCheckChar(first); got != want {
+			t.Errorf("WithCheckChar(%s): got %s, want %s", first, got, want)
+		}
+	}
+	if err := roster.ValidateIDNumber(roster.WithCheckChar("37010219900101001"), time.Now()); err != nil {
+		t.Errorf("a completed number does not validate: %v", err)
+	}
+}
