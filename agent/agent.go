@@ -102,7 +102,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
-	// Everything below stops when stop is called, in the reverse order it started.
+	// Sources stop first (srcCtx); the API, the uplink and the template sync (svcCtx) only once
+	// the readings in flight are in the ledger.
 	srcCtx, cancelSources := context.WithCancel(ctx)
 	defer cancelSources()
 	var sources, services sync.WaitGroup
@@ -221,6 +222,9 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 				return err
 			}
 		case <-tick.C:
+			if err := a.st.Fatal(); err != nil {
+				return err // a commit failed elsewhere (the uplink's ack): stop before taking readings
+			}
 			clk := a.read()
 			for _, e := range a.rules.Expire(h, clk) {
 				if _, err := a.record(e, h); err != nil && errors.Is(err, store.ErrFatal) {
