@@ -612,6 +612,9 @@ func cmdKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if err := parse(newFlags("version", "version", stderr), args); err != nil {
+		return err
+	}
 	fmt.Fprintln(stdout, "kaoqin", agent.Version)
 	return nil
 }

@@ -69,6 +69,10 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{}, 2, "no command given"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"verify", "--help"}, 0, "-pubkey"},
+		{[]string{"version", "--help"}, 0, "Usage: kaoqin version"},
+		{[]string{"snapshot", "--help"}, 0, "-out"},
+		{[]string{"emulate", "--help"}, 0, "kaoqin emulate roster"},
+		{[]string{"ingest", "publish", "--help"}, 0, "-dataset"},
 		{[]string{"verify", "--db", "x.db"}, 2, "--pubkey is required"},
 		{[]string{"log", "--nonsense"}, 2, "flag provided but not defined"},
 		{[]string{"signin", "--trainee", "T001"}, 2, "--operator and --reason are all required"},
@@ -264,6 +268,16 @@ func TestSystemdUnits(t *testing.T) {
 		"User=kaoqin", "SupplementaryGroups=dialout video", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("kaoqin.service lacks %s", want)
+		}
+	}
+}
+
+// Every command answers --help with its usage and exit 0.
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range commands() {
+		r := cli(t, c.name, "--help")
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "Usage: kaoqin "+c.name) {
+			t.Errorf("kaoqin %s --help: exit %d, output %q; want exit 0 and its usage", c.name, r.code, r.stdout+r.stderr)
 		}
 	}
 }
