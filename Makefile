@@ -10,7 +10,7 @@ FUZZTIME  ?= 60s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all deps build test run bench fuzz lint clean
+.PHONY: all deps build cross test run bench fuzz lint clean
 
 all: build
 
@@ -30,9 +30,15 @@ deps:
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/kaoqin
 
+# Classroom boxes are often ARM: the agent must build for them without cgo.
+cross: deps
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -ldflags "$(LDFLAGS)" -o bin/kaoqin-linux-arm64 ./agent/cmd/kaoqin
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -ldflags "$(LDFLAGS)" -o bin/kaoqin-linux-armv7 ./agent/cmd/kaoqin
+
 # Every test with the race detector, against real bbolt files, a real mosquitto broker and
-# emulated devices on pseudo-terminals; the fuzz targets run their seed corpora.
-test: deps
+# emulated devices on pseudo-terminals; the fuzz targets run their seed corpora. The ARM builds
+# are part of it.
+test: deps cross
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
