@@ -137,12 +137,22 @@ func TestVerifyCatchesAFlippedByteOnDisk(t *testing.T) {
 	if r := cli(t, "verify", "--db", db, "--pubkey", pubPath); r.code != 0 || !strings.Contains(r.stdout, "intact") || !strings.Contains(r.stdout, "21 events") {
 		t.Fatalf("untouched ledger: exit %d, %q %q; want exit 0 and intact, 21 events", r.code, r.stdout, r.stderr)
 	}
+	// bbolt writes copy-on-write: free pages may still hold old copies of the record, so flip
+	// every copy; the live one is among them.
 	raw, _ := os.ReadFile(db)
-	at := bytes.Index(raw, []byte("TRAINEE-013"))
-	if at < 0 {
+	flipped := 0
+	for from := 0; ; {
+		at := bytes.Index(raw[from:], []byte("TRAINEE-013"))
+		if at < 0 {
+			break
+		}
+		raw[from+at+8] ^= 0x01 // TRAINEE-013 -> TRAINEE-213: seq 14 (the epoch alarm is seq 1)
+		flipped++
+		from += at + 1
+	}
+	if flipped == 0 {
 		t.Fatal("record not found in the file")
 	}
-	raw[at+8] ^= 0x01 // TRAINEE-013 -> TRAINEE-213: seq 14 (the epoch alarm is seq 1)
 	os.WriteFile(db, raw, 0o600)
 	r := cli(t, "verify", "--db", db, "--pubkey", pubPath)
 	if r.code != 1 || !strings.Contains(r.stderr, "first bad event is seq 14") {
