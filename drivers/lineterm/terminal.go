@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/kaoqin/kaoqin/drivers"
@@ -142,11 +141,8 @@ func (t *Terminal) read() error {
 	start := time.Now()
 	n, err := t.port.Read(t.buf)
 	if err != nil {
-		if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENXIO) {
-			// A read pending when the line hangs up fails with EIO (measured on a pty); the reads
-			// after it return nothing at once, which the probe below catches.
-			err = fmt.Errorf("%w: %w", serialport.ErrHangup, err)
-		}
+		// A read pending when the line hangs up fails with serialport.ErrHangup; the reads after
+		// it return nothing at once, which the probe below catches.
 		return t.fail(err)
 	}
 	if n == 0 {

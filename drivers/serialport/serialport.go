@@ -119,8 +119,16 @@ func (p *Port) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// Flush discards unread input.
-func (p *Port) Flush() error { return p.p.Flush() }
+// Flush discards unread input. Flushing a line whose other end is gone fails with ErrHangup.
+func (p *Port) Flush() error {
+	if err := p.p.Flush(); err != nil {
+		if hungUp(err) {
+			return fmt.Errorf("serialport: flush %s: %w (%v)", p.name, ErrHangup, err)
+		}
+		return fmt.Errorf("serialport: flush %s: %w", p.name, err)
+	}
+	return nil
+}
 
 // Close closes the line. It returns within one read timeout.
 func (p *Port) Close() error { return p.p.Close() }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/kaoqin/kaoqin/drivers/serialport"
@@ -253,14 +252,8 @@ func (s *Session) receive(ctx context.Context, op string, timeout time.Duration,
 	}
 }
 
-// lineErr wraps an error of the line. A read or flush on a line whose other end is gone fails with
-// EIO (measured on a pty whose master closed), which is a hang-up as much as a failed write.
-func lineErr(op string, err error) error {
-	if !errors.Is(err, serialport.ErrHangup) && (errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENXIO)) {
-		return fmt.Errorf("zfm: %s: %w: %w", op, serialport.ErrHangup, err)
-	}
-	return fmt.Errorf("zfm: %s: %w", op, err)
-}
+// lineErr wraps an error of the line (serialport reports a hung-up line as ErrHangup).
+func lineErr(op string, err error) error { return fmt.Errorf("zfm: %s: %w", op, err) }
 
 func isAck(p PID) bool  { return p == PIDAck }
 func isData(p PID) bool { return p == PIDData || p == PIDEndData }
