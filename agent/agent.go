@@ -58,7 +58,6 @@ type Agent struct {
 	health        sync.Map      // source name -> func() drivers.Health
 	readers       sync.Map      // source name -> *zfm.Reader while open (template sync, enrolment)
 	tellers       sync.Map      // source name -> chan drivers.Verdict, for sources that show verdicts
-	stopping      atomic.Bool
 	decided       chan struct{} // closed when the decision loop has taken its last request
 	lastDiskAlarm time.Time     // the last disk_full alarm recorded; only Run's goroutine (record) uses it
 }
@@ -151,7 +150,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Shutdown: sources first, then what they already read goes into the ledger, then the API
 	// and the uplink (one bounded flush) stop.
 	notify("STOPPING=1")
-	a.stopping.Store(true)
 	cancelSources()
 	stopped := make(chan struct{})
 	go func() {
@@ -247,22 +245,18 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 // have stopped, then what is left in the queue.
 func (a *Agent) drain(h *checkin.History, stopped <-chan struct{}) error {
 	for {
+		var rq request
 		select {
-		case rq := <-a.requests:
-			if err := a.handle(rq, h); err != nil {
-				return err
-			}
+		case rq = <-a.requests:
 		case <-stopped:
-			for {
-				select {
-				case rq := <-a.requests:
-					if err := a.handle(rq, h); err != nil {
-						return err
-					}
-				default:
-					return nil
-				}
+			select { // the sources are gone: what is queued, then done
+			case rq = <-a.requests:
+			default:
+				return nil
 			}
+		}
+		if err := a.handle(rq, h); err != nil {
+			return err
 		}
 	}
 }

@@ -41,9 +41,6 @@ func (b *backend) Status() web.Status {
 
 // Submit hands a reading to the decision loop and waits until it is recorded.
 func (b *backend) Submit(ctx context.Context, rd drivers.Reading) (web.Outcome, error) {
-	if b.a.stopping.Load() {
-		return web.Outcome{}, ErrStopping
-	}
 	reply := make(chan web.Outcome, 1)
 	select {
 	case b.a.requests <- request{reading: rd, reply: reply}:
