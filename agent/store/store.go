@@ -330,7 +330,7 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 	hash := rec.Hash()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		key := u64(e.Seq)
-		if err := tx.Bucket(bucketEvents).Put(key, rec); err != nil {
+		if err := events(tx).Put(key, rec); err != nil {
 			return err
 		}
 		m := tx.Bucket(bucketMeta)
@@ -443,4 +443,16 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// eventsFill is how full bbolt packs the pages of the events bucket. Its keys only ever grow, so
+// a split page is never written into again: with bbolt's default of half full, the leaf pages of
+// a ledger appended one event a commit stay 47% used; with this, 62% (TestLedgerPagesArePacked).
+const eventsFill = 0.95
+
+// events is the events bucket of a writable transaction, set up for appending.
+func events(tx *bolt.Tx) *bolt.Bucket {
+	b := tx.Bucket(bucketEvents)
+	b.FillPercent = eventsFill
+	return b
 }
