@@ -51,7 +51,9 @@ run: build
 bench: deps
 	@echo "== ledger: durable append vs bare bbolt Update (target ratio >= 0.8); verify of 1,000,000 events (target >= 200,000 events/s)"
 	$(GO) test -run '^$$' -bench 'Append' -benchtime 2000x ./agent/store
-	$(GO) test -run '^$$' -bench 'Verify' -benchtime 3x -timeout 30m ./agent/store
+	$(GO) test -run '^$$' -bench 'Verify$$' -benchtime 3x -timeout 30m ./agent/store
+	@echo "== ledger: verify --all-signatures (every event's own signature), 100,000 events"
+	$(GO) test -run '^$$' -bench 'VerifyAllSignatures' -benchtime 1x -timeout 30m ./agent/store
 	@echo "== rules: Decide with a 10,000-trainee roster (target < 5 us) vs the bare map lookups"
 	$(GO) test -run '^$$' -bench 'Decide|MapLookup' -benchtime 2s ./agent/checkin
 	@echo "== fingerprint: one identification vs a bare request/response over the same pty"

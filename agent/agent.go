@@ -86,7 +86,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 // Run runs the daemon until ctx is cancelled or the ledger fails. A non-nil error means the
 // process must exit non-zero (systemd restarts it).
 func (a *Agent) Run(ctx context.Context) error {
-	sc := a.cfg.storeConfig()
+	sc := a.cfg.LedgerConfig()
 	sc.Key = a.key
 	st, err := store.Open(sc, a.log.With("component", "store"))
 	if err != nil {

@@ -387,7 +387,9 @@ func (c *Config) rules() checkin.Rules {
 // DBPath is the ledger file.
 func (c *Config) DBPath() string { return filepath.Join(c.StateDir, "kaoqin.db") }
 
-func (c *Config) storeConfig() store.Config {
+// LedgerConfig is the store.Config of the ledger, without the key (the daemon and the CLI's offline writes
+// load it themselves).
+func (c *Config) LedgerConfig() store.Config {
 	return store.Config{Path: c.DBPath(), EvidenceDir: filepath.Join(c.StateDir, "evidence"), Device: c.Device,
 		MinFreeBytes: c.Store.MinFreeMiB << 20, EvidenceBudget: c.Store.EvidenceBudgetMiB << 20}
 }

@@ -25,7 +25,7 @@ func (p *Problem) Unwrap() error { return p.Err }
 // Every record is decoded and its hash linked to the next; a batch is authenticated by the
 // signature of its last record, which through the prev links covers every byte of the batch
 // (signatures included). With AllSignatures every record's own signature is checked as well, which
-// costs about 60 µs a record on a small box. When a link breaks, the signatures on both sides say
+// costs about 30 µs a record on two cores (BenchmarkVerifyAllSignatures: 32,000-34,000 events/s). When a link breaks, the signatures on both sides say
 // which record was altered.
 type Chain struct {
 	Pub    ed25519.PublicKey
