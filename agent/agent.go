@@ -291,13 +291,8 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 		out.Pending = true
 		out.Note = "voucher " + d.Pending.Code + " scanned; waiting for its holder"
 	} else {
-		if ev := rq.reading.Evidence; len(ev) > 0 {
-			name, err := a.st.PutEvidence(ev)
-			if err != nil {
-				a.log.Error("evidence refused", "source", rq.reading.Source, "err", err)
-				d.Event.Note = joinNote(d.Event.Note, "evidence not kept: "+err.Error())
-			}
-			d.Event.Evidence = name
+		for _, ev := range rq.reading.Evidence {
+			d.Event.Evidence = append(d.Event.Evidence, ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size})
 		}
 		out.Event, out.Err = a.record(d.Event, h)
 	}

@@ -124,9 +124,16 @@ type Event struct {
 	Operator    string  `json:"operator,omitempty"`
 	Note        string  `json:"note,omitempty"`     // an override's reason, an alarm's text, a refusal's detail
 	Detail      string  `json:"detail,omitempty"`   // device context: "page 5", the raw line
-	Evidence    string  `json:"evidence,omitempty"` // hex SHA-256 of the evidence JPEG
+	Evidence    []Photo `json:"evidence,omitempty"` // the photos kept with the event, by content
 	Ref         string  `json:"ref,omitempty"`      // ID of an event this one refers to
 	Data        []byte  `json:"data,omitempty"`     // an enrolled template
+}
+
+// Photo names one evidence JPEG of an event by its content.
+type Photo struct {
+	SHA256 string `json:"sha256"` // lower-case hex SHA-256 of the JPEG bytes
+	Kind   string `json:"kind"`   // "crop" (one face) or "frame" (a whole capture)
+	Size   int64  `json:"size"`
 }
 
 // HasFlag reports whether e carries f.

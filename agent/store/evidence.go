@@ -7,13 +7,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/kaoqin/kaoqin/drivers"
 )
 
-// PutEvidence stores a JPEG content-addressed under the evidence directory and returns its hex
-// SHA-256, which an event names. It writes a temporary file, fsyncs it, renames it into place and
+// PutEvidence stores a JPEG content-addressed under the evidence directory and returns its
+// reference (hex SHA-256, kind, size), which an event names. It implements drivers.EvidenceStore. It writes a temporary file, fsyncs it, renames it into place and
 // fsyncs the directory, so an event never names evidence that a power cut lost. Over the budget
 // or the disk reserve it refuses loudly (ErrEvidenceBudget, ErrDiskFull) and keeps every old file.
-func (s *Store) PutEvidence(jpeg []byte) (string, error) {
+func (s *Store) PutEvidence(kind drivers.EvidenceKind, jpeg []byte) (drivers.EvidenceRef, error) {
+	name, err := s.putEvidence(jpeg)
+	if err != nil {
+		return drivers.EvidenceRef{}, err
+	}
+	return drivers.EvidenceRef{SHA256: name, Kind: kind, Size: int64(len(jpeg))}, nil
+}
+
+func (s *Store) putEvidence(jpeg []byte) (string, error) {
 	if s.cfg.EvidenceDir == "" {
 		return "", errors.New("store: no evidence directory configured")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/cert"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/drivers"
 )
 
 func testConfig(t testing.TB) Config {
@@ -287,7 +288,7 @@ func TestDiskReserveRefusesCapturesKeepsRecords(t *testing.T) {
 	if _, err := s.Append(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmDiskFull}); err != nil {
 		t.Fatalf("the alarm saying so must still be recorded: %v", err)
 	}
-	if _, err := s.PutEvidence([]byte("jpeg")); !errors.Is(err, ErrDiskFull) {
+	if _, err := s.PutEvidence(drivers.Frame, []byte("jpeg")); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("evidence over the reserve: got %v, want ErrDiskFull", err)
 	}
 	if sum, err := s.Verify(pub(cfg), VerifyOptions{}); err != nil || sum.Events != 3 {
@@ -299,17 +300,18 @@ func TestEvidenceBudget(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.EvidenceBudget = 10
 	s := open(t, cfg)
-	name, err := s.PutEvidence([]byte("0123456"))
+	ref, err := s.PutEvidence(drivers.Crop, []byte("0123456"))
+	name := ref.SHA256
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(s.EvidencePath(name)); err != nil || string(b) != "0123456" {
 		t.Fatalf("stored evidence: %q %v", b, err)
 	}
-	if again, err := s.PutEvidence([]byte("0123456")); err != nil || again != name {
-		t.Fatalf("same evidence again: %s %v, want %s stored once", again, err, name)
+	if again, err := s.PutEvidence(drivers.Crop, []byte("0123456")); err != nil || again != ref {
+		t.Fatalf("same evidence again: %+v %v, want %+v stored once", again, err, ref)
 	}
-	if _, err := s.PutEvidence([]byte("abcdef")); !errors.Is(err, ErrEvidenceBudget) {
+	if _, err := s.PutEvidence(drivers.Crop, []byte("abcdef")); !errors.Is(err, ErrEvidenceBudget) {
 		t.Fatalf("over budget: got %v, want ErrEvidenceBudget", err)
 	}
 	if _, err := os.Stat(s.EvidencePath(name)); err != nil {

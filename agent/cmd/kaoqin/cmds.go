@@ -382,6 +382,15 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 var csvHeader = []string{"seq", "id", "time", "clock_synced", "kind", "trainee", "id_masked", "session", "institution",
 	"voucher", "source", "method", "score", "reason", "flags", "operator", "note", "evidence", "device", "epoch"}
 
+// evidenceNames lists an event's photos as their SHA-256 names, space-separated.
+func evidenceNames(ps []ledger.Photo) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.SHA256
+	}
+	return strings.Join(names, " ")
+}
+
 func exporter(w io.Writer, format string) (write func(*ledger.Event) error, flush func() error) {
 	if format == "json" {
 		enc := json.NewEncoder(w)
@@ -393,7 +402,7 @@ func exporter(w io.Writer, format string) (write func(*ledger.Event) error, flus
 			return cw.Write([]string{strconv.FormatUint(e.Seq, 10), e.ID, e.Time.Wall.Format(time.RFC3339),
 				strconv.FormatBool(e.Time.Synced), string(e.Kind), e.Trainee, e.IDMasked, e.Session, e.Institution,
 				e.Voucher, e.Source, e.Method, strconv.FormatFloat(e.Score, 'g', -1, 64), string(e.Reason),
-				joinFlags(e.Flags), e.Operator, e.Note, e.Evidence, e.Device, strconv.FormatUint(e.Epoch, 10)})
+				joinFlags(e.Flags), e.Operator, e.Note, evidenceNames(e.Evidence), e.Device, strconv.FormatUint(e.Epoch, 10)})
 		}, func() error {
 			cw.Flush()
 			return cw.Error()
