@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/kaoqin/kaoqin/agent"
+	"github.com/kaoqin/kaoqin/drivers/lineterm"
+	"github.com/kaoqin/kaoqin/drivers/zfm"
 )
 
 // goodConfig loads; each case below adds one bad line to it, at a known line.
@@ -53,8 +55,8 @@ func TestLoadConfigResolvesPathsAndOpensNothing(t *testing.T) {
 		{cfg.DBPath(), filepath.Join(dir, "state", "kaoqin.db")},
 		{cfg.Key, filepath.Join(dir, "state", "keys", "device.key")},
 		{cfg.Socket, filepath.Join(dir, "kaoqin.sock")},
-		{cfg.Sources[0].Path, filepath.Join(dir, "zfm0")},
-		{cfg.Sources[1].Path, filepath.Join(dir, "qr0")},
+		{string(cfg.Sources[0].Driver.(*zfm.SourceConfig).Path), filepath.Join(dir, "zfm0")},
+		{string(cfg.Sources[1].Driver.(*lineterm.SourceConfig).Path), filepath.Join(dir, "qr0")},
 	} {
 		if c.got != c.want {
 			t.Errorf("path: got %s, want %s (relative to the config file)", c.got, c.want)
@@ -77,7 +79,7 @@ func TestLoadConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"misspelled key in a table", 8, `supress_window = "1m"`, "checkin.supress_window"},
 		{"unknown key in the second source", 19, `speed = 9600`, "source[1].speed"},
 		{"lineterm key on a zfm source", 13, `framing = "crlf"`, "source[0].framing"},
-		{"zfm key on a lineterm source", 19, `min_score = 50`, "source[1].min_score"},
+		{"zfm key on a lineterm source", 19, `poll_interval = "1s"`, "source[1].poll_interval"},
 		{"bad baud on a zfm source", 13, `baud = 12345`, "source[0].baud"},
 		{"bad baud on a lineterm source", 18, `baud = 1200`, "source[1].baud"},
 		{"baud that is not a number", 13, `baud = "fast"`, "source[0].baud"},

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
-	"github.com/kaoqin/kaoqin/agent/web"
 )
 
 // A commit that fails makes Run return an error wrapping store.ErrFatal, with every source
@@ -66,7 +66,7 @@ func TestCommitFailureStopsTheDaemon(t *testing.T) {
 	}
 	defer restore()
 	if !full {
-		_, err := h.client.SignIn(ctx, web.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
+		_, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
 		if err == nil {
 			t.Errorf("manual sign-in on a failed disk: got recorded, want an error")
 		}

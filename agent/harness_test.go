@@ -17,11 +17,12 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent"
+	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
-	"github.com/kaoqin/kaoqin/agent/web"
 	"github.com/kaoqin/kaoqin/drivers"
 	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
@@ -89,7 +90,7 @@ type harness struct {
 	cfg    *agent.Config
 	module *zfmemu.Emulator
 	qr     *lineemu.Emulator
-	client *web.Client
+	client *api.Client
 	logs   *logBuffer
 
 	cancel  context.CancelFunc
@@ -159,7 +160,7 @@ func start(t *testing.T, o options) *harness {
 			t.Fatalf("Run returned %v before it served its socket", err)
 		default:
 		}
-		h.client, err = web.Dial(h.cfg.Socket)
+		h.client, err = api.Dial(h.cfg.Socket)
 		return err == nil
 	}, 10*time.Second) {
 		t.Fatalf("socket %s: got %v, want the daemon answering", h.cfg.Socket, err)
@@ -272,7 +273,7 @@ func rosterJSON(t *testing.T, r *roster.Roster) []byte {
 	return b
 }
 
-func (h *harness) status() web.Status {
+func (h *harness) status() ops.Status {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -289,7 +290,7 @@ func (h *harness) events() []ledger.Event {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []ledger.Event
-	err := h.client.Events(ctx, ledger.Filter{}, func(e *ledger.Event) error {
+	err := h.client.Events(ctx, ledger.Filter{}, 0, func(e *ledger.Event) error {
 		out = append(out, *e)
 		return nil
 	})

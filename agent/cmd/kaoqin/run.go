@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/kaoqin/kaoqin/agent"
+)
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", "run --config FILE", stderr)
+	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file")
+	check := fs.Bool("check", false, "only load and validate the config, then exit")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+		return nil
+	}
+	log := newLogger(stderr, cfg.Level())
+	a, err := agent.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
