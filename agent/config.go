@@ -123,6 +123,10 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 func syntaxError(file string, err error) error {
+	var se *syntaxErr
+	if errors.As(err, &se) {
+		return ConfigErrors{{File: file, Line: se.line, Key: "(syntax)", Msg: se.msg}}
+	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		row, _ := de.Position()

@@ -245,8 +245,22 @@ func keyLines(doc []byte) (map[string]int, error) {
 			lines[k] = lineOf(n)
 		}
 	}
-	return lines, p.Error()
+	var pe *unstable.ParserError
+	if err := p.Error(); errors.As(err, &pe) {
+		return nil, &syntaxErr{line: p.Shape(p.Range(pe.Highlight)).Start.Line, msg: pe.Message}
+	} else if err != nil {
+		return nil, err
+	}
+	return lines, nil
 }
+
+// syntaxErr is a TOML syntax error at a line.
+type syntaxErr struct {
+	line int
+	msg  string
+}
+
+func (e *syntaxErr) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
 
 // keysUnder lists the keys written directly under prefix ("source[1]"), sorted.
 func keysUnder(lines map[string]int, prefix string) []string {
@@ -272,8 +286,8 @@ func readConfigFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// ConfigKeys lists every key of the config file, as dotted paths ("source.baud"), for the
-// documentation test.
+// ConfigKeys lists every key of the config file, as dotted paths ("source.baud"), the keys of
+// every driver in this build included, for the documentation test.
 func ConfigKeys() []string {
 	var out []string
 	var walk func(prefix string, t reflect.Type)
@@ -299,5 +313,10 @@ func ConfigKeys() []string {
 		}
 	}
 	walk("", reflect.TypeOf(Config{}))
-	return out
+	for _, kind := range drivers.Kinds() {
+		d, _ := drivers.Lookup(kind)
+		walk("source", reflect.TypeOf(d.Config()).Elem())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -16,7 +16,7 @@ type History struct {
 	byTrainee map[string]mark // last accepted event of a trainee
 	bySource  map[string]mark // last accepted event at a reader
 	bound     map[string]string
-	pending   map[string]Pending // by station
+	pending   map[string]Pending  // by station
 	seen      map[string]sighting // last camera sighting of a trainee
 }
 

@@ -65,4 +65,3 @@ func TestInspectorPageShowsTodaysLog(t *testing.T) {
 		t.Error("page shows an event of another day")
 	}
 }
-
