@@ -14,6 +14,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
 	zfmemu "github.com/kaoqin/kaoqin/drivers/zfm/emu"
@@ -132,7 +133,7 @@ func (h *harness) scanPending(code string) {
 	h.t.Helper()
 	seq, before := h.head(), h.readings(qr)
 	h.scan(code)
-	if !waitFor(h.t, func() bool { return h.readings(qr) > before }, 10*time.Second) {
+	if !testkit.WaitFor(h.t, func() bool { return h.readings(qr) > before }, 10*time.Second) {
 		h.t.Fatalf("scan of %s: got no reading from %s, want one", code, qr)
 	}
 	if evs := eventsAfter(h.events(), seq); len(evs) != 0 {
@@ -267,7 +268,7 @@ func TestSourceReopensAfterHangUp(t *testing.T) {
 	}
 	faulted := time.Now()
 	h.module.Inject(zfmemu.Fault{Kind: zfmemu.FaultHangUp})
-	if !waitFor(t, func() bool { return reopened(1) }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return reopened(1) }, 10*time.Second) {
 		t.Fatalf("after a hang-up: got health %+v, want ok with at least 1 reopen", h.status().Sources[finger])
 	}
 	if took := time.Since(faulted); took < 500*time.Millisecond {
@@ -285,11 +286,11 @@ func TestSourceReopensAfterHangUp(t *testing.T) {
 	if err := h.module.Start(string(h.cfg.Sources[0].Driver.(*zfm.SourceConfig).Path)); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, func() bool { return reopened(2) }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return reopened(2) }, 10*time.Second) {
 		t.Fatalf("after the module was replaced: got health %+v, want ok with at least 2 reopens", h.status().Sources[finger])
 	}
 	want := templatesOf(r)
-	if !waitFor(t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
 		t.Fatalf("library of the new module: got %v, want %v", h.library(), want)
 	}
 	if ev := h.touch(demo.Finger("T003")); ev.Kind != ledger.SignIn || ev.Trainee != "T003" {
@@ -317,7 +318,7 @@ func TestShutdownLosesNothing(t *testing.T) {
 	if err := h.qr.Write(ctx, burst); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, func() bool { return h.readings(finger) >= 1 && h.head() > base }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return h.readings(finger) >= 1 && h.head() > base }, 10*time.Second) {
 		t.Fatalf("before the cancel: got %d readings from %s and head %d, want the touch read and the burst being recorded",
 			h.readings(finger), finger, h.head())
 	}
@@ -376,7 +377,7 @@ func TestDiskReserveRefusesCaptures(t *testing.T) {
 	}
 	before := h.readings(finger)
 	h.module.Place(demo.Finger("T003"))
-	if !waitFor(t, func() bool { return h.readings(finger) > before }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return h.readings(finger) > before }, 10*time.Second) {
 		t.Fatalf("second touch: got no reading, want one")
 	}
 	h.lift()

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
@@ -91,7 +91,7 @@ type harness struct {
 	module *zfmemu.Emulator
 	qr     *lineemu.Emulator
 	client *api.Client
-	logs   *logBuffer
+	logs   *testkit.LogBuffer
 
 	cancel  context.CancelFunc
 	done    chan error // Run's result
@@ -110,7 +110,7 @@ func start(t *testing.T, o options) *harness {
 	if o.voucherWindow == "" {
 		o.voucherWindow = "1m"
 	}
-	h := &harness{t: t, dir: t.TempDir(), logs: &logBuffer{}, done: make(chan error, 1)}
+	h := &harness{t: t, dir: t.TempDir(), logs: &testkit.LogBuffer{}, done: make(chan error, 1)}
 	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(h.dir, "state", "keys"), "device"); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func start(t *testing.T, o options) *harness {
 		}
 	})
 
-	if !waitFor(t, func() bool {
+	if !testkit.WaitFor(t, func() bool {
 		select {
 		case err := <-h.done:
 			h.stopped, h.runErr = true, err
@@ -165,7 +165,7 @@ func start(t *testing.T, o options) *harness {
 	}, 10*time.Second) {
 		t.Fatalf("socket %s: got %v, want the daemon answering", h.cfg.Socket, err)
 	}
-	if !waitFor(t, func() bool {
+	if !testkit.WaitFor(t, func() bool {
 		s := h.status()
 		return s.Sources[finger].State == drivers.StateOK && s.Sources[qr].State == drivers.StateOK
 	}, 10*time.Second) {
@@ -219,7 +219,7 @@ func (h *harness) importRoster(r *roster.Roster) {
 		h.t.Fatalf("import roster %d: got version %d, %v; want it active", r.Version, s.Version, err)
 	}
 	want := templatesOf(r)
-	if !waitFor(h.t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
+	if !testkit.WaitFor(h.t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
 		h.t.Fatalf("module library after importing roster %d: got %v, want %v", r.Version, h.library(), want)
 	}
 }
@@ -307,7 +307,7 @@ func (h *harness) head() uint64 { return h.status().Head }
 func (h *harness) after(seq uint64, what string) []ledger.Event {
 	h.t.Helper()
 	var evs []ledger.Event
-	if !waitFor(h.t, func() bool {
+	if !testkit.WaitFor(h.t, func() bool {
 		evs = eventsAfter(h.events(), seq)
 		return len(evs) > 0
 	}, 10*time.Second) {
@@ -346,7 +346,7 @@ func (h *harness) lift() {
 	h.t.Helper()
 	seen := h.noFinger.Load()
 	h.module.Lift()
-	if !waitFor(h.t, func() bool { return h.noFinger.Load() > seen }, 10*time.Second) {
+	if !testkit.WaitFor(h.t, func() bool { return h.noFinger.Load() > seen }, 10*time.Second) {
 		h.t.Fatalf("after the lift: got no GenImg answered 'no finger', want the reader polling")
 	}
 }
@@ -440,39 +440,6 @@ func count(evs []ledger.Event, kind ledger.Kind, reason ledger.Reason) int {
 		}
 	}
 	return n
-}
-
-// waitFor polls cond every 20 ms until it holds or timeout passes, and reports whether it held.
-func waitFor(t *testing.T, cond func() bool, timeout time.Duration) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// logBuffer collects the daemon's log, shown when a test fails.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // demoRoster is the demo roster of n trainees, version 1: a session open now for class C-DEMO,
