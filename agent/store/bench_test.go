@@ -127,7 +127,7 @@ func buildLedger(b *testing.B, cfg Config, n int) {
 	seq, head := s.Head()
 	e := benchEvent()
 	for seq < uint64(n) {
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.update(func(tx *bolt.Tx) error {
 			ev := events(tx)
 			for j := 0; j < 10000 && seq < uint64(n); j++ {
 				seq++

@@ -66,7 +66,7 @@ func (s *Store) Stage(dataset string, version uint64, manifest []byte, chunks in
 		return Staged{}, fmt.Errorf("store: stage: dataset %q version %d chunks %d", dataset, version, chunks)
 	}
 	var st Staged
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bucketStaging)
 		if err != nil {
 			return err
@@ -110,7 +110,7 @@ func (s *Store) StageChunk(dataset string, version uint64, index int, data []byt
 		return Staged{}, ErrReadOnly
 	}
 	var st Staged
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := stagingBucket(tx, dataset)
 		if b == nil {
 			return ErrNotStaged
@@ -139,7 +139,7 @@ func (s *Store) StageChunk(dataset string, version uint64, index int, data []byt
 
 // StagedDataset returns the staging state of dataset; ok is false if nothing is staged.
 func (s *Store) StagedDataset(dataset string) (st Staged, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := stagingBucket(tx, dataset)
 		if b == nil {
 			return nil
@@ -154,7 +154,7 @@ func (s *Store) StagedDataset(dataset string) (st Staged, ok bool, err error) {
 // StagedDatasets returns every dataset being staged, for recovery at start.
 func (s *Store) StagedDatasets() ([]Staged, error) {
 	var out []Staged
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketStaging)
 		if root == nil {
 			return nil
@@ -176,7 +176,7 @@ func (s *Store) Discard(dataset string, version uint64) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketStaging)
 		if root == nil || root.Bucket([]byte(dataset)) == nil {
 			return nil
@@ -209,7 +209,7 @@ func (s *Store) SwapRoster(version uint64, from string, check func(manifest, con
 		return RosterInfo{}, ErrReadOnly
 	}
 	var info RosterInfo
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := stagingBucket(tx, RosterDataset)
 		if b == nil {
 			return ErrNotStaged
@@ -249,7 +249,7 @@ func (s *Store) SwapRoster(version uint64, from string, check func(manifest, con
 // DatasetVersions returns the active version of each dataset (today only the roster).
 func (s *Store) DatasetVersions() (map[string]uint64, error) {
 	out := map[string]uint64{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketRoster).Get(keyRosterInfo); v != nil {
 			var info RosterInfo
 			if err := decodeInfo(v, &info); err != nil {
@@ -269,7 +269,7 @@ func (s *Store) AcceptCommand(id uint64) (bool, error) {
 		return false, ErrReadOnly
 	}
 	accepted := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketDownlink)
 		if err != nil {
 			return err

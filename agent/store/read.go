@@ -23,7 +23,7 @@ type Seqd struct {
 // Range returns up to max records of the current epoch from seq from on, in order, copied.
 func (s *Store) Range(from uint64, max int) ([]Seqd, error) {
 	var out []Seqd
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(u64(from)); k != nil && len(out) < max; k, v = c.Next() {
 			out = append(out, Seqd{binary.BigEndian.Uint64(k), bytes.Clone(v)})
@@ -36,7 +36,7 @@ func (s *Store) Range(from uint64, max int) ([]Seqd, error) {
 // Scan calls fn for every record from seq from on, in order. The record is valid only during the
 // call. fn returning ErrStop ends the scan without error.
 func (s *Store) Scan(from uint64, fn func(seq uint64, r ledger.Record) error) error {
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {
 			if err := fn(binary.BigEndian.Uint64(k), v); err != nil {
@@ -60,7 +60,7 @@ var ErrStop = errors.New("store: stop scan")
 func (s *Store) Recent(since time.Time) ([]ledger.Event, error) {
 	const slack = 1000
 	var out []ledger.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
 		older := 0
 		for k, v := c.Last(); k != nil && older < slack; k, v = c.Prev() {
@@ -85,7 +85,7 @@ func (s *Store) Recent(since time.Time) ([]ledger.Event, error) {
 // RecordedKey reports the seq of the event that recorded a device's reading key (drivers.Reading
 // Key), if this epoch has one: a terminal's resend of a reading already recorded.
 func (s *Store) RecordedKey(key string) (seq uint64, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		if b == nil {
 			return nil
@@ -101,7 +101,7 @@ func (s *Store) RecordedKey(key string) (seq uint64, ok bool, err error) {
 // Bindings returns the vouchers checked in on this box and the institution each is bound to.
 func (s *Store) Bindings() (map[string]string, error) {
 	m := map[string]string{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBindings).ForEach(func(k, v []byte) error {
 			m[string(k)] = string(v)
 			return nil
@@ -132,7 +132,7 @@ func (s *Store) Verify(pub ed25519.PublicKey, opt VerifyOptions) (Summary, error
 	const batch = 4096
 	chain := ledger.Chain{Pub: pub, AllSignatures: opt.AllSignatures}
 	var sum Summary
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		total := uint64(tx.Bucket(bucketEvents).Stats().KeyN)
 		c := tx.Bucket(bucketEvents).Cursor()
 		recs := make([]ledger.Record, 0, batch)
@@ -182,7 +182,7 @@ func (s *Store) Verify(pub ed25519.PublicKey, opt VerifyOptions) (Summary, error
 // read transaction). It is how a running daemon is backed up or verified without stopping it.
 func (s *Store) Snapshot(w io.Writer) (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err

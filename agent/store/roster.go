@@ -30,7 +30,7 @@ type RosterInfo struct {
 func (s *Store) Roster() (*roster.Roster, RosterInfo, error) {
 	var raw []byte
 	var info RosterInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRoster)
 		raw = append(raw, b.Get(keyRosterActive)...)
 		if v := b.Get(keyRosterInfo); v != nil {
@@ -56,7 +56,7 @@ func (s *Store) SetRoster(raw []byte, r *roster.Roster, from string) (RosterInfo
 		return RosterInfo{}, ErrReadOnly
 	}
 	var info RosterInfo
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		info, err = setRoster(tx, raw, r, from)
 		return err
@@ -129,7 +129,7 @@ func (s *Store) NextCert(iss cert.Issuer, year int, cat cert.Category) (cert.Ser
 		return cert.Serial{}, ErrReadOnly
 	}
 	var sn cert.Serial
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if when := tx.Bucket(bucketRetired).Get([]byte(iss.Institution)); when != nil {
 			return fmt.Errorf("%w: %s since %s", cert.ErrRetired, iss.Institution, when)
 		}

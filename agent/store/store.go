@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -37,6 +38,10 @@ var (
 	ErrDiskFull = errors.New("store: disk reserve reached; new captures refused")
 	// ErrEvidenceBudget means the evidence directory is at its budget.
 	ErrEvidenceBudget = errors.New("store: evidence budget reached; new captures refused")
+	// ErrDamaged means the file is damaged where bbolt read it (a page it would have panicked on,
+	// or a failed structural check): the daemon moves it aside and starts a new epoch, salvaging
+	// what still verifies; `kaoqin verify` says where the damage is.
+	ErrDamaged = errors.New("store: the ledger file is damaged")
 	// ErrLocked means another process (normally the running daemon) holds the file.
 	ErrLocked = errors.New("store: the database is in use by another process (is the daemon running? use its socket)")
 	// ErrReadOnly is returned by writes on a store opened with OpenReadOnly.
@@ -54,7 +59,8 @@ var (
 	bucketEvents   = []byte("events")
 	bucketRoster   = []byte("roster")
 	bucketBindings = []byte("bindings")
-	bucketKeys     = []byte("keys") // a device's own reading key -> the seq that recorded it
+	bucketKeys     = []byte("keys")     // a device's own reading key -> the seq that recorded it
+	bucketSalvaged = []byte("salvaged") // epoch|seq -> a record salvaged from a damaged file
 	bucketCerts    = []byte("certs")
 	bucketRetired  = []byte("retired")
 
@@ -124,7 +130,11 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	default:
 		s.db = db
 		if existed {
-			if err := s.load(true); errors.Is(err, ErrKeyMismatch) {
+			err := s.load(true)
+			if err == nil {
+				err = s.Check()
+			}
+			if errors.Is(err, ErrKeyMismatch) {
 				db.Close()
 				return nil, err
 			} else if err != nil {
@@ -135,14 +145,21 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		}
 	}
 	note := "new store"
+	var salvaged *Salvaged
 	if why != "" {
 		aside := fmt.Sprintf("%s.corrupt-%s", cfg.Path, time.Now().UTC().Format("20060102T150405Z"))
 		if err := os.Rename(cfg.Path, aside); err != nil {
 			return nil, fmt.Errorf("store: %s is corrupt (%s) and cannot be moved aside: %w", cfg.Path, why, err)
 		}
 		syncDir(filepath.Dir(cfg.Path))
-		log.Error("store: corrupt database moved aside; starting a new epoch", "file", aside, "why", why)
 		note = fmt.Sprintf("previous store moved aside to %s: %s", filepath.Base(aside), why)
+		if sv, err := Salvage(aside, cfg.Key.Public().(ed25519.PublicKey)); err != nil {
+			note += fmt.Sprintf("; nothing salvaged: %v", err)
+		} else {
+			salvaged = &sv
+			note += "; " + sv.String()
+		}
+		log.Error("store: corrupt database moved aside; starting a new epoch", "file", aside, "why", why, "salvage", note)
 	}
 	if s.db == nil || !existed {
 		if s.db == nil {
@@ -153,6 +170,12 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		if err := s.create(note); err != nil {
 			s.db.Close()
 			return nil, err
+		}
+		if salvaged != nil {
+			if err := s.keepSalvaged(salvaged); err != nil {
+				s.db.Close()
+				return nil, err
+			}
 		}
 	}
 	if cfg.EvidenceDir != "" {
@@ -187,11 +210,15 @@ func OpenReadOnly(path string) (*Store, error) {
 }
 
 func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a cut file faults in the mmap
 	defer func() { // bbolt panics on some kinds of garbage rather than returning an error
 		if r := recover(); r != nil {
 			err = fmt.Errorf("store: unreadable database: %v", r)
 		}
 	}()
+	if err := preflight(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: readOnly, FreelistType: bolt.FreelistMapType})
 }
 
@@ -200,7 +227,7 @@ func (s *Store) create(note string) error {
 	s.epoch = uint64(time.Now().UnixMilli())
 	s.headSeq, s.headHash = 0, ledger.ZeroHash
 	pub := s.cfg.Key.Public().(ed25519.PublicKey)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketEvents, bucketRoster, bucketBindings, bucketCerts, bucketRetired} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -229,7 +256,11 @@ func (s *Store) create(note string) error {
 // verifies with the recorded key. (A reader such as `kaoqin verify` wants to see a damaged ledger,
 // not be refused it.)
 func (s *Store) load(checkHead bool) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
+		// A cut file would be read past its end through the mmap (SIGBUS, not a panic).
+		if fi, err := os.Stat(s.db.Path()); err == nil && fi.Size() < tx.Size() {
+			return fmt.Errorf("%w: the file is cut short: %d of %d bytes", ErrDamaged, fi.Size(), tx.Size())
+		}
 		m, ev := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
 		if m == nil || ev == nil {
 			return errors.New("store: not a kaoqin ledger (buckets missing)")
@@ -269,6 +300,58 @@ func (s *Store) load(checkHead bool) error {
 	})
 }
 
+// view runs a read transaction. A damaged page makes bbolt panic; the panic becomes ErrDamaged.
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a fault in the mmap panics here, not the process
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrDamaged, r)
+		}
+	}()
+	return s.db.View(fn)
+}
+
+// update runs a write transaction; a panic on a damaged page becomes ErrDamaged.
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrDamaged, r)
+		}
+	}()
+	return s.db.Update(fn)
+}
+
+// Check reads every page the file's buckets reach (every branch and leaf, every key and value)
+// in this goroutine, where a damaged page's panic or a fault in the mmap becomes ErrDamaged.
+// Open runs it before a daemon appends to a file. (bbolt's own Tx.Check reads on a goroutine of
+// its own, where a fault would end the process.)
+func (s *Store) Check() error {
+	return s.view(func(tx *bolt.Tx) error {
+		var walk func(b *bolt.Bucket) error
+		walk = func(b *bolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				if v == nil {
+					if sub := b.Bucket(k); sub != nil {
+						return walk(sub)
+					}
+				}
+				return nil
+			})
+		}
+		pages := tx.Size() / int64(tx.DB().Info().PageSize)
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			// A page whose overflow count is damaged would make the next write allocate and free
+			// without bound: the pages a bucket spans must fit in the file.
+			st := b.Stats()
+			if n := int64(st.BranchPageN + st.BranchOverflowN + st.LeafPageN + st.LeafOverflowN); n > pages {
+				return fmt.Errorf("%w: bucket %s spans %d pages, the file has %d", ErrDamaged, name, n, pages)
+			}
+			return walk(b)
+		})
+	})
+}
+
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -295,7 +378,7 @@ func (s *Store) Head() (seq uint64, hash [32]byte) {
 // PublicKey is the key the ledger is signed with.
 func (s *Store) PublicKey() (ed25519.PublicKey, error) {
 	var pub ed25519.PublicKey
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		pub = append(pub, tx.Bucket(bucketMeta).Get(keyPubkey)...)
 		return nil
 	})
@@ -332,7 +415,7 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 		return e, err
 	}
 	hash := rec.Hash()
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		key := u64(e.Seq)
 		if err := events(tx).Put(key, rec); err != nil {
 			return err
@@ -373,7 +456,7 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 // Acked is the highest seq of the current epoch the central system has acknowledged.
 func (s *Store) Acked() (uint64, error) {
 	var n uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		n = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keyAcked))
 		return nil
 	})
@@ -398,7 +481,7 @@ func (s *Store) Ack(epoch, through uint64) (advanced bool, err error) {
 	case through > head:
 		return false, fmt.Errorf("%w: acked_through %d, head %d", ErrAckBeyondHead, through, head)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if binary.BigEndian.Uint64(m.Get(keyAcked)) >= through {
 			return nil

@@ -443,7 +443,7 @@ func TestLedgerPagesArePacked(t *testing.T) {
 		}
 	}
 	var st bolt.BucketStats
-	s.db.View(func(tx *bolt.Tx) error { st = tx.Bucket(bucketEvents).Stats(); return nil })
+	s.view(func(tx *bolt.Tx) error { st = tx.Bucket(bucketEvents).Stats(); return nil })
 	t.Logf("1000 events: %d bytes of leaf pages, %d in use", st.LeafAlloc, st.LeafInuse)
 	if fill := float64(st.LeafInuse) / float64(st.LeafAlloc); fill < 0.55 {
 		t.Errorf("leaf pages of the events bucket: %.0f%% used (%d of %d bytes), want at least 55%%", 100*fill, st.LeafInuse, st.LeafAlloc)

@@ -192,6 +192,40 @@ func TestVerifyCatchesAFlippedByteOnDisk(t *testing.T) {
 	}
 }
 
+// kaoqin verify on a file with a damaged page header, or cut in half, does not panic: it says
+// the file is damaged and how many events still verify, and exits 1.
+func TestVerifyOfADamagedFile(t *testing.T) {
+	dir := t.TempDir()
+	_, pubPath, err := ledger.GenerateKeyFiles(dir, "device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ledger.LoadPrivateKey(filepath.Join(dir, "device.key"))
+	db := filepath.Join(dir, "kaoqin.db")
+	st, err := store.Open(store.Config{Path: db, Device: "box-1", Key: key}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 60; i++ {
+		if _, err := st.Append(ledger.Event{Kind: ledger.SignIn, Trainee: fmt.Sprintf("T%03d", i), Time: ledger.Clock{Wall: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	raw, _ := os.ReadFile(db)
+	header := append([]byte(nil), raw...)
+	header[2*4096+8] ^= 0xff
+	cut := raw[:bytes.Index(raw, []byte(`"T030"`))] // cut in the middle of the events
+	for name, b := range map[string][]byte{"page header": header, "cut": cut} {
+		path := filepath.Join(t.TempDir(), "kaoqin.db")
+		os.WriteFile(path, b, 0o600)
+		r := cli(t, "verify", "--db", path, "--pubkey", pubPath)
+		if r.code != 1 || !strings.Contains(r.stderr, "NOT INTACT") || !strings.Contains(r.stderr, "events verify") || strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("%s: exit %d, stderr %q; want exit 1, not intact, saying how many events verify", name, r.code, r.stderr)
+		}
+	}
+}
+
 // The daemon from the command line: started with a config, a manual sign-in through its socket
 // shows in `kaoqin log` (through the daemon, then from the file once it stopped), SIGTERM stops it
 // with exit 0, and the ledger verifies.

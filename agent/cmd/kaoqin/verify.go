@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +46,10 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	st, err := store.OpenReadOnly(*db)
 	if err != nil {
-		return err
+		if errors.Is(err, store.ErrLocked) || errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return damaged(*db, pub, err)
 	}
 	defer st.Close()
 	start := time.Now()
@@ -57,10 +61,31 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if errors.As(err, &prob) {
 			return fmt.Errorf("NOT INTACT: first bad event is seq %d: %v (events before it verified)", prob.Seq, prob.Err)
 		}
+		if errors.Is(err, store.ErrDamaged) {
+			return damaged(*db, pub, err)
+		}
 		return err
 	}
 	el := time.Since(start)
 	fmt.Fprintf(stdout, "intact: device %s epoch %d, %d events, head %x, verified in %v (%.0f events/s)\n",
 		sum.Device, sum.Epoch, sum.Events, sum.Head[:8], el.Round(time.Millisecond), float64(sum.Events)/el.Seconds())
 	return nil
+}
+
+// damaged reports a ledger file bbolt cannot read: what the raw bytes still prove, and where the
+// damage is.
+func damaged(path string, pub ed25519.PublicKey, cause error) error {
+	sv, err := store.Salvage(path, pub)
+	if err != nil {
+		return fmt.Errorf("NOT INTACT: the file is damaged (%v), and unreadable: %w", cause, err)
+	}
+	if sv.Signed == 0 {
+		return fmt.Errorf("NOT INTACT: the file is damaged (%v); no event signed by this key could be read from it", cause)
+	}
+	where := "after the last of them"
+	if sv.BrokeAt > 0 {
+		where = fmt.Sprintf("at seq %d (events signed by this key are found up to seq %d)", sv.BrokeAt, sv.Last)
+	}
+	return fmt.Errorf("NOT INTACT: the file is damaged (%v): %d events verify from the raw bytes (device %s epoch %d, seq 1-%d); the damage is %s",
+		cause, len(sv.Records), sv.Device, sv.Epoch, len(sv.Records), where)
 }
