@@ -211,7 +211,7 @@ func OpenReadOnly(path string) (*Store, error) {
 
 func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a cut file faults in the mmap
-	defer func() { // bbolt panics on some kinds of garbage rather than returning an error
+	defer func() {                                           // bbolt panics on some kinds of garbage rather than returning an error
 		if r := recover(); r != nil {
 			err = fmt.Errorf("store: unreadable database: %v", r)
 		}
