@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
-
+	"github.com/kaoqin/kaoqin/drivers/internal/ptydev"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
 )
 
@@ -216,20 +213,15 @@ func (e *Emulator) Start(link string) error {
 
 // plugLocked creates a new pseudo-terminal behind the link and starts serving it.
 func (e *Emulator) plugLocked() error {
-	master, slave, err := openPty()
+	p, err := ptydev.Open()
 	if err != nil {
-		return err
+		return fmt.Errorf("emu: %w", err)
 	}
-	if err := makeRaw(slave); err != nil {
-		master.Close()
-		slave.Close()
-		return fmt.Errorf("emu: raw mode: %w", err)
+	if err := ptydev.Link(p.Path(), e.link); err != nil {
+		p.Close()
+		return fmt.Errorf("emu: %w", err)
 	}
-	if err := relink(slave.Name(), e.link); err != nil {
-		master.Close()
-		slave.Close()
-		return err
-	}
+	master, slave := p.Master, p.Slave
 	e.master, e.slave = master, slave
 	e.readyAt = time.Now().Add(e.cfg.PowerUp)
 	e.verified, e.bufs, e.image, e.down = false, [3][]byte{}, nil, nil
@@ -239,73 +231,6 @@ func (e *Emulator) plugLocked() error {
 	e.wg.Add(1)
 	go e.serve(master)
 	e.log.Info("emu: module on line", "link", e.link, "pty", slave.Name())
-	return nil
-}
-
-// openPty opens a pseudo-terminal with creack/pty. pty.Open leaves the master in blocking mode
-// (its ioctls go through File.Fd), where Close does not end a Read in progress; the emulator
-// works on a non-blocking duplicate, which the runtime poller can interrupt.
-func openPty() (master, slave *os.File, err error) {
-	m, slave, err := pty.Open()
-	if err != nil {
-		return nil, nil, fmt.Errorf("emu: open pty: %w", err)
-	}
-	defer m.Close()
-	fd, err := unix.Dup(int(m.Fd()))
-	if err == nil {
-		unix.CloseOnExec(fd)
-		err = unix.SetNonblock(fd, true)
-		if err != nil {
-			unix.Close(fd)
-		}
-	}
-	if err != nil {
-		slave.Close()
-		return nil, nil, fmt.Errorf("emu: pty master: %w", err)
-	}
-	return os.NewFile(uintptr(fd), m.Name()), slave, nil
-}
-
-// makeRaw puts the line in raw mode, so that bytes pass unchanged before the driver configures it.
-func makeRaw(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		t, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
-		if err != nil {
-			serr = err
-			return
-		}
-		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		t.Oflag &^= unix.OPOST
-		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		t.Cflag &^= unix.CSIZE | unix.PARENB
-		t.Cflag |= unix.CS8
-		serr = unix.IoctlSetTermios(int(fd), unix.TCSETS, t)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
-// relink points link at target atomically; an existing link must be a symbolic link.
-func relink(target, link string) error {
-	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		return fmt.Errorf("emu: %s exists and is not a symbolic link", link)
-	}
-	tmp := filepath.Join(filepath.Dir(link), fmt.Sprintf(".%s.%d.tmp", filepath.Base(link), os.Getpid()))
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("emu: link: %w", err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("emu: link: %w", err)
-	}
 	return nil
 }
 
@@ -342,9 +267,7 @@ func (e *Emulator) Close() error {
 	e.mu.Unlock()
 	e.wg.Wait()
 	if link != "" {
-		if target, err := os.Readlink(link); err == nil && target == slave {
-			os.Remove(link)
-		}
+		return ptydev.Unlink(link, slave)
 	}
 	return nil
 }
