@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"sync"
@@ -364,46 +365,96 @@ func (e *Emulator) LED() zfm.Aura {
 	return e.aura
 }
 
-// serve answers the commands arriving on master until it is closed.
+// serve answers the packets arriving on master until it is closed. A command that arrives with a
+// bad checksum is answered with confirmation code 0x01, in its place in the stream.
 func (e *Emulator) serve(master *os.File) {
 	defer e.wg.Done()
+	var corrupt []zfm.PID // frames with a bad checksum, met by the last dec.Next
+	newDecoder := func(addr uint32) *zfm.Decoder {
+		d := zfm.NewDecoder(addr)
+		d.OnBadChecksum(func(pid zfm.PID) { corrupt = append(corrupt, pid) })
+		return d
+	}
 	e.mu.Lock()
-	dec := zfm.NewDecoder(e.addr)
+	dec := newDecoder(e.addr)
 	e.mu.Unlock()
+	buf := make([]byte, 512)
 	for {
-		p, err := dec.Decode(master)
-		if err != nil {
-			return
-		}
-		if e.cfg.OnPacket != nil {
-			e.cfg.OnPacket(true, p)
-		}
-		out := e.handle(p)
-		if out == nil {
-			continue
-		}
-		if e.send(master, out) {
-			e.mu.Lock()
-			if !e.closed {
-				// The new line is behind the link before the old one goes, so that a driver
-				// reopening at once finds it.
-				oldMaster, oldSlave := e.master, e.slave
-				e.stopWakeLocked()
-				if err := e.plugLocked(); err != nil {
-					e.log.Error("emu: cannot come back after the hang-up", "err", err)
+		n, rerr := master.Read(buf)
+		dec.Write(buf[:n])
+		for {
+			p, ok := dec.Next()
+			for _, pid := range corrupt {
+				if out := e.handleCorrupt(pid); out != nil {
+					e.send(master, out)
 				}
-				oldMaster.Close()
-				oldSlave.Close()
+			}
+			corrupt = corrupt[:0]
+			if !ok {
+				break
+			}
+			if e.cfg.OnPacket != nil {
+				e.cfg.OnPacket(true, p)
+			}
+			out := e.handle(p)
+			if out == nil {
+				continue
+			}
+			if e.send(master, out) {
+				e.replug()
+				return
+			}
+			e.mu.Lock()
+			if addr := e.addr; addr != p.Address {
+				dec = newDecoder(addr) // SetAdder
 			}
 			e.mu.Unlock()
+		}
+		if rerr != nil {
 			return
 		}
-		e.mu.Lock()
-		if addr := e.addr; addr != p.Address {
-			dec = zfm.NewDecoder(addr) // SetAdder
-		}
-		e.mu.Unlock()
 	}
+}
+
+// replug puts a new pseudo-terminal behind the link after a hang-up and closes the old one. The new
+// line is behind the link before the old one goes, so that a driver reopening at once finds it.
+func (e *Emulator) replug() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	oldMaster, oldSlave := e.master, e.slave
+	e.stopWakeLocked()
+	if err := e.plugLocked(); err != nil {
+		e.log.Error("emu: cannot come back after the hang-up", "err", err)
+	}
+	oldMaster.Close()
+	oldSlave.Close()
+}
+
+// handleCorrupt answers a frame that arrived with a bad checksum: a command gets confirmation code
+// 0x01 (error receiving the packet) and is not run, as on a real module; a data packet of a
+// download in progress ends the download (the buffer is left as it was), without an answer, since
+// the host expects none to data packets.
+func (e *Emulator) handleCorrupt(pid zfm.PID) *reply {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if time.Now().Before(e.readyAt) {
+		return nil // powering up
+	}
+	switch pid {
+	case zfm.PIDCommand:
+		e.down = nil
+		e.log.Info("emu: command with a bad checksum, answered 0x01")
+		return &reply{delay: e.cfg.Latency.Reply, packets: []zfm.Packet{e.ack(zfm.CodePacket, nil)}}
+	case zfm.PIDData, zfm.PIDEndData:
+		if e.down != nil {
+			e.log.Info("emu: data packet with a bad checksum, download abandoned")
+			e.down = nil
+		}
+	}
+	return nil
 }
 
 // reply is what the module sends for one command.
@@ -647,6 +698,13 @@ func (e *Emulator) execute(in zfm.Instr, params []byte, r *reply) (zfm.Code, []b
 			return zfm.CodePacket, nil, nil
 		}
 		return zfm.CodeOK, nil, nil
+	case zfm.InstrUpImage:
+		// The image buffer holds the last capture; before any, or after a GenImg with no finger,
+		// it holds what the sensor saw: nothing, a white image.
+		finger, _ := FingerOf(e.image)
+		return zfm.CodeOK, nil, Image(finger)
+	case zfm.InstrGetRandomCode:
+		return zfm.CodeOK, binary.BigEndian.AppendUint32(nil, rand.Uint32()), nil
 	case zfm.InstrDeletChar:
 		r.delay += e.cfg.Latency.Store
 		page, count := u16(0), u16(2)
@@ -703,7 +761,9 @@ var garbage = []byte{
 	0xEF, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x07, 0x00, 0x03, 0x00, 0x00, 0xFF,
 }
 
-// send writes a reply, applying its fault, and reports whether the line must now hang up.
+// send writes a reply, applying its fault, and reports whether the line must now hang up. It
+// waits the reply latency, then sends packet by packet, each after its time on the line, so that a
+// long transfer (an UpImage takes seconds at 57600 baud) starts with a timely acknowledgement.
 func (e *Emulator) send(master *os.File, r *reply) (hangup bool) {
 	kind := FaultKind(0)
 	if r.fault != nil {
@@ -713,7 +773,7 @@ func (e *Emulator) send(master *os.File, r *reply) (hangup bool) {
 		return false
 	}
 	var wire []byte
-	var ackLen int
+	var ends []int // where each packet ends in wire
 	for i, p := range r.packets {
 		b, err := zfm.Encode(p)
 		if err != nil {
@@ -723,39 +783,48 @@ func (e *Emulator) send(master *os.File, r *reply) (hangup bool) {
 		if i == len(r.packets)-1 && kind == FaultBadChecksum {
 			b[len(b)-1] ^= 0xFF
 		}
-		if i == 0 {
-			ackLen = len(b)
-		}
 		wire = append(wire, b...)
+		ends = append(ends, len(wire))
 		if e.cfg.OnPacket != nil {
 			e.cfg.OnPacket(false, p)
 		}
 	}
 	if kind == FaultHangUp {
+		ackLen := ends[0]
 		switch {
 		case !r.acked:
 			wire = wire[:ackLen/2]
 		case len(r.packets) == 1: // DownChar: the ack, then the data never arrives
 		default:
-			cut := ackLen
-			per := (len(wire) - ackLen) / (len(r.packets) - 1)
-			cut += per * ((len(r.packets) - 1) / 2)
-			wire = wire[:cut]
+			wire = wire[:ends[(len(r.packets)-1)/2]] // the ack and half the data packets
 		}
 	}
 	if kind == FaultGarbage {
 		wire = append(slices.Clone(garbage), wire...)
-	}
-	time.Sleep(r.delay + time.Duration(len(wire))*e.cfg.Latency.Byte)
-	if kind == FaultSplit {
-		for i := range wire {
-			if !e.write(master, wire[i:i+1]) {
-				return false
-			}
-			time.Sleep(200 * time.Microsecond)
+		for i := range ends {
+			ends[i] += len(garbage)
 		}
-	} else if !e.write(master, wire) {
-		return false
+	}
+	time.Sleep(r.delay)
+	from := 0
+	for _, end := range ends {
+		end = min(end, len(wire))
+		if end <= from {
+			continue
+		}
+		seg := wire[from:end]
+		from = end
+		time.Sleep(time.Duration(len(seg)) * e.cfg.Latency.Byte)
+		if kind == FaultSplit {
+			for i := range seg {
+				if !e.write(master, seg[i:i+1]) {
+					return false
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+		} else if !e.write(master, seg) {
+			return false
+		}
 	}
 	return kind == FaultHangUp
 }
