@@ -11,7 +11,7 @@
 // SetAdder, TemplateNum, ReadIndexTable, AuraLedConfig, HandShake); any instruction can be declared
 // unsupported, to be answered with code 0xFC as an R503 does. A command that arrives with a bad
 // checksum is answered with code 0x01 and not run, as a real module does. UpImage streams the
-// 256x288 image of the last capture ([Image]) in data packets of the configured size, paced at the
+// 256x288 image of an R30x of the last capture ([Image]) in data packets of the configured size, paced at the
 // configured byte time after a prompt acknowledgement.
 //
 // Fingers are placed and lifted by the test or the script. Templates encode the finger they came
@@ -42,7 +42,8 @@
 //	fault KIND [INSTR]       a fault for the next command (of INSTR, a name such as search or a
 //	                         code such as 0x04); KIND is drop, badsum, garbage, split, hangup
 //	                         or flipbit
-//	fault code CODE [INSTR]  answer the next command with confirmation code CODE (0x06: messy)
+//	fault code CODE [INSTR]  answer the next command with confirmation code CODE (0x06: messy;
+//	                         0x01: as if the command had arrived corrupt)
 //	repeat                   start again from the top; must be the last command, and the script
 //	                         must wait or touch somewhere
 //
