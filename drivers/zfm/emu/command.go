@@ -44,5 +44,5 @@ func (c *Command) Run(ctx context.Context, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return Run(ctx, c.Link, script, log.With("link", c.Link))
+	return Run(ctx, c.Link, script, log)
 }
