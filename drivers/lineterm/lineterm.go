@@ -50,7 +50,9 @@
 //
 // A plain RS-232 line whose cable is pulled cannot be told from a quiet terminal: nothing here
 // detects it. Repeat suppression and the drop counters live in the Terminal and start again at zero
-// when the agent reopens the source.
+// when the agent reopens the source. Dropped input is logged with its reason (no-match, bad-score,
+// overlong, wiegand-parity, wiegand-frame), rate-limited per reason; the line's text appears in
+// the log, clipped, so a misconfigured pattern can be told from line noise.
 package lineterm
 
 import (

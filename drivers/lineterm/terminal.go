@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/serialport"
@@ -37,9 +40,42 @@ type Terminal struct {
 
 	closed atomic.Bool
 
-	mu     sync.Mutex // guards health
-	health drivers.Health
+	mu       sync.Mutex // guards health and drops
+	health   drivers.Health
+	drops    map[string]*dropLog // by reason
+	logEvery time.Duration       // DropLogInterval; replaced in tests
 }
+
+// DropLogInterval is the least time between two log lines for one reason of dropping input: the
+// first drop for a reason is logged at once, the next ones are counted, and the first drop after
+// the interval logs a line with the count suppressed since. Close logs the counts left over.
+const DropLogInterval = time.Minute
+
+// dropLog is the rate limit of one reason's log lines.
+type dropLog struct {
+	last       time.Time // when a line was last logged for the reason
+	suppressed uint64    // drops since then, not logged
+}
+
+// dropReason names why a line gave no reading, for the log: a short word per kind of bad input.
+func dropReason(err error) string {
+	switch {
+	case errors.Is(err, errNoMatch):
+		return "no-match" // garbage and noise end up here too
+	case errors.Is(err, errScore):
+		return "bad-score"
+	case errors.Is(err, errDiscarded):
+		return "overlong"
+	case errors.Is(err, ErrEvenParity), errors.Is(err, ErrOddParity):
+		return "wiegand-parity"
+	case errors.Is(err, ErrFrame):
+		return "wiegand-frame"
+	}
+	return "other"
+}
+
+// maxLogDetail bounds the error text (which quotes the line) in a log line.
+const maxLogDetail = 160
 
 // port is what a Terminal needs of its line: a *serialport.Port, whose Read returns (0, nil) when
 // the read timeout passes.
@@ -92,15 +128,19 @@ func newTerminal(name string, cfg Config, dec *decoder, p port, log *slog.Logger
 		now:    time.Now,
 		quick:  rt / 2,
 		buf:    make([]byte, 512),
+
+		drops:    map[string]*dropLog{},
+		logEvery: DropLogInterval,
 	}
 	t.health = drivers.Health{State: drivers.StateOK, Since: t.now()}
 	return t
 }
 
 // Next blocks until the terminal prints a line that yields a reading, ctx is done, or the line
-// fails. Lines that do not match the pattern, fail a Wiegand parity check or are too long are
-// dropped and counted in Health, and repeats within Config.Repeat are skipped; none of them ends
-// Next. ctx is checked between reads, so Next returns within one read timeout of ctx being done,
+// fails. Lines that do not match the pattern (garbage included), carry a score that is not a
+// number, fail a Wiegand check or are too long are dropped, counted in Health and logged at Warn
+// with their reason, at most one log line per reason per DropLogInterval; repeats within
+// Config.Repeat are skipped silently. None of them ends Next. ctx is checked between reads, so Next returns within one read timeout of ctx being done,
 // with ctx's error; the lines already read stay queued for the next call.
 //
 // Any other error means the Terminal is unusable: ErrClosed after Close, an error wrapping
@@ -173,22 +213,69 @@ func (t *Terminal) read() error {
 	return nil
 }
 
-// drop records a line that yields no reading. Repeats are expected and not counted.
+// drop records a line that yields no reading, and logs it at Warn with its reason, at most one
+// line per reason per DropLogInterval. Repeats are expected: neither counted nor logged.
 func (t *Terminal) drop(reason error) {
-	if reason == nil {
+	if reason == nil || errors.Is(reason, errRepeat) {
 		return
 	}
-	t.log.Debug("line dropped", "reason", reason)
-	if errors.Is(reason, errRepeat) {
-		return
-	}
+	why := dropReason(reason)
+	now := t.now()
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.health.Dropped++
 	t.health.LastErr = reason.Error()
 	if t.health.State == drivers.StateOK {
 		t.setState(drivers.StateDegraded)
 	}
+	d := t.drops[why]
+	if d == nil {
+		d = &dropLog{}
+		t.drops[why] = d
+	} else if now.Sub(d.last) < t.logEvery {
+		d.suppressed++
+		t.mu.Unlock()
+		return
+	}
+	suppressed := d.suppressed
+	d.last, d.suppressed = now, 0
+	total := t.health.Dropped
+	t.mu.Unlock()
+	t.log.Warn("lineterm: input dropped", "reason", why, "err", clip(reason.Error(), maxLogDetail),
+		"suppressed", suppressed, "dropped_total", total)
+}
+
+// flushDrops logs the drops suppressed since each reason's last line.
+func (t *Terminal) flushDrops() {
+	type left struct {
+		why string
+		n   uint64
+	}
+	var rest []left
+	t.mu.Lock()
+	for why, d := range t.drops {
+		if d.suppressed > 0 {
+			rest = append(rest, left{why, d.suppressed})
+			d.suppressed = 0
+		}
+	}
+	total := t.health.Dropped
+	t.mu.Unlock()
+	slices.SortFunc(rest, func(a, b left) int { return strings.Compare(a.why, b.why) })
+	for _, l := range rest {
+		t.log.Warn("lineterm: input dropped", "reason", l.why, "suppressed", l.n, "dropped_total", total)
+	}
+}
+
+// clip shortens s to at most n bytes, on a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // fail marks the terminal down and returns err with its origin, or ErrClosed if Close caused it.
@@ -228,6 +315,7 @@ func (t *Terminal) Close() error {
 	t.mu.Lock()
 	t.setState(drivers.StateDown)
 	t.mu.Unlock()
+	t.flushDrops()
 	if err := t.port.Close(); err != nil {
 		return fmt.Errorf("lineterm: %s: close: %w", t.name, err)
 	}

@@ -3,13 +3,14 @@ package zfm_test
 import (
 	"bytes"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kaoqin/kaoqin/drivers/zfm"
 )
 
-// vectors are the test vectors of the protocol notes (shared/protocols/fingerprint-zfm.md).
+// vectors are the test vectors of the protocol notes (docs/fingerprint-zfm.md).
 var vectors = []struct {
 	name string
 	p    zfm.Packet
@@ -24,6 +25,9 @@ var vectors = []struct {
 	{"ReadSysPara", cmd(0x0F), "EF 01 FF FF FF FF 01 00 03 0F 00 13"},
 	{"TemplateNum", cmd(0x1D), "EF 01 FF FF FF FF 01 00 03 1D 00 21"},
 	{"HandShake", cmd(0x40), "EF 01 FF FF FF FF 01 00 03 40 00 44"},
+	{"GetRandomCode", cmd(0x14), "EF 01 FF FF FF FF 01 00 03 14 00 18"},
+	{"UpImage", cmd(0x0A), "EF 01 FF FF FF FF 01 00 03 0A 00 0E"},
+	{"ack packet error", ack(0x01), "EF 01 FF FF FF FF 07 00 03 01 00 0B"},
 	{"ack OK", ack(0x00), "EF 01 FF FF FF FF 07 00 03 00 00 0A"},
 	{"ack no finger", ack(0x02), "EF 01 FF FF FF FF 07 00 03 02 00 0C"},
 	{"ack search hit", ack(0x00, 0, 5, 0, 100), "EF 01 FF FF FF FF 07 00 07 00 00 05 00 64 00 77"},
@@ -141,6 +145,33 @@ func TestDecoderResync(t *testing.T) {
 	}
 }
 
+// OnBadChecksum reports each frame dropped for its checksum, with its packet id, in stream order
+// and only those: not garbage, not frames for another address.
+func TestDecoderOnBadChecksum(t *testing.T) {
+	ok := "EF 01 FF FF FF FF 07 00 03 00 00 0A"
+	wire := unhex(t, "55 "+ok+
+		" EF 01 FF FF FF FF 01 00 03 01 00 06"+ // GenImg with its checksum off by one
+		" EF 01 12 34 56 78 01 00 03 01 00 06"+ // another address
+		" "+ok+
+		" EF 01 FF FF FF FF 02 00 05 01 02 03 00 0E"+ // a data packet, checksum off by one
+		" "+ok)
+	for _, step := range []int{len(wire), 1, 5} {
+		d := zfm.NewDecoder(zfm.DefaultAddress)
+		var events []string
+		d.OnBadChecksum(func(pid zfm.PID) { events = append(events, "bad "+pid.String()) })
+		for off := 0; off < len(wire); off += step {
+			d.Write(wire[off:min(off+step, len(wire))])
+			for p, ok := d.Next(); ok; p, ok = d.Next() {
+				events = append(events, p.PID.String())
+			}
+		}
+		want := []string{"ack", "bad command", "ack", "bad data", "ack"}
+		if !slices.Equal(events, want) {
+			t.Errorf("fed in %d-byte pieces: got %q, want %q", step, events, want)
+		}
+	}
+}
+
 func TestDecoderReset(t *testing.T) {
 	d := zfm.NewDecoder(zfm.DefaultAddress)
 	d.Write(unhex(t, "EF 01 FF FF FF FF 07 00"))
@@ -166,7 +197,9 @@ func FuzzDecoder(f *testing.F) {
 	f.Add(unhex(f, "EF 01 FF FF FF FF 07 00 07 00 EF 01 FF FF FF FF 07 00 03 00 00 0A"), uint8(7))
 	f.Add(unhex(f, "EF 01 FF FF FF FF 02 00 05 01 02 03 00 0D EF 01 FF FF FF FF 08 00 03 AA 00 B5"), uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		var wantBad, gotBad []zfm.PID
 		whole := zfm.NewDecoder(zfm.DefaultAddress)
+		whole.OnBadChecksum(func(pid zfm.PID) { wantBad = append(wantBad, pid) })
 		whole.Write(data)
 		var want []zfm.Packet
 		for p, ok := whole.Next(); ok; p, ok = whole.Next() {
@@ -183,6 +216,7 @@ func FuzzDecoder(f *testing.F) {
 		}
 		n := int(step%16) + 1
 		pieces := zfm.NewDecoder(zfm.DefaultAddress)
+		pieces.OnBadChecksum(func(pid zfm.PID) { gotBad = append(gotBad, pid) })
 		var got []zfm.Packet
 		for off := 0; off < len(data); off += n {
 			pieces.Write(data[off:min(off+n, len(data))])
@@ -200,6 +234,9 @@ func FuzzDecoder(f *testing.F) {
 		}
 		if gs, ws := pieces.Stats(), whole.Stats(); gs != ws {
 			t.Fatalf("stats fed in %d-byte pieces: got %+v, want %+v", n, gs, ws)
+		}
+		if !slices.Equal(gotBad, wantBad) || uint64(len(wantBad)) != whole.Stats().BadChecksum {
+			t.Fatalf("bad checksums reported fed in %d-byte pieces: got %v, whole %v, want %d of them", n, gotBad, wantBad, whole.Stats().BadChecksum)
 		}
 		if whole.Buffered() > 266 {
 			t.Fatalf("decoder holds %d bytes, want at most one packet", whole.Buffered())

@@ -19,7 +19,7 @@ const (
 	InstrLoadChar       Instr = 0x07 // library page -> character buffer
 	InstrUpChar         Instr = 0x08 // character buffer -> host (data packets follow the ack)
 	InstrDownChar       Instr = 0x09 // host -> character buffer (data packets follow the ack)
-	InstrUpImage        Instr = 0x0A
+	InstrUpImage        Instr = 0x0A // image buffer -> host (data packets follow the ack)
 	InstrDownImage      Instr = 0x0B
 	InstrDeletChar      Instr = 0x0C // delete pages
 	InstrEmpty          Instr = 0x0D // delete the whole library
@@ -27,6 +27,7 @@ const (
 	InstrReadSysPara    Instr = 0x0F
 	InstrSetPwd         Instr = 0x12
 	InstrVfyPwd         Instr = 0x13
+	InstrGetRandomCode  Instr = 0x14 // four random bytes from the module's generator
 	InstrSetAdder       Instr = 0x15
 	InstrHiSpeedSearch  Instr = 0x1B // model-specific: absent on R551
 	InstrTemplateNum    Instr = 0x1D
@@ -41,7 +42,7 @@ var instrNames = map[Instr]string{
 	InstrRegModel: "regmodel", InstrStore: "store", InstrLoadChar: "loadchar", InstrUpChar: "upchar",
 	InstrDownChar: "downchar", InstrUpImage: "upimage", InstrDownImage: "downimage",
 	InstrDeletChar: "deletchar", InstrEmpty: "empty", InstrSetSysPara: "setsyspara",
-	InstrReadSysPara: "readsyspara", InstrSetPwd: "setpwd", InstrVfyPwd: "vfypwd",
+	InstrReadSysPara: "readsyspara", InstrSetPwd: "setpwd", InstrVfyPwd: "vfypwd", InstrGetRandomCode: "getrandomcode",
 	InstrSetAdder: "setadder", InstrHiSpeedSearch: "hispeedsearch", InstrTemplateNum: "templatenum",
 	InstrReadIndexTable: "readindextable", InstrAuraLedConfig: "auraledconfig",
 	InstrReadProdInfo: "readprodinfo", InstrHandShake: "handshake",

@@ -192,21 +192,46 @@ func (s *Session) UpChar(ctx context.Context, buf Buffer) ([]byte, error) {
 	if _, err := s.command(ctx, InstrUpChar, []byte{byte(buf)}, timeoutDefault, 0); err != nil {
 		return nil, err
 	}
+	return s.upload(ctx, "upchar", maxTemplate)
+}
+
+// UpImage uploads the image buffer, the last capture, to the host: the acknowledgement, then data
+// packets of the size the module reports, each waited for at most one second. On R30x and AS608
+// modules the image is 256 pixels wide and 288 high, 4 bits a pixel, two pixels a byte (the left
+// one in the high nibble): 36,864 bytes, over six seconds at 57600 baud.
+func (s *Session) UpImage(ctx context.Context) ([]byte, error) {
+	if _, err := s.command(ctx, InstrUpImage, nil, timeoutDefault, 0); err != nil {
+		return nil, err
+	}
+	return s.upload(ctx, "upimage", maxImage)
+}
+
+// upload receives the data packets of a transfer, at most limit bytes, until the last one.
+func (s *Session) upload(ctx context.Context, op string, limit int) ([]byte, error) {
 	var data []byte
 	for {
-		p, err := s.receive(ctx, "upchar", timeoutPacket, isData)
+		p, err := s.receive(ctx, op, timeoutPacket, isData)
 		if err != nil {
 			return nil, err
 		}
 		data = append(data, p.Payload...)
-		if len(data) > maxTemplate {
+		if len(data) > limit {
 			s.m.dirty = true
-			return nil, fmt.Errorf("zfm: upchar: more than %d bytes: %w", maxTemplate, ErrBadReply)
+			return nil, fmt.Errorf("zfm: %s: more than %d bytes: %w", op, limit, ErrBadReply)
 		}
 		if p.PID == PIDEndData {
 			return data, nil
 		}
 	}
+}
+
+// GetRandomCode returns a random number from the module's generator.
+func (s *Session) GetRandomCode(ctx context.Context) (uint32, error) {
+	res, err := s.command(ctx, InstrGetRandomCode, nil, timeoutDefault, 4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(res), nil
 }
 
 // DownChar downloads data into buf: the command, its acknowledgement, then data packets of the
@@ -391,6 +416,18 @@ func (m *Module) LoadChar(ctx context.Context, buf Buffer, page int) error {
 func (m *Module) UpChar(ctx context.Context, buf Buffer) (data []byte, err error) {
 	err = m.Do(ctx, func(s *Session) error { data, err = s.UpChar(ctx, buf); return err })
 	return data, err
+}
+
+// UpImage is Session.UpImage.
+func (m *Module) UpImage(ctx context.Context) (data []byte, err error) {
+	err = m.Do(ctx, func(s *Session) error { data, err = s.UpImage(ctx); return err })
+	return data, err
+}
+
+// GetRandomCode is Session.GetRandomCode.
+func (m *Module) GetRandomCode(ctx context.Context) (n uint32, err error) {
+	err = m.Do(ctx, func(s *Session) error { n, err = s.GetRandomCode(ctx); return err })
+	return n, err
 }
 
 // DownChar is Session.DownChar.

@@ -20,6 +20,7 @@ type Decoder struct {
 	start    int
 	skipping bool // inside a run of skipped bytes or after a rejected frame
 	stats    DecoderStats
+	onBadSum func(PID)
 }
 
 // DecoderStats counts what a Decoder accepted and dropped.
@@ -98,6 +99,9 @@ func (d *Decoder) Next() (Packet, bool) {
 		payload := b[headerLen : total-2]
 		if binary.BigEndian.Uint16(b[total-2:total]) != checksum(pid, length, payload) {
 			d.reject(&d.stats.BadChecksum)
+			if d.onBadSum != nil {
+				d.onBadSum(pid)
+			}
 			continue
 		}
 		p := Packet{Address: d.addr, PID: pid, Payload: append([]byte(nil), payload...)}
@@ -127,6 +131,12 @@ func (d *Decoder) Decode(r io.Reader) (Packet, error) {
 		}
 	}
 }
+
+// OnBadChecksum makes Next call fn, in stream order, with the packet id of every whole frame for
+// its address that it drops for a bad checksum. A module answers a command that reached it
+// corrupt with confirmation code 0x01 (CodePacket); the emulator uses this to do the same. The
+// packet id itself may be what was corrupted.
+func (d *Decoder) OnBadChecksum(fn func(PID)) { d.onBadSum = fn }
 
 // Stats returns the counters so far.
 func (d *Decoder) Stats() DecoderStats { return d.stats }

@@ -3,11 +3,12 @@
 // protocol over a UART (57600 baud 8N1 by default).
 //
 // The wire facts this package follows (packet layout, instruction and confirmation codes, system
-// parameters, transfers, timing, test vectors) are collected in the team's protocol notes,
-// shared/protocols/fingerprint-zfm.md, from public datasheets (the R503 user manual) and libraries
-// (github.com/adafruit/Adafruit-Fingerprint-Sensor-Library, github.com/bastianraschke/pyfingerprint,
-// github.com/brianrho/FPM). Details marked model-specific there are read from the module
-// (capacity, data packet size) or probed once and remembered (HiSpeedSearch, AuraLedConfig).
+// parameters, transfers, timing, test vectors) are collected in the project's protocol notes,
+// docs/fingerprint-zfm.md, from public datasheets (the Grow R503 and R307 user manuals, the AS608
+// manual) and libraries (github.com/adafruit/Adafruit-Fingerprint-Sensor-Library,
+// github.com/bastianraschke/pyfingerprint, github.com/brianrho/FPM). Details marked model-specific
+// there are read from the module (capacity, data packet size) or probed once and remembered
+// (HiSpeedSearch, AuraLedConfig).
 //
 // The package has three layers, in the order data flows:
 //
@@ -16,7 +17,8 @@
 //     with a bad length, a bad checksum, another address or an unknown packet id.
 //   - The [Module] client: one owner goroutine per port, exactly one command outstanding, a typed
 //     method per instruction, per-command timeouts (1 s; 2 s for Search, Store, DeletChar and Empty;
-//     1 s per data packet of a transfer). [Module.Do] runs several commands as one unit so that no
+//     1 s per data packet of a transfer). A command the module answers with code 0x01 (it arrived
+//     corrupt and was not run) is sent again, twice at most, before it fails with [ErrPacket]. [Module.Do] runs several commands as one unit so that no
 //     other caller's command touches the module's character buffers in between.
 //   - The [Reader]: a [drivers.Source] that runs the identify flow (poll GenImg, Img2Tz, Search,
 //     wait for the lift: one touch gives one reading), keeps the module's library in step with the

@@ -32,12 +32,16 @@ func TestNextFaults(t *testing.T) {
 		fault    emu.Fault
 		failures uint64
 		dropped  bool
+		resent   uint64
 	}{
-		{"dropped reply", emu.Fault{Kind: emu.FaultDrop, Instr: zfm.InstrImg2Tz}, 1, false},
-		{"bad checksum", emu.Fault{Kind: emu.FaultBadChecksum, Instr: zfm.InstrImg2Tz}, 1, true},
-		{"garbage", emu.Fault{Kind: emu.FaultGarbage, Instr: zfm.InstrHiSpeedSearch}, 0, true},
-		{"split", emu.Fault{Kind: emu.FaultSplit, Instr: zfm.InstrHiSpeedSearch}, 0, false},
-		{"packet error", emu.Fault{Kind: emu.FaultCode, Instr: zfm.InstrGenImg, Code: zfm.CodePacket}, 1, false},
+		{"dropped reply", emu.Fault{Kind: emu.FaultDrop, Instr: zfm.InstrImg2Tz}, 1, false, 0},
+		{"bad checksum", emu.Fault{Kind: emu.FaultBadChecksum, Instr: zfm.InstrImg2Tz}, 1, true, 0},
+		{"garbage", emu.Fault{Kind: emu.FaultGarbage, Instr: zfm.InstrHiSpeedSearch}, 0, true, 0},
+		{"split", emu.Fault{Kind: emu.FaultSplit, Instr: zfm.InstrHiSpeedSearch}, 0, false, 0},
+		// A 0x01 answer says the module received the command corrupt: the driver sends it again,
+		// and the poll does not fail.
+		{"packet error", emu.Fault{Kind: emu.FaultCode, Instr: zfm.InstrGenImg, Code: zfm.CodePacket}, 0, false, 1},
+		{"packet error on search", emu.Fault{Kind: emu.FaultCode, Instr: zfm.InstrHiSpeedSearch, Code: zfm.CodePacket}, 0, false, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -51,6 +55,9 @@ func TestNextFaults(t *testing.T) {
 			s, h := r.Stats(), r.Health()
 			if s.Readings != 1 || s.Failures != c.failures {
 				t.Errorf("got %d readings and %d failed polls, want 1 and %d", s.Readings, s.Failures, c.failures)
+			}
+			if s.Module.Resent != c.resent {
+				t.Errorf("got %d commands resent, want %d", s.Module.Resent, c.resent)
 			}
 			if (h.Dropped > 0) != c.dropped {
 				t.Errorf("got %d dropped, want dropped input: %v", h.Dropped, c.dropped)

@@ -19,8 +19,11 @@ const (
 	timeoutPacket  = 1 * time.Second // each data packet of an UpChar
 )
 
-// maxTemplate bounds a transfer: templates are 512 bytes on R30x and up to 768 on R502A.
+// maxTemplate bounds a template transfer: templates are 512 bytes on R30x and up to 768 on R502A.
 const maxTemplate = 4096
+
+// maxImage bounds an image transfer: 36,864 bytes on R30x and AS608 (256x288 pixels, 4 bits each).
+const maxImage = 64 << 10
 
 // fastEmptyReads is how many reads in a row may return nothing at once before the line is taken
 // for hung up. A serial line with a read timeout waits for it before returning nothing; a line
@@ -65,6 +68,7 @@ func (s Support) String() string {
 type ModuleStats struct {
 	Commands      uint64 // command packets sent
 	Timeouts      uint64 // replies that did not come in time
+	Resent        uint64 // commands sent again after the module answered 0x01 (received corrupt)
 	Dropped       uint64 // corrupt input dropped by the decoder, and packets nobody asked for
 	HiSpeedSearch Support
 	AuraLed       Support
@@ -93,6 +97,7 @@ type Module struct {
 	// Read by Stats from any goroutine.
 	commands   atomic.Uint64
 	timeouts   atomic.Uint64
+	resent     atomic.Uint64
 	decDropped atomic.Uint64
 	unexpected atomic.Uint64
 	hiSpeed    atomic.Int32
@@ -168,6 +173,7 @@ func (m *Module) Stats() ModuleStats {
 	return ModuleStats{
 		Commands:      m.commands.Load(),
 		Timeouts:      m.timeouts.Load(),
+		Resent:        m.resent.Load(),
 		Dropped:       m.decDropped.Load() + m.unexpected.Load(),
 		HiSpeedSearch: Support(m.hiSpeed.Load()),
 		AuraLed:       Support(m.aura.Load()),
@@ -258,49 +264,66 @@ func lineErr(op string, err error) error { return fmt.Errorf("zfm: %s: %w", op, 
 func isAck(p PID) bool  { return p == PIDAck }
 func isData(p PID) bool { return p == PIDData || p == PIDEndData }
 
+// maxResends is how many times a command is sent again after the module answered 0x01 (CodePacket):
+// it received the command corrupt, and did not run it.
+const maxResends = 2
+
 // command sends instruction in with params and waits for its acknowledgement. It returns the
 // results after the confirmation code, at least minResults bytes of them, or a *CodeError.
+//
+// A module that receives a command with a bad checksum answers 0x01 instead of running it. That
+// answer is no result: command discards whatever else is in the line (the late reply to an earlier
+// command that 0x01 may have overtaken included), sends the same command again, up to maxResends
+// times, and only then returns ErrPacket.
 func (s *Session) command(ctx context.Context, in Instr, params []byte, timeout time.Duration, minResults int) ([]byte, error) {
 	m := s.m
 	op := in.String()
-	select {
-	case <-m.quit:
-		return nil, fmt.Errorf("zfm: %s: %w", op, ErrClosed)
-	default:
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("zfm: %s: %w", op, err)
-	}
-	if m.dirty {
-		// Whatever is left of a failed exchange (a late reply, the rest of a transfer) must not
-		// pass for the answer to this command.
-		if err := m.port.Flush(); err != nil {
-			return nil, lineErr(op+": flush", err)
-		}
-		m.dec.Reset()
-		m.decDropped.Store(m.dec.Stats().Dropped())
-		m.dirty = false
-	}
 	payload := append(make([]byte, 0, 1+len(params)), byte(in))
 	payload = append(payload, params...)
-	if err := s.send(op, PIDCommand, payload); err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-m.quit:
+			return nil, fmt.Errorf("zfm: %s: %w", op, ErrClosed)
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("zfm: %s: %w", op, err)
+		}
+		if m.dirty {
+			// Whatever is left of a failed exchange (a late reply, the rest of a transfer) must not
+			// pass for the answer to this command.
+			if err := m.port.Flush(); err != nil {
+				return nil, lineErr(op+": flush", err)
+			}
+			m.dec.Reset()
+			m.decDropped.Store(m.dec.Stats().Dropped())
+			m.dirty = false
+		}
+		if err := s.send(op, PIDCommand, payload); err != nil {
+			return nil, err
+		}
+		m.commands.Add(1)
+		p, err := s.receive(ctx, op, timeout, isAck)
+		if err != nil {
+			return nil, err
+		}
+		code := Code(p.Payload[0])
+		if code == CodePacket && attempt < maxResends {
+			m.dirty = true
+			m.resent.Add(1)
+			m.log.Debug("zfm: module received the command corrupt, sending it again", "op", op, "attempt", attempt+1)
+			continue
+		}
+		if code != CodeOK {
+			return nil, &CodeError{Op: op, Code: code}
+		}
+		res := p.Payload[1:]
+		if len(res) < minResults {
+			m.dirty = true
+			return nil, fmt.Errorf("zfm: %s: %d result bytes, want %d: %w", op, len(res), minResults, ErrBadReply)
+		}
+		return res, nil
 	}
-	m.commands.Add(1)
-	p, err := s.receive(ctx, op, timeout, isAck)
-	if err != nil {
-		return nil, err
-	}
-	code := Code(p.Payload[0])
-	if code != CodeOK {
-		return nil, &CodeError{Op: op, Code: code}
-	}
-	res := p.Payload[1:]
-	if len(res) < minResults {
-		m.dirty = true
-		return nil, fmt.Errorf("zfm: %s: %d result bytes, want %d: %w", op, len(res), minResults, ErrBadReply)
-	}
-	return res, nil
 }
 
 // probeFailed reports whether err from a model-specific instruction suggests that the module does

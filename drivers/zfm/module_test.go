@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
-
+	"github.com/kaoqin/kaoqin/drivers/internal/ptydev"
 	"github.com/kaoqin/kaoqin/drivers/serialport"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
 	"github.com/kaoqin/kaoqin/drivers/zfm/emu"
@@ -27,28 +25,16 @@ func encode(t testing.TB, p zfm.Packet) []byte {
 	return b
 }
 
-// openPty opens a pseudo-terminal whose master side takes read deadlines: pty.Open leaves it in
-// blocking mode, so the test works on a non-blocking duplicate.
+// openPty opens a pseudo-terminal whose master side takes read deadlines, for a test that plays
+// the module itself.
 func openPty(t testing.TB) (master, slave *os.File) {
 	t.Helper()
-	m, slave, err := pty.Open()
+	p, err := ptydev.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	fd, err := unix.Dup(int(m.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		t.Fatal(err)
-	}
-	master = os.NewFile(uintptr(fd), m.Name())
-	t.Cleanup(func() {
-		master.Close()
-		slave.Close()
-	})
-	return master, slave
+	t.Cleanup(func() { p.Close() })
+	return p.Master, p.Slave
 }
 
 // TestModuleWireVectors drives a Module over a bare pty and checks the bytes it writes against the

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/demo"
-	"github.com/kaoqin/kaoqin/drivers/lineterm"
 	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
 	zfmemu "github.com/kaoqin/kaoqin/drivers/zfm/emu"
 )
@@ -26,37 +26,28 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if kind == "roster" {
 		return emulateRoster(args[1:], stdout, stderr)
 	}
-	fs := newFlags("emulate "+kind, "emulate "+kind+" --link PATH [--script FILE]", stderr)
-	link := fs.String("link", "", "path of the symlink to the emulated device (required)")
-	scriptPath := fs.String("script", "", "script of fingers or lines to play")
-	framing := fs.String("framing", "lf", "lineterm: line framing (lf, crlf, cr, stx/etx)")
+	// Each emulator registers its own flags: --help lists only those.
+	var em interface {
+		Flags(*flag.FlagSet)
+		Check() error
+		Run(context.Context, *slog.Logger) error
+	}
+	usage := "emulate zfm --link PATH [--script FILE]"
+	if kind == "zfm" {
+		em = new(zfmemu.Command)
+	} else {
+		em = new(lineemu.Command)
+		usage = "emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]"
+	}
+	fs := newFlags("emulate "+kind, usage, stderr)
+	em.Flags(fs)
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	if *link == "" {
-		return usagef("emulate %s: --link is required", kind)
-	}
-	var script io.Reader
-	if *scriptPath != "" {
-		f, err := os.Open(*scriptPath)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		script = f
-	}
-	log := newLogger(stderr, slog.LevelInfo).With("emulator", kind, "link", *link)
-	if kind == "zfm" {
-		return zfmemu.Run(ctx, *link, script, log)
-	}
-	if script == nil {
-		return usagef("emulate lineterm: --script is required")
-	}
-	fr, err := lineterm.ParseFraming(*framing)
-	if err != nil {
+	if err := em.Check(); err != nil {
 		return usageError{err}
 	}
-	return lineemu.Run(ctx, *link, script, fr, log)
+	return em.Run(ctx, newLogger(stderr, slog.LevelInfo).With("emulator", kind))
 }
 
 // emulateRoster writes the demo classroom's roster: a session open now, and trainees whose

@@ -61,14 +61,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
-
+	"github.com/kaoqin/kaoqin/drivers/internal/ptydev"
 	"github.com/kaoqin/kaoqin/drivers/lineterm"
 )
 
@@ -83,8 +79,8 @@ type Emulator struct {
 	link string
 
 	mu     sync.Mutex // guards the fields below, swapped by Hangup
-	master *os.File   // non-blocking, so writes honour deadlines and Close
-	slave  *os.File   // our own handle, kept open
+	master *os.File   // non-blocking, so writes honour deadlines and Close (ptydev.Pty.Master)
+	slave  *os.File   // our own handle, kept open (ptydev.Pty.Slave)
 	path   string     // the slave's path, /dev/pts/N
 }
 
@@ -93,9 +89,6 @@ type Emulator struct {
 func Start(link string) (*Emulator, error) {
 	if link == "" {
 		return nil, errors.New("emu: start: empty link path")
-	}
-	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		return nil, fmt.Errorf("emu: start: %s exists and is not a symbolic link", link)
 	}
 	e := &Emulator{link: link}
 	if err := e.open(); err != nil {
@@ -106,73 +99,15 @@ func Start(link string) (*Emulator, error) {
 
 // open makes a fresh pty pair and points the link at it. e.mu must be held or e unshared.
 func (e *Emulator) open() error {
-	m, s, err := pty.Open()
+	p, err := ptydev.Open()
 	if err != nil {
-		return fmt.Errorf("open pty: %w", err)
-	}
-	master, err := nonblocking(m)
-	m.Close() // the duplicate, or nothing, remains
-	if err != nil {
-		s.Close()
 		return err
 	}
-	if err := makeRaw(s); err != nil {
-		master.Close()
-		s.Close()
+	if err := ptydev.Link(p.Path(), e.link); err != nil {
+		p.Close()
 		return err
 	}
-	if err := relink(s.Name(), e.link); err != nil {
-		master.Close()
-		s.Close()
-		return err
-	}
-	e.master, e.slave, e.path = master, s, s.Name()
-	return nil
-}
-
-// nonblocking returns a non-blocking duplicate of f, which Go's poller then serves: writes to it
-// honour deadlines, and closing it ends a write blocked on a full line.
-func nonblocking(f *os.File) (*os.File, error) {
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("dup pty master: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("pty master: set non-blocking: %w", err)
-	}
-	return os.NewFile(uintptr(fd), f.Name()), nil
-}
-
-// makeRaw turns off the slave's input translation (ICRNL would turn every CR into LF), echo and
-// canonical mode, as a serial line is until the driver configures it.
-func makeRaw(s *os.File) error {
-	fd := int(s.Fd())
-	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return fmt.Errorf("get termios of %s: %w", s.Name(), err)
-	}
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag = t.Cflag&^(unix.CSIZE|unix.PARENB) | unix.CS8
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
-		return fmt.Errorf("set termios of %s: %w", s.Name(), err)
-	}
-	return nil
-}
-
-// relink points link at target atomically (a new link renamed over the old one).
-func relink(target, link string) error {
-	tmp := filepath.Join(filepath.Dir(link), "."+filepath.Base(link)+".tmp"+strconv.Itoa(os.Getpid()))
-	os.Remove(tmp) // a leftover of a crash; nothing to do if absent
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("link %s: %w", link, err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("link %s: %w", link, err)
-	}
+	e.master, e.slave, e.path = p.Master, p.Slave, p.Path()
 	return nil
 }
 
@@ -238,9 +173,7 @@ func (e *Emulator) Close() error {
 	}
 	err := errors.Join(e.master.Close(), e.slave.Close())
 	e.master, e.slave = nil, nil
-	if target, lerr := os.Readlink(e.link); lerr == nil && target == e.path {
-		err = errors.Join(err, os.Remove(e.link))
-	}
+	err = errors.Join(err, ptydev.Unlink(e.link, e.path))
 	if err != nil {
 		return fmt.Errorf("emu: close: %w", err)
 	}

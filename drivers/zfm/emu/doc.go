@@ -3,22 +3,27 @@
 // opens the link given to Start as if it were /dev/ttyUSB0, through tarm/serial, and talks to the
 // emulator in the real bytes of the protocol (see package zfm for the wire facts).
 //
-// The emulated module has a library (200 pages unless configured), two character buffers, system
-// parameters, a password and an address, a data packet size, the power-up delay and the stray
-// 0x55 of R50x modules, configurable latencies, and the instructions of the protocol notes
-// (GenImg, Img2Tz, Match, Search, HiSpeedSearch, RegModel, Store, LoadChar, UpChar, DownChar,
-// DeletChar, Empty, SetSysPara, ReadSysPara, SetPwd, VfyPwd, SetAdder, TemplateNum,
-// ReadIndexTable, AuraLedConfig, HandShake); any instruction can be declared unsupported, to be
-// answered with code 0xFC as an R503 does. Fingers are placed and lifted by the test or the
-// script. Templates encode the finger they came from ([Template]), so Match, Search and RegModel
-// behave like a module's: the same finger matches with a score from 60 to 199, another finger
-// does not. Faults ([Fault]) are injected one command at a time: a dropped reply, a bad checksum,
-// garbage before the reply, a reply split into single bytes, a hang-up in the middle of a reply
-// (the emulator then comes back on a new pseudo-terminal behind the same link, library intact), a
-// given confirmation code, a corrupted transfer.
+// The emulated module has a library (200 pages unless configured), two character buffers, an
+// image buffer, system parameters, a password and an address, a data packet size, the power-up
+// delay and the stray 0x55 of R50x modules, configurable latencies, and the instructions of the
+// protocol notes (GenImg, Img2Tz, Match, Search, HiSpeedSearch, RegModel, Store, LoadChar, UpChar,
+// DownChar, UpImage, DeletChar, Empty, SetSysPara, ReadSysPara, SetPwd, VfyPwd, GetRandomCode,
+// SetAdder, TemplateNum, ReadIndexTable, AuraLedConfig, HandShake); any instruction can be declared
+// unsupported, to be answered with code 0xFC as an R503 does. A command that arrives with a bad
+// checksum is answered with code 0x01 and not run, as a real module does. UpImage streams the
+// 256x288 image of an R30x of the last capture ([Image]) in data packets of the configured size, paced at the
+// configured byte time after a prompt acknowledgement.
 //
-// The emulator keeps its own handle on the slave side open, so that its reads of the master side
-// do not fail when the driver closes the port and opens it again.
+// Fingers are placed and lifted by the test or the script. Templates encode the finger they came
+// from ([Template]), so Match, Search and RegModel behave like a module's: the same finger matches
+// with a score from 60 to 199, another finger does not. Faults ([Fault]) are injected one command
+// at a time: a dropped reply, a bad checksum, garbage before the reply, a reply split into single
+// bytes, a hang-up in the middle of a reply (the emulator then comes back on a new pseudo-terminal
+// behind the same link, library intact), a given confirmation code, a corrupted transfer.
+//
+// The pseudo-terminal comes from drivers/internal/ptydev, which also keeps the emulator's own
+// handle on the slave side open, so that its reads of the master side do not fail when the driver
+// closes the port and opens it again.
 //
 // # Scripts
 //
@@ -37,7 +42,8 @@
 //	fault KIND [INSTR]       a fault for the next command (of INSTR, a name such as search or a
 //	                         code such as 0x04); KIND is drop, badsum, garbage, split, hangup
 //	                         or flipbit
-//	fault code CODE [INSTR]  answer the next command with confirmation code CODE (0x06: messy)
+//	fault code CODE [INSTR]  answer the next command with confirmation code CODE (0x06: messy;
+//	                         0x01: as if the command had arrived corrupt)
 //	repeat                   start again from the top; must be the last command, and the script
 //	                         must wait or touch somewhere
 //

@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
-
+	"github.com/kaoqin/kaoqin/drivers/internal/ptydev"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
 )
 
@@ -216,20 +214,15 @@ func (e *Emulator) Start(link string) error {
 
 // plugLocked creates a new pseudo-terminal behind the link and starts serving it.
 func (e *Emulator) plugLocked() error {
-	master, slave, err := openPty()
+	p, err := ptydev.Open()
 	if err != nil {
-		return err
+		return fmt.Errorf("emu: %w", err)
 	}
-	if err := makeRaw(slave); err != nil {
-		master.Close()
-		slave.Close()
-		return fmt.Errorf("emu: raw mode: %w", err)
+	if err := ptydev.Link(p.Path(), e.link); err != nil {
+		p.Close()
+		return fmt.Errorf("emu: %w", err)
 	}
-	if err := relink(slave.Name(), e.link); err != nil {
-		master.Close()
-		slave.Close()
-		return err
-	}
+	master, slave := p.Master, p.Slave
 	e.master, e.slave = master, slave
 	e.readyAt = time.Now().Add(e.cfg.PowerUp)
 	e.verified, e.bufs, e.image, e.down = false, [3][]byte{}, nil, nil
@@ -239,73 +232,6 @@ func (e *Emulator) plugLocked() error {
 	e.wg.Add(1)
 	go e.serve(master)
 	e.log.Info("emu: module on line", "link", e.link, "pty", slave.Name())
-	return nil
-}
-
-// openPty opens a pseudo-terminal with creack/pty. pty.Open leaves the master in blocking mode
-// (its ioctls go through File.Fd), where Close does not end a Read in progress; the emulator
-// works on a non-blocking duplicate, which the runtime poller can interrupt.
-func openPty() (master, slave *os.File, err error) {
-	m, slave, err := pty.Open()
-	if err != nil {
-		return nil, nil, fmt.Errorf("emu: open pty: %w", err)
-	}
-	defer m.Close()
-	fd, err := unix.Dup(int(m.Fd()))
-	if err == nil {
-		unix.CloseOnExec(fd)
-		err = unix.SetNonblock(fd, true)
-		if err != nil {
-			unix.Close(fd)
-		}
-	}
-	if err != nil {
-		slave.Close()
-		return nil, nil, fmt.Errorf("emu: pty master: %w", err)
-	}
-	return os.NewFile(uintptr(fd), m.Name()), slave, nil
-}
-
-// makeRaw puts the line in raw mode, so that bytes pass unchanged before the driver configures it.
-func makeRaw(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		t, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
-		if err != nil {
-			serr = err
-			return
-		}
-		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		t.Oflag &^= unix.OPOST
-		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		t.Cflag &^= unix.CSIZE | unix.PARENB
-		t.Cflag |= unix.CS8
-		serr = unix.IoctlSetTermios(int(fd), unix.TCSETS, t)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
-// relink points link at target atomically; an existing link must be a symbolic link.
-func relink(target, link string) error {
-	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		return fmt.Errorf("emu: %s exists and is not a symbolic link", link)
-	}
-	tmp := filepath.Join(filepath.Dir(link), fmt.Sprintf(".%s.%d.tmp", filepath.Base(link), os.Getpid()))
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("emu: link: %w", err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("emu: link: %w", err)
-	}
 	return nil
 }
 
@@ -342,9 +268,7 @@ func (e *Emulator) Close() error {
 	e.mu.Unlock()
 	e.wg.Wait()
 	if link != "" {
-		if target, err := os.Readlink(link); err == nil && target == slave {
-			os.Remove(link)
-		}
+		return ptydev.Unlink(link, slave)
 	}
 	return nil
 }
@@ -441,46 +365,96 @@ func (e *Emulator) LED() zfm.Aura {
 	return e.aura
 }
 
-// serve answers the commands arriving on master until it is closed.
+// serve answers the packets arriving on master until it is closed. A command that arrives with a
+// bad checksum is answered with confirmation code 0x01, in its place in the stream.
 func (e *Emulator) serve(master *os.File) {
 	defer e.wg.Done()
+	var corrupt []zfm.PID // frames with a bad checksum, met by the last dec.Next
+	newDecoder := func(addr uint32) *zfm.Decoder {
+		d := zfm.NewDecoder(addr)
+		d.OnBadChecksum(func(pid zfm.PID) { corrupt = append(corrupt, pid) })
+		return d
+	}
 	e.mu.Lock()
-	dec := zfm.NewDecoder(e.addr)
+	dec := newDecoder(e.addr)
 	e.mu.Unlock()
+	buf := make([]byte, 512)
 	for {
-		p, err := dec.Decode(master)
-		if err != nil {
-			return
-		}
-		if e.cfg.OnPacket != nil {
-			e.cfg.OnPacket(true, p)
-		}
-		out := e.handle(p)
-		if out == nil {
-			continue
-		}
-		if e.send(master, out) {
-			e.mu.Lock()
-			if !e.closed {
-				// The new line is behind the link before the old one goes, so that a driver
-				// reopening at once finds it.
-				oldMaster, oldSlave := e.master, e.slave
-				e.stopWakeLocked()
-				if err := e.plugLocked(); err != nil {
-					e.log.Error("emu: cannot come back after the hang-up", "err", err)
+		n, rerr := master.Read(buf)
+		dec.Write(buf[:n])
+		for {
+			p, ok := dec.Next()
+			for _, pid := range corrupt {
+				if out := e.handleCorrupt(pid); out != nil {
+					e.send(master, out)
 				}
-				oldMaster.Close()
-				oldSlave.Close()
+			}
+			corrupt = corrupt[:0]
+			if !ok {
+				break
+			}
+			if e.cfg.OnPacket != nil {
+				e.cfg.OnPacket(true, p)
+			}
+			out := e.handle(p)
+			if out == nil {
+				continue
+			}
+			if e.send(master, out) {
+				e.replug()
+				return
+			}
+			e.mu.Lock()
+			if addr := e.addr; addr != p.Address {
+				dec = newDecoder(addr) // SetAdder
 			}
 			e.mu.Unlock()
+		}
+		if rerr != nil {
 			return
 		}
-		e.mu.Lock()
-		if addr := e.addr; addr != p.Address {
-			dec = zfm.NewDecoder(addr) // SetAdder
-		}
-		e.mu.Unlock()
 	}
+}
+
+// replug puts a new pseudo-terminal behind the link after a hang-up and closes the old one. The new
+// line is behind the link before the old one goes, so that a driver reopening at once finds it.
+func (e *Emulator) replug() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	oldMaster, oldSlave := e.master, e.slave
+	e.stopWakeLocked()
+	if err := e.plugLocked(); err != nil {
+		e.log.Error("emu: cannot come back after the hang-up", "err", err)
+	}
+	oldMaster.Close()
+	oldSlave.Close()
+}
+
+// handleCorrupt answers a frame that arrived with a bad checksum: a command gets confirmation code
+// 0x01 (error receiving the packet) and is not run, as on a real module; a data packet of a
+// download in progress ends the download (the buffer is left as it was), without an answer, since
+// the host expects none to data packets.
+func (e *Emulator) handleCorrupt(pid zfm.PID) *reply {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if time.Now().Before(e.readyAt) {
+		return nil // powering up
+	}
+	switch pid {
+	case zfm.PIDCommand:
+		e.down = nil
+		e.log.Info("emu: command with a bad checksum, answered 0x01")
+		return &reply{delay: e.cfg.Latency.Reply, packets: []zfm.Packet{e.ack(zfm.CodePacket, nil)}}
+	case zfm.PIDData, zfm.PIDEndData:
+		if e.down != nil {
+			e.log.Info("emu: data packet with a bad checksum, download abandoned")
+			e.down = nil
+		}
+	}
+	return nil
 }
 
 // reply is what the module sends for one command.
@@ -724,6 +698,13 @@ func (e *Emulator) execute(in zfm.Instr, params []byte, r *reply) (zfm.Code, []b
 			return zfm.CodePacket, nil, nil
 		}
 		return zfm.CodeOK, nil, nil
+	case zfm.InstrUpImage:
+		// The image buffer holds the last capture; before any, or after a GenImg with no finger,
+		// it holds what the sensor saw: nothing, a white image.
+		finger, _ := FingerOf(e.image)
+		return zfm.CodeOK, nil, Image(finger)
+	case zfm.InstrGetRandomCode:
+		return zfm.CodeOK, binary.BigEndian.AppendUint32(nil, rand.Uint32()), nil
 	case zfm.InstrDeletChar:
 		r.delay += e.cfg.Latency.Store
 		page, count := u16(0), u16(2)
@@ -780,7 +761,9 @@ var garbage = []byte{
 	0xEF, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x07, 0x00, 0x03, 0x00, 0x00, 0xFF,
 }
 
-// send writes a reply, applying its fault, and reports whether the line must now hang up.
+// send writes a reply, applying its fault, and reports whether the line must now hang up. It
+// waits the reply latency, then sends packet by packet, each after its time on the line, so that a
+// long transfer (an UpImage takes seconds at 57600 baud) starts with a timely acknowledgement.
 func (e *Emulator) send(master *os.File, r *reply) (hangup bool) {
 	kind := FaultKind(0)
 	if r.fault != nil {
@@ -790,7 +773,7 @@ func (e *Emulator) send(master *os.File, r *reply) (hangup bool) {
 		return false
 	}
 	var wire []byte
-	var ackLen int
+	var ends []int // where each packet ends in wire
 	for i, p := range r.packets {
 		b, err := zfm.Encode(p)
 		if err != nil {
@@ -800,39 +783,48 @@ func (e *Emulator) send(master *os.File, r *reply) (hangup bool) {
 		if i == len(r.packets)-1 && kind == FaultBadChecksum {
 			b[len(b)-1] ^= 0xFF
 		}
-		if i == 0 {
-			ackLen = len(b)
-		}
 		wire = append(wire, b...)
+		ends = append(ends, len(wire))
 		if e.cfg.OnPacket != nil {
 			e.cfg.OnPacket(false, p)
 		}
 	}
 	if kind == FaultHangUp {
+		ackLen := ends[0]
 		switch {
 		case !r.acked:
 			wire = wire[:ackLen/2]
 		case len(r.packets) == 1: // DownChar: the ack, then the data never arrives
 		default:
-			cut := ackLen
-			per := (len(wire) - ackLen) / (len(r.packets) - 1)
-			cut += per * ((len(r.packets) - 1) / 2)
-			wire = wire[:cut]
+			wire = wire[:ends[(len(r.packets)-1)/2]] // the ack and half the data packets
 		}
 	}
 	if kind == FaultGarbage {
 		wire = append(slices.Clone(garbage), wire...)
-	}
-	time.Sleep(r.delay + time.Duration(len(wire))*e.cfg.Latency.Byte)
-	if kind == FaultSplit {
-		for i := range wire {
-			if !e.write(master, wire[i:i+1]) {
-				return false
-			}
-			time.Sleep(200 * time.Microsecond)
+		for i := range ends {
+			ends[i] += len(garbage)
 		}
-	} else if !e.write(master, wire) {
-		return false
+	}
+	time.Sleep(r.delay)
+	from := 0
+	for _, end := range ends {
+		end = min(end, len(wire))
+		if end <= from {
+			continue
+		}
+		seg := wire[from:end]
+		from = end
+		time.Sleep(time.Duration(len(seg)) * e.cfg.Latency.Byte)
+		if kind == FaultSplit {
+			for i := range seg {
+				if !e.write(master, seg[i:i+1]) {
+					return false
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+		} else if !e.write(master, seg) {
+			return false
+		}
 	}
 	return kind == FaultHangUp
 }
