@@ -15,4 +15,5 @@ require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.20.0 // indirect
+	golang.org/x/text v0.29.0 // indirect
 )
