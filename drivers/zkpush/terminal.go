@@ -62,7 +62,7 @@ type Terminal struct {
 	failures    uint64 // uploads answered with an error, commands that failed
 	operlog     uint64
 	recent      *keyRing
-	punches     *keyRing            // PIN|time of recorded punches
+	punches     *keyRing             // PIN|time of recorded punches
 	photos      map[string]heldPhoto // PIN|time -> a photo waiting for its punch
 }
 
