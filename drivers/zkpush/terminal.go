@@ -281,6 +281,7 @@ func (b *batch) doneFunc(key string) func(drivers.Verdict) {
 // recorded (a resend) is acknowledged without a new reading.
 func (t *Terminal) attlog(ctx context.Context, body []byte, bodyErr error, stranger bool, now time.Time) (int, string) {
 	if bodyErr != nil { // cut short (a power cut mid-upload): keep the whole lines received
+		ctx = context.WithoutCancel(ctx) // the connection is gone; the lines are still recorded
 		if i := bytes.LastIndexByte(body, '\n'); i >= 0 {
 			body = body[:i+1]
 		} else {
