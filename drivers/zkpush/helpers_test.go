@@ -101,7 +101,7 @@ func (l *ledger) deliveredN() int { l.mu.Lock(); defer l.mu.Unlock(); return l.d
 
 // rig is one terminal opened on a loopback server with its ledger running.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	term     *zkpush.Terminal
 	led      *ledger
 	ev       *memEvidence
@@ -115,7 +115,7 @@ type rig struct {
 
 // config returns a terminal's config on a loopback port shared by the rigs of one test that
 // pass the same listen.
-func config(t *testing.T, serial, listen string) *zkpush.Config {
+func config(t testing.TB, serial, listen string) *zkpush.Config {
 	c := zkpush.NewConfig()
 	c.Listen = listen
 	c.Serial = serial
@@ -124,7 +124,9 @@ func config(t *testing.T, serial, listen string) *zkpush.Config {
 	return c
 }
 
-func open(t *testing.T, c *zkpush.Config) *rig {
+func open(t *testing.T, c *zkpush.Config) *rig { return openF(t, c) }
+
+func openF(t testing.TB, c *zkpush.Config) *rig {
 	t.Helper()
 	r := &rig{t: t, led: &ledger{byKey: map[string]drivers.Reading{}}, ev: &memEvidence{}, logs: &logBuf{},
 		serial: c.Serial, stateDir: string(c.StateDir)}

@@ -178,7 +178,7 @@ func TestMalformedLinesRefusedRestKept(t *testing.T) {
 	r := open(t, config(t, "ZK006", "127.0.0.1:0"))
 	body := strings.Join([]string{
 		"1452\t2026-03-02 08:01:28\t0\t15\t0\t0\t0",
-		"1453\t2026-03-02 08:01:29",                // wrong field count
+		"1453\t2026-03-02 08:01:29",                 // wrong field count
 		"1454\t2026-02-30 08:01:28\t0\t15\t0\t0\t0", // bad date
 		"14x5\t2026-03-02 08:01:28\t0\t15\t0\t0\t0", // non-numeric PIN
 		"1456\t2026-03-02 08:01:30\t1\t1\t0\t0\t0",
