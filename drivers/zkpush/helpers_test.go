@@ -213,3 +213,5 @@ var shanghai = func() *time.Location {
 	}
 	return l
 }()
+
+var httpClient = &http.Client{Timeout: time.Minute}

@@ -31,6 +31,9 @@ const (
 	recentKeys    = 1 << 17 // keys of recorded punches: a resend of one is answered at once
 	recentPunches = 4096    // PIN+time of recorded punches, to name a photo that comes after
 	maxCommands   = 16      // commands handed out in one poll
+	// readingsBuffer lets an upload hand its readings over without a goroutine switch each: a
+	// reading left in it when the terminal closes was never acknowledged, so it is sent again.
+	readingsBuffer = 1024
 )
 
 // Terminal is one ZKTeco terminal: a drivers.Source whose readings are its ATTLOG lines.
@@ -88,7 +91,7 @@ func newTerminal(c Config, loc *time.Location, env drivers.Env) (*Terminal, erro
 	}
 	t := &Terminal{
 		cfg: c, loc: loc, log: log.With("serial", c.Serial), env: env, q: q,
-		readings: make(chan drivers.Reading), closed: make(chan struct{}),
+		readings: make(chan drivers.Reading, readingsBuffer), closed: make(chan struct{}),
 		strangers: map[string]bool{}, since: time.Now(), state: drivers.StateStarting,
 		recent: newKeyRing(recentKeys), punches: newKeyRing(recentPunches), photos: map[string]heldPhoto{},
 	}
