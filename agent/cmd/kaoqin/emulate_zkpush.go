@@ -31,6 +31,6 @@ func emulateZkpush(ctx context.Context, args []string, stderr io.Writer) error {
 		defer f.Close()
 		script = f
 	}
-	log := newLogger(stderr, slog.LevelInfo).With("emulator", "zkpush", "serial", *serial)
+	log := newLogger(stderr, slog.LevelInfo).With("emulator", "zkpush")
 	return zkpushemu.Run(ctx, *server, *serial, script, log)
 }
