@@ -28,9 +28,10 @@ var ErrClosed = errors.New("zkpush: terminal closed")
 
 // Bounds of the driver's memory of recorded punches.
 const (
-	recentKeys    = 1 << 17 // keys of recorded punches: a resend of one is answered at once
-	recentPunches = 4096    // PIN+time of recorded punches, to name a photo that comes after
-	maxCommands   = 16      // commands handed out in one poll
+	recentKeys     = 1 << 17 // keys of recorded punches: a resend of one is answered at once
+	recentPunches  = 4096    // PIN+time of recorded punches, to name a photo that comes after
+	maxCommands    = 16      // commands handed out in one poll
+	maxRefusalLogs = 20      // refused lines of one upload logged one by one; the rest counted
 	// readingsBuffer lets an upload hand its readings over without a goroutine switch each: a
 	// reading left in it when the terminal closes was never acknowledged, so it is sent again.
 	readingsBuffer = 1024
@@ -291,7 +292,7 @@ func (t *Terminal) attlog(ctx context.Context, body []byte, bodyErr error, stran
 			body = nil
 		}
 	}
-	lines := 0
+	lines, refused := 0, 0
 	var rds []drivers.Reading
 	var keys []string
 	var newest time.Time
@@ -307,7 +308,9 @@ func (t *Terminal) attlog(ctx context.Context, body []byte, bodyErr error, stran
 			t.mu.Lock()
 			t.dropped++
 			t.mu.Unlock()
-			t.log.Warn("zkpush: attlog line refused", "line", n+1, "err", err, "raw", clip(ln))
+			if refused++; refused <= maxRefusalLogs {
+				t.log.Warn("zkpush: attlog line refused", "line", n+1, "err", err, "raw", clip(ln))
+			}
 			continue
 		}
 		if p.At.After(newest) {
@@ -347,6 +350,9 @@ func (t *Terminal) attlog(ctx context.Context, body []byte, bodyErr error, stran
 		t.mu.Unlock()
 		rds = append(rds, rd)
 		keys = append(keys, pk)
+	}
+	if refused > maxRefusalLogs {
+		t.log.Warn("zkpush: attlog lines refused, not each logged", "refused", refused, "logged", maxRefusalLogs)
 	}
 	clockOff := t.trackClock(newest, len(rds), now)
 	if clockOff {
