@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kaoqin/kaoqin/drivers/zkpush/emu"
 )
@@ -34,11 +33,17 @@ upload
 poll
 wait 10ms
 `
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logs := &logBuf{}
-	if err := emu.Run(ctx, r.url, "ZK030", strings.NewReader(script), slog.New(slog.NewTextHandler(logs, nil))); err != nil {
-		t.Fatalf("Run: got %v, want nil at the end of its context", err)
+	done := make(chan error, 1)
+	go func() {
+		done <- emu.Run(ctx, r.url, "ZK030", strings.NewReader(script), slog.New(slog.NewTextHandler(logs, nil)))
+	}()
+	eventually(t, "the script's punches and photo recorded", func() bool { return len(r.led.recorded()) >= 4 && r.ev.count() >= 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: got %v, want nil once its context is done", err)
 	}
 	got := r.led.recorded()
 	for _, k := range []string{

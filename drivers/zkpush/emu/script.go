@@ -141,6 +141,9 @@ func Run(ctx context.Context, server, serial string, script io.Reader, log *slog
 	t := New(Config{Server: server, Serial: serial, Log: log})
 	if script != nil {
 		if err := t.Play(ctx, script); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped mid-script: the normal end of an emulator
+			}
 			return err
 		}
 	}
