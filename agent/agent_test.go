@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent"
+	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
-	"github.com/kaoqin/kaoqin/agent/web"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
+	"github.com/kaoqin/kaoqin/drivers/zfm"
 	zfmemu "github.com/kaoqin/kaoqin/drivers/zfm/emu"
 )
 
@@ -131,7 +133,7 @@ func (h *harness) scanPending(code string) {
 	h.t.Helper()
 	seq, before := h.head(), h.readings(qr)
 	h.scan(code)
-	if !waitFor(h.t, func() bool { return h.readings(qr) > before }, 10*time.Second) {
+	if !testkit.WaitFor(h.t, func() bool { return h.readings(qr) > before }, 10*time.Second) {
 		h.t.Fatalf("scan of %s: got no reading from %s, want one", code, qr)
 	}
 	if evs := eventsAfter(h.events(), seq); len(evs) != 0 {
@@ -214,7 +216,7 @@ func TestManualSignIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	out, err := h.client.SignIn(ctx, web.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "finger too dry"})
+	out, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "finger too dry"})
 	e := out.Event
 	if err != nil || e.Kind != ledger.SignIn || e.Trainee != "T002" || !e.HasFlag(ledger.FlagManualOverride) ||
 		e.Source != agent.ManualSource || e.Operator != "王老师" || e.Note != "finger too dry" || e.Seq == 0 {
@@ -225,7 +227,7 @@ func TestManualSignIn(t *testing.T) {
 		t.Errorf("manual sign-in ID number: got %q, want %q", e.IDMasked, roster.MaskID(demo.IDNumber(2)))
 	}
 	var flagged []ledger.Event
-	err = h.client.Events(ctx, ledger.Filter{Flag: ledger.FlagManualOverride}, func(x *ledger.Event) error {
+	err = h.client.Events(ctx, ledger.Filter{Flag: ledger.FlagManualOverride}, 0, func(x *ledger.Event) error {
 		flagged = append(flagged, *x)
 		return nil
 	})
@@ -233,7 +235,7 @@ func TestManualSignIn(t *testing.T) {
 		t.Errorf("ledger events flagged manual_override: got %s, %v; want the one sign-in %s", kinds(flagged), err, e.ID)
 	}
 
-	for _, req := range []web.SignInRequest{
+	for _, req := range []api.SignInRequest{
 		{Trainee: "T003", Reason: "no operator named"},
 		{Trainee: "T003", Operator: "王老师"},
 	} {
@@ -243,7 +245,7 @@ func TestManualSignIn(t *testing.T) {
 			t.Errorf("manual sign-in %+v: got %s seq %d, %v; want a recorded refusal/override_incomplete", req, kinds([]ledger.Event{e}), e.Seq, err)
 		}
 	}
-	out, err = h.client.SignIn(ctx, web.SignInRequest{Trainee: "T003", Operator: "王老师", Reason: "late bus"})
+	out, err = h.client.SignIn(ctx, api.SignInRequest{Trainee: "T003", Operator: "王老师", Reason: "late bus"})
 	if err != nil || out.Event.Kind != ledger.SignIn || out.Event.Trainee != "T003" {
 		t.Errorf("complete override of T003 after two refused ones: got %s, %v; want sign_in/T003 (refusals do not count)",
 			kinds([]ledger.Event{out.Event}), err)
@@ -266,7 +268,7 @@ func TestSourceReopensAfterHangUp(t *testing.T) {
 	}
 	faulted := time.Now()
 	h.module.Inject(zfmemu.Fault{Kind: zfmemu.FaultHangUp})
-	if !waitFor(t, func() bool { return reopened(1) }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return reopened(1) }, 10*time.Second) {
 		t.Fatalf("after a hang-up: got health %+v, want ok with at least 1 reopen", h.status().Sources[finger])
 	}
 	if took := time.Since(faulted); took < 500*time.Millisecond {
@@ -281,14 +283,14 @@ func TestSourceReopensAfterHangUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.module = zfmemu.New(zfmemu.Config{OnPacket: h.onPacket})
-	if err := h.module.Start(h.cfg.Sources[0].Path); err != nil {
+	if err := h.module.Start(string(h.cfg.Sources[0].Driver.(*zfm.SourceConfig).Path)); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, func() bool { return reopened(2) }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return reopened(2) }, 10*time.Second) {
 		t.Fatalf("after the module was replaced: got health %+v, want ok with at least 2 reopens", h.status().Sources[finger])
 	}
 	want := templatesOf(r)
-	if !waitFor(t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
 		t.Fatalf("library of the new module: got %v, want %v", h.library(), want)
 	}
 	if ev := h.touch(demo.Finger("T003")); ev.Kind != ledger.SignIn || ev.Trainee != "T003" {
@@ -316,7 +318,7 @@ func TestShutdownLosesNothing(t *testing.T) {
 	if err := h.qr.Write(ctx, burst); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, func() bool { return h.readings(finger) >= 1 && h.head() > base }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return h.readings(finger) >= 1 && h.head() > base }, 10*time.Second) {
 		t.Fatalf("before the cancel: got %d readings from %s and head %d, want the touch read and the burst being recorded",
 			h.readings(finger), finger, h.head())
 	}
@@ -325,7 +327,7 @@ func TestShutdownLosesNothing(t *testing.T) {
 		t.Fatalf("Run after cancel: got %v, want nil", err)
 	}
 	t.Logf("%d of %d events recorded when the daemon was cancelled", recorded, n+1)
-	if _, err := web.Dial(h.cfg.Socket); !errors.Is(err, web.ErrNoDaemon) {
+	if _, err := api.Dial(h.cfg.Socket); !errors.Is(err, api.ErrNoDaemon) {
 		t.Errorf("dial after Run returned: got %v, want ErrNoDaemon", err)
 	}
 
@@ -369,18 +371,18 @@ func TestDiskReserveRefusesCaptures(t *testing.T) {
 		t.Fatalf("touch with the disk full: got %s, want one alarm/disk_full", kinds(evs))
 	}
 
-	_, err := h.client.SignIn(ctx, web.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
-	if !errors.Is(err, web.ErrDaemon) || !strings.Contains(err.Error(), "disk reserve") {
+	_, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
+	if !errors.Is(err, api.ErrDaemon) || !strings.Contains(err.Error(), "disk reserve") {
 		t.Errorf("manual sign-in with the disk full: got %v, want the daemon's disk reserve error", err)
 	}
 	before := h.readings(finger)
 	h.module.Place(demo.Finger("T003"))
-	if !waitFor(t, func() bool { return h.readings(finger) > before }, 10*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return h.readings(finger) > before }, 10*time.Second) {
 		t.Fatalf("second touch: got no reading, want one")
 	}
 	h.lift()
 	// Through the same loop as the touch, after it: once it is refused, the touch was decided.
-	if _, err := h.client.SignIn(ctx, web.SignInRequest{Trainee: "T004", Operator: "王老师", Reason: "test"}); err == nil {
+	if _, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T004", Operator: "王老师", Reason: "test"}); err == nil {
 		t.Errorf("second manual sign-in with the disk full: got nil error, want refused")
 	}
 

@@ -6,17 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pelletier/go-toml/v2"
+
 	"github.com/kaoqin/kaoqin/agent/checkin"
+	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/drivers"
-	"github.com/kaoqin/kaoqin/drivers/lineterm"
-	"github.com/kaoqin/kaoqin/drivers/serialport"
-	"github.com/kaoqin/kaoqin/drivers/zfm"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 )
 
@@ -68,43 +66,15 @@ type CheckinConfig struct {
 	DoubtMargin   map[string]float64 `toml:"doubt_margin"`
 }
 
-// Source kinds.
-const (
-	KindZFM      = "zfm"
-	KindLineterm = "lineterm"
-)
-
-// SourceConfig is one [[source]]: a device. Keys that do not apply to its kind are refused.
+// SourceConfig is one [[source]]: a device. The agent reads name, kind and station; the rest of
+// the table is the driver's (drivers.Register), decoded strictly into its own typed config.
 type SourceConfig struct {
 	Name    string `toml:"name"`
 	Kind    string `toml:"kind"`
 	Station string `toml:"station"` // readers of one registration desk share a station
-
-	// Serial line (zfm, lineterm).
-	Path        string   `toml:"path"`
-	Baud        int      `toml:"baud"`
-	ReadTimeout Duration `toml:"read_timeout"`
-
-	// zfm
-	Address      string   `toml:"address"`  // hex, default FFFFFFFF
-	Password     string   `toml:"password"` // hex, default 00000000
-	PollInterval Duration `toml:"poll_interval"`
-	MinScore     int      `toml:"min_score"`
-
-	// lineterm
-	Method       string            `toml:"method"`  // face, card or voucher
-	Framing      string            `toml:"framing"` // lf, crlf, cr, stx/etx
-	Pattern      string            `toml:"pattern"`
-	Wiegand      string            `toml:"wiegand"` // "", 26, 34
-	MaxLine      int               `toml:"max_line"`
-	Repeat       Duration          `toml:"repeat"`
-	Map          map[string]string `toml:"map"`
-	PassUnmapped *bool             `toml:"pass_unmapped"`
-}
-
-var sourceKeys = map[string][]string{
-	KindZFM:      {"name", "kind", "station", "path", "baud", "read_timeout", "address", "password", "poll_interval", "min_score"},
-	KindLineterm: {"name", "kind", "station", "path", "baud", "read_timeout", "method", "framing", "pattern", "wiegand", "max_line", "repeat", "map", "pass_unmapped"},
+	// Driver is the driver's part of the table, decoded and defaulted; nil if the kind is not in
+	// this build (LoadConfig then fails).
+	Driver drivers.SourceConfig `toml:"-"`
 }
 
 // UplinkConfig is the [uplink] table: the MQTT connection to the central system.
@@ -124,25 +94,89 @@ type UplinkConfig struct {
 	KeepAlive    Duration `toml:"keepalive"`
 }
 
-// LoadConfig reads, decodes and validates a config file. Every error names the file, the line and
-// the key.
+// LoadConfig reads, decodes and validates a config file. Every problem is reported at once, each
+// naming the file, the line and the key (ConfigErrors). Nothing is opened.
 func LoadConfig(path string) (*Config, error) {
 	doc, err := readConfigFile(path)
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{file: path}
-	lines, err := decodeStrict(path, doc, c)
+	lines, err := keyLines(doc)
 	if err != nil {
-		return nil, err
+		return nil, syntaxError(path, err)
 	}
-	c.lines = lines
+	var raw map[string]any
+	if err := toml.Unmarshal(doc, &raw); err != nil {
+		return nil, syntaxError(path, err)
+	}
+	c := &Config{file: path, lines: lines}
+	d := &decoder{file: path, lines: lines}
+	d.table("", raw, c, "source")
+	c.decodeSources(d, raw["source"])
 	c.resolvePaths(filepath.Dir(path))
 	c.setDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
+	c.validate(d)
+	if len(d.errs) > 0 {
+		return nil, d.errs
 	}
 	return c, nil
+}
+
+func syntaxError(file string, err error) error {
+	var se *syntaxErr
+	if errors.As(err, &se) {
+		return ConfigErrors{{File: file, Line: se.line, Key: "(syntax)", Msg: se.msg}}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		key := strings.Join(de.Key(), ".")
+		if key == "" {
+			key = "(syntax)"
+		}
+		return ConfigErrors{{File: file, Line: row, Key: key, Msg: strings.TrimPrefix(de.Error(), "toml: ")}}
+	}
+	return ConfigErrors{{File: file, Key: "(syntax)", Msg: err.Error()}}
+}
+
+// decodeSources decodes each [[source]] table: the agent's keys, then the driver's part into the
+// driver's own config.
+func (c *Config) decodeSources(d *decoder, v any) {
+	if v == nil {
+		return
+	}
+	tables, ok := v.([]any)
+	if !ok {
+		d.bad("source", "want [[source]] tables")
+		return
+	}
+	for i, t := range tables {
+		at := fmt.Sprintf("source[%d]", i)
+		m, ok := t.(map[string]any)
+		if !ok {
+			d.bad(at, "want a table")
+			continue
+		}
+		var sc SourceConfig
+		common := map[string]any{}
+		for _, k := range []string{"name", "kind", "station"} {
+			if v, ok := m[k]; ok {
+				common[k] = v
+			}
+		}
+		d.table(at, common, &sc)
+		if drv, err := drivers.Lookup(sc.Kind); err != nil {
+			if _, written := m["kind"]; !written {
+				d.bad(at+".kind", "required: %v", err)
+			} else {
+				d.bad(at+".kind", "%v", err)
+			}
+		} else {
+			sc.Driver = drv.Config()
+			d.table(at, m, sc.Driver, "name", "kind", "station")
+		}
+		c.Sources = append(c.Sources, sc)
+	}
 }
 
 // resolvePaths makes relative paths in the file relative to the file's directory, so a config
@@ -157,7 +191,9 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Key)
 	abs(&c.Socket)
 	for i := range c.Sources {
-		abs(&c.Sources[i].Path)
+		if c.Sources[i].Driver != nil {
+			resolvePaths(c.Sources[i].Driver, dir)
+		}
 	}
 	for _, p := range []*string{&c.Uplink.PasswordFile, &c.Uplink.CAFile, &c.Uplink.CertFile, &c.Uplink.KeyFile, &c.Uplink.CentralKey} {
 		abs(p)
@@ -180,25 +216,13 @@ func (c *Config) setDefaults() {
 	if c.Store.MinFreeMiB == 0 {
 		c.Store.MinFreeMiB = 64
 	}
-	for i := range c.Sources {
-		s := &c.Sources[i]
-		if s.Baud == 0 {
-			s.Baud = zfm.DefaultBaud
-			if s.Kind == KindLineterm {
-				s.Baud = 9600
-			}
-		}
-	}
 }
 
 var deviceName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
-// Validate checks every value without opening anything, and returns every problem at once.
-func (c *Config) Validate() error {
-	var es ConfigErrors
-	bad := func(key, format string, a ...any) {
-		es = append(es, &ConfigError{File: c.file, Line: c.lines[key], Key: key, Msg: fmt.Sprintf(format, a...)})
-	}
+// validate checks every value without opening anything, adding every problem to d.
+func (c *Config) validate(d *decoder) {
+	bad := d.bad
 	if !deviceName.MatchString(c.Device) {
 		bad("device", "%q: want lower-case letters, digits and dashes (it names MQTT topics), e.g. \"jn-0001-r101\"", c.Device)
 	}
@@ -232,116 +256,72 @@ func (c *Config) Validate() error {
 			bad(at+".name", "%q is used twice (or is the reserved name %q)", s.Name, ManualSource)
 		}
 		names[s.Name] = true
-		allowed, ok := sourceKeys[s.Kind]
-		if !ok {
-			bad(at+".kind", "%q: want zfm or lineterm", s.Kind)
+		if s.Driver == nil {
 			continue
 		}
-		for _, k := range keysUnder(c.lines, at) {
-			if !slices.Contains(allowed, k) {
-				bad(at+"."+k, "does not apply to a source of kind %s", s.Kind)
+		for _, fe := range drivers.FieldErrors(s.Driver.Validate()) {
+			key := at
+			if fe.Key != "" {
+				key += "." + fe.Key
 			}
-		}
-		var err error
-		switch s.Kind {
-		case KindZFM:
-			_, err = s.zfm()
-		case KindLineterm:
-			_, err = s.lineterm()
-		}
-		if err != nil {
-			key, msg := splitFieldError(at, err)
-			bad(key, "%s", msg)
+			bad(key, "%v", fe.Err)
 		}
 	}
-	if u := c.Uplink; u.Enabled {
+	if c.Uplink.Enabled {
 		if _, err := c.uplink(); err != nil {
-			for _, e := range unjoin(err) {
-				key, msg := splitFieldError("uplink", e)
-				if k, ok := uplinkKeys[key]; ok {
-					key = k
+			for _, fe := range drivers.FieldErrors(err) {
+				switch fe.Key {
+				case "institution", "device":
+					// checked above, against the agent's own (stricter) rules
+				case "":
+					bad("uplink", "%v", fe.Err)
+				default:
+					bad("uplink."+fe.Key, "%v", fe.Err)
 				}
-				bad(key, "%s", msg)
 			}
 		}
 	}
-	if len(es) > 0 {
-		return es
+}
+
+// Check does what `kaoqin run` would do before it takes a reading, short of opening the ledger
+// and the devices: the device key and the central key load, the state folder can be written. It
+// is what `kaoqin run --check` adds to LoadConfig.
+func (c *Config) Check() error {
+	d := &decoder{file: c.file, lines: c.lines}
+	if _, err := ledger.LoadPrivateKey(c.Key); err != nil {
+		d.bad("key", "%v (make one with `kaoqin keygen --out %s`)", err, filepath.Dir(c.Key))
+	}
+	if err := writableDir(c.StateDir); err != nil {
+		d.bad("state_dir", "%v", err)
+	}
+	if err := writableDir(filepath.Dir(c.Socket)); err != nil {
+		d.bad("socket", "%v", err)
+	}
+	if len(d.errs) > 0 {
+		return d.errs
 	}
 	return nil
 }
 
-// uplinkKeys renames sync/uplink's field names to the keys of the [uplink] table.
-var uplinkKeys = map[string]string{"uplink.central_key_file": "uplink.central_key", "uplink.batch_size": "uplink.batch_size"}
-
-// unjoin splits an errors.Join (below any wrapping prefix) into its errors.
-func unjoin(err error) []error {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			return j.Unwrap()
+// writableDir reports whether dir exists and can be written, or can be created.
+func writableDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a folder", d)
+			}
+			f, err := os.CreateTemp(d, ".kaoqin-check-*")
+			if err != nil {
+				return fmt.Errorf("%s cannot be written: %w", d, err)
+			}
+			f.Close()
+			return os.Remove(f.Name())
+		}
+		if !errors.Is(err, os.ErrNotExist) || d == filepath.Dir(d) {
+			return err
 		}
 	}
-	return []error{err}
-}
-
-// splitFieldError turns a package's validation error, "pkg: field: sub: message", into the
-// config key under prefix ("source[0].baud") and the message. Segments that are not config keys
-// (the package name, "port", "config") are dropped.
-func splitFieldError(prefix string, err error) (string, string) {
-	msg := err.Error()
-	key := prefix
-	for {
-		seg, rest, ok := strings.Cut(msg, ": ")
-		if !ok || seg == "" || strings.ContainsAny(seg, " \"'()") {
-			return key, msg
-		}
-		switch seg {
-		case "zfm", "lineterm", "serialport", "uplink", "config", "port":
-		default:
-			return prefix + "." + seg, rest
-		}
-		msg = rest
-	}
-}
-
-func (s *SourceConfig) port() serialport.Config {
-	return serialport.Config{Path: s.Path, Baud: s.Baud, ReadTimeout: time.Duration(s.ReadTimeout)}
-}
-
-func (s *SourceConfig) zfm() (zfm.Config, error) {
-	c := zfm.Config{Port: s.port(), PollInterval: time.Duration(s.PollInterval), MinScore: s.MinScore}
-	var err error
-	if c.Address, err = hex32(s.Address, zfm.DefaultAddress); err != nil {
-		return c, fmt.Errorf("zfm: address: %w", err)
-	}
-	if c.Password, err = hex32(s.Password, 0); err != nil {
-		return c, fmt.Errorf("zfm: password: %w", err)
-	}
-	return c, c.Validate()
-}
-
-func hex32(s string, def uint32) (uint32, error) {
-	if s == "" {
-		return def, nil
-	}
-	v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s), "0x"), 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("%q: want 8 hex digits", s)
-	}
-	return uint32(v), nil
-}
-
-func (s *SourceConfig) lineterm() (lineterm.Config, error) {
-	c := lineterm.Config{Port: s.port(), Pattern: s.Pattern, MaxLine: s.MaxLine, Repeat: time.Duration(s.Repeat),
-		Method: drivers.Method(s.Method), Map: s.Map, PassUnmapped: s.PassUnmapped == nil || *s.PassUnmapped}
-	var err error
-	if c.Framing, err = lineterm.ParseFraming(s.Framing); s.Framing != "" && err != nil {
-		return c, fmt.Errorf("lineterm: framing: %w", err)
-	}
-	if c.Wiegand, err = lineterm.ParseWiegand(s.Wiegand); err != nil {
-		return c, fmt.Errorf("lineterm: wiegand: %w", err)
-	}
-	return c, c.Validate()
 }
 
 func (c *Config) uplink() (uplink.Config, error) {
@@ -353,7 +333,7 @@ func (c *Config) uplink() (uplink.Config, error) {
 	if u.PasswordFile != "" {
 		b, err := os.ReadFile(u.PasswordFile)
 		if err != nil {
-			return cfg, fmt.Errorf("uplink: password_file: %w", err)
+			return cfg, &drivers.FieldError{Key: "password_file", Err: err}
 		}
 		cfg.Password = strings.TrimSpace(string(b))
 	}

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/kaoqin/kaoqin/drivers"
 )
 
 // ConfigError is a problem with the config file, located at a key.
@@ -53,39 +56,123 @@ func (es ConfigErrors) Error() string {
 	return b.String()
 }
 
-// decodeStrict decodes doc into v, refusing unknown keys. It returns the key -> line index of the
-// document so that later validation can name lines too.
-func decodeStrict(file string, doc []byte, v any) (map[string]int, error) {
-	lines, err := keyLines(doc)
-	if err != nil {
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			row, _ := de.Position()
-			return nil, &ConfigError{File: file, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}
+// decoder decodes a config document strictly and key by key, so that every problem of the file
+// is found in one pass: an unknown key, a value of the wrong type, a bare number where a duration
+// is wanted. Each problem is located by the document's key -> line index.
+type decoder struct {
+	file  string
+	lines map[string]int
+	errs  ConfigErrors
+}
+
+func (d *decoder) bad(key, format string, a ...any) {
+	d.errs = append(d.errs, &ConfigError{File: d.file, Line: d.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
+}
+
+// line is the line a key is written on, or its table's, or 0.
+func (d *decoder) line(key string) int {
+	for k := key; k != ""; {
+		if l, ok := d.lines[k]; ok {
+			return l
 		}
-		return nil, &ConfigError{File: file, Msg: err.Error()}
-	}
-	dec := toml.NewDecoder(bytes.NewReader(doc))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(v)
-	var strict *toml.StrictMissingError
-	var de *toml.DecodeError
-	switch {
-	case err == nil:
-		return lines, nil
-	case errors.As(err, &strict):
-		var es ConfigErrors
-		for _, e := range strict.Errors {
-			row, _ := e.Position()
-			es = append(es, &ConfigError{File: file, Line: row, Key: displayKey(e.Key(), lines, row), Msg: "unknown key (misspelled, or not valid here)"})
+		i := strings.LastIndexAny(k, ".")
+		if i < 0 {
+			break
 		}
-		return nil, es
-	case errors.As(err, &de):
-		row, _ := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		return nil, &ConfigError{File: file, Line: row, Key: displayKey(de.Key(), lines, row), Msg: msg}
+		k = k[:i]
 	}
-	return nil, &ConfigError{File: file, Msg: err.Error()}
+	return 0
+}
+
+var durationType = reflect.TypeOf(drivers.Duration(0))
+
+// table decodes the keys of one table m into the struct v points to. Keys that name a nested
+// table are decoded key by key in turn; every other key is decoded on its own.
+func (d *decoder) table(prefix string, m map[string]any, v any, skip ...string) {
+	rv := reflect.ValueOf(v).Elem()
+	fields := tomlFields(rv.Type())
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if slices.Contains(skip, k) {
+			continue
+		}
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		idx, ok := fields[k]
+		if !ok {
+			d.bad(key, "unknown key (misspelled, or not valid here)")
+			continue
+		}
+		f := rv.Field(idx)
+		if sub, isTable := m[k].(map[string]any); isTable && f.Kind() == reflect.Struct {
+			d.table(key, sub, f.Addr().Interface())
+			continue
+		}
+		if f.Type() == durationType {
+			if _, isNum := m[k].(int64); isNum {
+				d.bad(key, "a bare number; write a duration with its unit, such as \"%ds\" or \"%dms\"", m[k], m[k])
+				continue
+			}
+		}
+		doc, err := toml.Marshal(map[string]any{k: m[k]})
+		if err != nil {
+			d.bad(key, "%v", err)
+			continue
+		}
+		one := reflect.New(rv.Type())
+		dec := toml.NewDecoder(bytes.NewReader(doc))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(one.Interface()); err != nil {
+			var strict *toml.StrictMissingError
+			var de *toml.DecodeError
+			switch {
+			case errors.As(err, &strict):
+				for _, e := range strict.Errors {
+					d.bad(prefix+"."+strings.Join(e.Key(), "."), "unknown key (misspelled, or not valid here)")
+				}
+			case errors.As(err, &de):
+				d.bad(key, "%s", strings.TrimPrefix(de.Error(), "toml: "))
+			default:
+				d.bad(key, "%s", strings.TrimPrefix(err.Error(), "toml: "))
+			}
+			continue
+		}
+		f.Set(one.Elem().Field(idx))
+	}
+}
+
+// tomlFields maps the toml tags of a struct type to field indexes.
+func tomlFields(t reflect.Type) map[string]int {
+	out := map[string]int{}
+	for i := range t.NumField() {
+		tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]
+		if tag != "" && tag != "-" {
+			out[tag] = i
+		}
+	}
+	return out
+}
+
+// resolvePaths makes every drivers.Path field of the struct v points to absolute against dir.
+func resolvePaths(v any, dir string) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return
+	}
+	rv = rv.Elem()
+	pathType := reflect.TypeOf(drivers.Path(""))
+	for i := range rv.NumField() {
+		f := rv.Field(i)
+		if f.Type() == pathType && f.String() != "" && !filepath.IsAbs(f.String()) && f.CanSet() {
+			f.SetString(filepath.Join(dir, f.String()))
+		}
+	}
 }
 
 // displayKey names a key as the user wrote it, with the index of an array-of-tables entry
@@ -158,8 +245,22 @@ func keyLines(doc []byte) (map[string]int, error) {
 			lines[k] = lineOf(n)
 		}
 	}
-	return lines, p.Error()
+	var pe *unstable.ParserError
+	if err := p.Error(); errors.As(err, &pe) {
+		return nil, &syntaxErr{line: p.Shape(p.Range(pe.Highlight)).Start.Line, msg: pe.Message}
+	} else if err != nil {
+		return nil, err
+	}
+	return lines, nil
 }
+
+// syntaxErr is a TOML syntax error at a line.
+type syntaxErr struct {
+	line int
+	msg  string
+}
+
+func (e *syntaxErr) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
 
 // keysUnder lists the keys written directly under prefix ("source[1]"), sorted.
 func keysUnder(lines map[string]int, prefix string) []string {
@@ -173,35 +274,20 @@ func keysUnder(lines map[string]int, prefix string) []string {
 	return out
 }
 
-// Duration is a time.Duration written as a string in the config ("150ms", "2m").
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("want a duration like \"150ms\" or \"2m\": %w", err)
-	}
-	if v < 0 {
-		return errors.New("a duration cannot be negative")
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText writes the duration as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+// Duration is a time.Duration written as a string in the config ("150ms", "2m"); a bare number
+// is refused, as is a negative duration.
+type Duration = drivers.Duration
 
 func readConfigFile(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, &ConfigError{File: path, Key: "(file)", Msg: err.Error()}
 	}
 	return b, nil
 }
 
-// ConfigKeys lists every key of the config file, as dotted paths ("source.baud"), for the
-// documentation test.
+// ConfigKeys lists every key of the config file, as dotted paths ("source.baud"), the keys of
+// every driver in this build included, for the documentation test.
 func ConfigKeys() []string {
 	var out []string
 	var walk func(prefix string, t reflect.Type)
@@ -227,5 +313,10 @@ func ConfigKeys() []string {
 		}
 	}
 	walk("", reflect.TypeOf(Config{}))
-	return out
+	for _, kind := range drivers.Kinds() {
+		d, _ := drivers.Lookup(kind)
+		walk("source", reflect.TypeOf(d.Config()).Elem())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

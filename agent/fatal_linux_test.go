@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
-	"github.com/kaoqin/kaoqin/agent/web"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 )
 
 // A commit that fails makes Run return an error wrapping store.ErrFatal, with every source
@@ -39,7 +40,7 @@ func TestCommitFailureStopsTheDaemon(t *testing.T) {
 	defer cancel()
 	go h.qr.Write(ctx, burst) // ends with the emulator when the daemon has stopped reading
 	// The queue holds 64 readings; one more waits in the scanner's goroutine, one is being decided.
-	full := waitFor(t, func() bool {
+	full := testkit.WaitFor(t, func() bool {
 		s := h.status()
 		return s.Sources[qr].Readings >= s.Head-base+64
 	}, 10*time.Second)
@@ -66,7 +67,7 @@ func TestCommitFailureStopsTheDaemon(t *testing.T) {
 	}
 	defer restore()
 	if !full {
-		_, err := h.client.SignIn(ctx, web.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
+		_, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
 		if err == nil {
 			t.Errorf("manual sign-in on a failed disk: got recorded, want an error")
 		}
@@ -86,7 +87,7 @@ func TestCommitFailureStopsTheDaemon(t *testing.T) {
 		t.Fatalf("Run after a failed commit: got %v, want an error wrapping store.ErrFatal", runErr)
 	}
 	// Run owns its sources: none may still hold a device (or a reading) once it returned.
-	if !waitFor(t, func() bool { return !strings.Contains(goroutines(), "agent.(*Agent).runSource") }, 3*time.Second) {
+	if !testkit.WaitFor(t, func() bool { return !strings.Contains(goroutines(), "agent.(*Agent).runSource") }, 3*time.Second) {
 		t.Errorf("after Run returned: got source goroutines still running, want none:\n%s", sourceStacks())
 	}
 

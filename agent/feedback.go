@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/checkin"
 	"github.com/kaoqin/kaoqin/agent/ledger"
-	"github.com/kaoqin/kaoqin/agent/web"
 	"github.com/kaoqin/kaoqin/drivers"
 )
 
@@ -47,7 +47,7 @@ func (a *Agent) startFeedback(name string, src drivers.Source, log *slog.Logger)
 
 // tell shows the outcome of a reading at its source; a voucher scan waiting for its holder is
 // shown at every reader of the scanner's station, where the holder is to identify.
-func (a *Agent) tell(source string, out web.Outcome) {
+func (a *Agent) tell(source string, out checkin.Outcome) {
 	v := verdictOf(out)
 	if v == 0 {
 		return
@@ -94,7 +94,7 @@ func (a *Agent) tellOne(source string, v drivers.Verdict) {
 	}
 }
 
-func verdictOf(out web.Outcome) drivers.Verdict {
+func verdictOf(out checkin.Outcome) drivers.Verdict {
 	switch {
 	case out.Pending:
 		return drivers.Waiting

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/demo"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
 )
 
@@ -16,7 +17,7 @@ func TestVerdictsShowOnTheLEDRing(t *testing.T) {
 	h := start(t, options{roster: demoRoster(5)})
 	led := func(want zfm.Aura, what string) {
 		t.Helper()
-		if !waitFor(t, func() bool { return h.module.LED() == want }, 5*time.Second) {
+		if !testkit.WaitFor(t, func() bool { return h.module.LED() == want }, 5*time.Second) {
 			t.Errorf("LED ring after %s: got %+v, want %+v", what, h.module.LED(), want)
 		}
 	}

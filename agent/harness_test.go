@@ -11,17 +11,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent"
+	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
-	"github.com/kaoqin/kaoqin/agent/web"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
 	"github.com/kaoqin/kaoqin/drivers/zfm"
@@ -89,8 +90,8 @@ type harness struct {
 	cfg    *agent.Config
 	module *zfmemu.Emulator
 	qr     *lineemu.Emulator
-	client *web.Client
-	logs   *logBuffer
+	client *api.Client
+	logs   *testkit.LogBuffer
 
 	cancel  context.CancelFunc
 	done    chan error // Run's result
@@ -109,7 +110,7 @@ func start(t *testing.T, o options) *harness {
 	if o.voucherWindow == "" {
 		o.voucherWindow = "1m"
 	}
-	h := &harness{t: t, dir: t.TempDir(), logs: &logBuffer{}, done: make(chan error, 1)}
+	h := &harness{t: t, dir: t.TempDir(), logs: &testkit.LogBuffer{}, done: make(chan error, 1)}
 	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(h.dir, "state", "keys"), "device"); err != nil {
 		t.Fatal(err)
 	}
@@ -152,19 +153,19 @@ func start(t *testing.T, o options) *harness {
 		}
 	})
 
-	if !waitFor(t, func() bool {
+	if !testkit.WaitFor(t, func() bool {
 		select {
 		case err := <-h.done:
 			h.stopped, h.runErr = true, err
 			t.Fatalf("Run returned %v before it served its socket", err)
 		default:
 		}
-		h.client, err = web.Dial(h.cfg.Socket)
+		h.client, err = api.Dial(h.cfg.Socket)
 		return err == nil
 	}, 10*time.Second) {
 		t.Fatalf("socket %s: got %v, want the daemon answering", h.cfg.Socket, err)
 	}
-	if !waitFor(t, func() bool {
+	if !testkit.WaitFor(t, func() bool {
 		s := h.status()
 		return s.Sources[finger].State == drivers.StateOK && s.Sources[qr].State == drivers.StateOK
 	}, 10*time.Second) {
@@ -218,7 +219,7 @@ func (h *harness) importRoster(r *roster.Roster) {
 		h.t.Fatalf("import roster %d: got version %d, %v; want it active", r.Version, s.Version, err)
 	}
 	want := templatesOf(r)
-	if !waitFor(h.t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
+	if !testkit.WaitFor(h.t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {
 		h.t.Fatalf("module library after importing roster %d: got %v, want %v", r.Version, h.library(), want)
 	}
 }
@@ -272,7 +273,7 @@ func rosterJSON(t *testing.T, r *roster.Roster) []byte {
 	return b
 }
 
-func (h *harness) status() web.Status {
+func (h *harness) status() ops.Status {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -289,7 +290,7 @@ func (h *harness) events() []ledger.Event {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []ledger.Event
-	err := h.client.Events(ctx, ledger.Filter{}, func(e *ledger.Event) error {
+	err := h.client.Events(ctx, ledger.Filter{}, 0, func(e *ledger.Event) error {
 		out = append(out, *e)
 		return nil
 	})
@@ -306,7 +307,7 @@ func (h *harness) head() uint64 { return h.status().Head }
 func (h *harness) after(seq uint64, what string) []ledger.Event {
 	h.t.Helper()
 	var evs []ledger.Event
-	if !waitFor(h.t, func() bool {
+	if !testkit.WaitFor(h.t, func() bool {
 		evs = eventsAfter(h.events(), seq)
 		return len(evs) > 0
 	}, 10*time.Second) {
@@ -345,7 +346,7 @@ func (h *harness) lift() {
 	h.t.Helper()
 	seen := h.noFinger.Load()
 	h.module.Lift()
-	if !waitFor(h.t, func() bool { return h.noFinger.Load() > seen }, 10*time.Second) {
+	if !testkit.WaitFor(h.t, func() bool { return h.noFinger.Load() > seen }, 10*time.Second) {
 		h.t.Fatalf("after the lift: got no GenImg answered 'no finger', want the reader polling")
 	}
 }
@@ -439,39 +440,6 @@ func count(evs []ledger.Event, kind ledger.Kind, reason ledger.Reason) int {
 		}
 	}
 	return n
-}
-
-// waitFor polls cond every 20 ms until it holds or timeout passes, and reports whether it held.
-func waitFor(t *testing.T, cond func() bool, timeout time.Duration) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// logBuffer collects the daemon's log, shown when a test fails.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // demoRoster is the demo roster of n trainees, version 1: a session open now for class C-DEMO,

@@ -96,8 +96,18 @@ type Decision struct {
 	Pending *Pending
 }
 
-// Record reports whether the decision produces a ledger event.
-func (d *Decision) Record() bool { return d.Pending == nil }
+// HasEvent reports whether the decision produces a ledger event (it does unless a voucher scan
+// now waits for its holder).
+func (d *Decision) HasEvent() bool { return d.Pending == nil }
+
+// Outcome is what became of a reading once its decision is durable: the event recorded (or, for
+// a voucher scan, Pending), as the API's caller and the person at the device are told.
+type Outcome struct {
+	Event   ledger.Event `json:"event"`
+	Pending bool         `json:"pending,omitempty"` // a voucher scan waiting for its holder
+	Note    string       `json:"note,omitempty"`
+	Err     error        `json:"-"`
+}
 
 // Decide turns a reading into a decision. x may be nil when no roster has been loaded yet.
 func (r *Rules) Decide(rd drivers.Reading, x *roster.Index, h *History, clk Clock) Decision {

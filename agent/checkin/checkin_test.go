@@ -399,7 +399,7 @@ func TestDecide(t *testing.T) {
 // the reading's fields copied, the clock, the masked ID number and never the full one.
 func checkDecision(t *testing.T, f fixture, rd drivers.Reading, c checkin.Clock, d checkin.Decision, w want) {
 	t.Helper()
-	if d.Pending != nil || !d.Record() {
+	if d.Pending != nil || !d.HasEvent() {
 		t.Fatalf("got a pending voucher scan %+v, want an event to record", *d.Pending)
 	}
 	e := d.Event

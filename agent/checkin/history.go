@@ -16,7 +16,14 @@ type History struct {
 	byTrainee map[string]mark // last accepted event of a trainee
 	bySource  map[string]mark // last accepted event at a reader
 	bound     map[string]string
-	pending   map[string]Pending // by station
+	pending   map[string]Pending  // by station
+	seen      map[string]sighting // last camera sighting of a trainee
+}
+
+// sighting is a trainee seen by a camera: no ledger event, but the spot-check rules need it.
+type sighting struct {
+	at     time.Time
+	source string
 }
 
 type attendKey struct{ trainee, session string }
@@ -50,6 +57,7 @@ func NewHistory() *History {
 		bySource:  map[string]mark{},
 		bound:     map[string]string{},
 		pending:   map[string]Pending{},
+		seen:      map[string]sighting{},
 	}
 }
 
@@ -88,6 +96,23 @@ func (h *History) Add(e *ledger.Event) {
 			h.bySource[e.Source] = m
 		}
 	}
+}
+
+// See remembers that a camera (source) saw trainee at at. Sightings are not ledger events: they
+// inform the rules (not_seen_by_camera, spot checks) and are forgotten by Prune.
+func (h *History) See(trainee, source string, at time.Time) {
+	if s, ok := h.seen[trainee]; !ok || at.After(s.at) {
+		h.seen[trainee] = sighting{at: at, source: source}
+	}
+}
+
+// SeenSince reports whether a camera saw trainee at or after since, and where.
+func (h *History) SeenSince(trainee string, since time.Time) (source string, ok bool) {
+	s, ok := h.seen[trainee]
+	if !ok || s.at.Before(since) {
+		return "", false
+	}
+	return s.source, true
 }
 
 // Expect records a voucher scan waiting for its holder at a station (a Decision's Pending). A new
@@ -130,6 +155,11 @@ func (h *History) Prune(before time.Time) {
 	for k, m := range h.bySource {
 		if m.at.Before(before) {
 			delete(h.bySource, k)
+		}
+	}
+	for k, s := range h.seen {
+		if s.at.Before(before) {
+			delete(h.seen, k)
 		}
 	}
 }

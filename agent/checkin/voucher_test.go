@@ -71,7 +71,7 @@ func (s *station) wantPending(d checkin.Decision, want checkin.Pending) {
 	if d.Pending == nil {
 		s.t.Fatalf("got %q %q (note %q), want a pending scan", d.Event.Kind, d.Event.Reason, d.Event.Note)
 	}
-	if d.Record() {
+	if d.HasEvent() {
 		s.t.Errorf("a pending scan reports Record() true, want false")
 	}
 	if *d.Pending != want {

@@ -36,18 +36,18 @@ func New(hold time.Duration) *System {
 	return &System{boot: bootID(), hold: hold}
 }
 
-// Reading is one read of the clock.
-type Reading struct {
+// Stamp is one read of the clock: when something happened, as well as the box can say.
+type Stamp struct {
 	ledger.Clock
 	Jumped  bool          // a backwards jump happened within the hold time
 	JumpNow time.Duration // set on the read that first saw a jump: how far the wall clock fell back
 }
 
 // Read reads the clock.
-func (c *System) Read() Reading {
+func (c *System) Read() Stamp {
 	wall := time.Now()
 	mono := boottime()
-	r := Reading{Clock: ledger.Clock{Wall: wall, Mono: mono, Boot: c.boot, Synced: synced()}}
+	r := Stamp{Clock: ledger.Clock{Wall: wall, Mono: mono, Boot: c.boot, Synced: synced()}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lastMono != 0 {

@@ -126,6 +126,7 @@ type Event struct {
 	Detail      string  `json:"detail,omitempty"`   // device context: "page 5", the raw line
 	Evidence    []Photo `json:"evidence,omitempty"` // the photos kept with the event, by content
 	Ref         string  `json:"ref,omitempty"`      // ID of an event this one refers to
+	Key         string  `json:"key,omitempty"`      // the device's own identity of the reading (a terminal's record serial)
 	Data        []byte  `json:"data,omitempty"`     // an enrolled template
 }
 

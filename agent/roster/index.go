@@ -83,3 +83,25 @@ func (x *Index) Sessions(class string) []*Session { return x.classes[class] }
 
 // Len is the number of trainees.
 func (x *Index) Len() int { return len(x.trainees) }
+
+// ExpectedAt lists, sorted, the trainees enrolled in the classes whose sessions are served by
+// source and run at at (from the sign-in window's opening to the sign-out window's close).
+func (x *Index) ExpectedAt(source string, at time.Time) []string {
+	var out []string
+	for i := range x.Roster.Sessions {
+		s := &x.Roster.Sessions[i]
+		if !s.Serves(source) || at.Before(s.Opens()) || at.After(s.Closes()) {
+			continue
+		}
+		for j := range x.Roster.Trainees {
+			t := &x.Roster.Trainees[j]
+			for _, e := range t.Enrolments {
+				if e.Class == s.Class && !slices.Contains(out, t.ID) {
+					out = append(out, t.ID)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

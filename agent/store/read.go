@@ -82,6 +82,22 @@ func (s *Store) Recent(since time.Time) ([]ledger.Event, error) {
 	return out, err
 }
 
+// RecordedKey reports the seq of the event that recorded a device's reading key (drivers.Reading
+// Key), if this epoch has one: a terminal's resend of a reading already recorded.
+func (s *Store) RecordedKey(key string) (seq uint64, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(key)); len(v) == 8 {
+			seq, ok = binary.BigEndian.Uint64(v), true
+		}
+		return nil
+	})
+	return seq, ok, err
+}
+
 // Bindings returns the vouchers checked in on this box and the institution each is bound to.
 func (s *Store) Bindings() (map[string]string, error) {
 	m := map[string]string{}

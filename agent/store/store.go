@@ -54,6 +54,7 @@ var (
 	bucketEvents   = []byte("events")
 	bucketRoster   = []byte("roster")
 	bucketBindings = []byte("bindings")
+	bucketKeys     = []byte("keys") // a device's own reading key -> the seq that recorded it
 	bucketCerts    = []byte("certs")
 	bucketRetired  = []byte("retired")
 
@@ -274,6 +275,9 @@ func (s *Store) Close() error { return s.db.Close() }
 // Device is the device name the ledger belongs to.
 func (s *Store) Device() string { return s.cfg.Device }
 
+// Path is the ledger file's path.
+func (s *Store) Path() string { return s.cfg.Path }
+
 // Epoch is the current epoch.
 func (s *Store) Epoch() uint64 {
 	s.mu.Lock()
@@ -339,6 +343,15 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 		}
 		if err := m.Put(keyHeadHash, hash[:]); err != nil {
 			return err
+		}
+		if e.Key != "" {
+			b, err := tx.CreateBucketIfNotExists(bucketKeys)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(e.Key), key); err != nil {
+				return err
+			}
 		}
 		if e.Kind == ledger.VoucherCheckin {
 			return tx.Bucket(bucketBindings).Put([]byte(e.Voucher), []byte(e.Institution))

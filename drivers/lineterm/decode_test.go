@@ -35,8 +35,8 @@ func TestValidate(t *testing.T) {
 		edit  func(*Config)
 		field string // the error must start with "lineterm: " + field + ":"
 	}{
-		{"no path", func(c *Config) { c.Port.Path = "" }, "port"},
-		{"bad baud", func(c *Config) { c.Port.Baud = 1234 }, "port"},
+		{"no path", func(c *Config) { c.Port.Path = "" }, "path"},
+		{"bad baud", func(c *Config) { c.Port.Baud = 1234 }, "baud"},
 		{"bad framing", func(c *Config) { c.Framing = Framing(7) }, "framing"},
 		{"bad regexp", func(c *Config) { c.Pattern = `(?P<id>[a-` }, "pattern"},
 		{"no id group", func(c *Config) { c.Pattern = `^(?P<score>\d+)$` }, "pattern"},
@@ -54,7 +54,7 @@ func TestValidate(t *testing.T) {
 			c.Kinds = map[string]drivers.Intent{"IN": drivers.SignIn, "in": drivers.SignOut}
 		}, "kinds"},
 		{"empty map and no pass", func(c *Config) { c.PassUnmapped = false }, "map"},
-		{"empty subject", func(c *Config) { c.Map = map[string]string{"F1": ""} }, "map"},
+		{"empty subject", func(c *Config) { c.Map = map[string]string{"F1": ""} }, "map.F1"},
 		{"empty device id", func(c *Config) { c.Map = map[string]string{"": "T1"} }, "map"},
 	}
 	for _, tt := range tests {

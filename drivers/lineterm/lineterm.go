@@ -222,8 +222,8 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate checks the config, pattern included, without touching the device. Errors name the
-// field in snake case: "lineterm: pattern: ...", "lineterm: max_line: ...".
+// Validate checks the config, pattern included, without touching the device. It returns every
+// problem, each a *drivers.FieldError named by its config key ("pattern", "max_line").
 func (c Config) Validate() error {
 	if _, err := c.compile(); err != nil {
 		return fmt.Errorf("lineterm: %w", err)
@@ -231,62 +231,66 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// compile validates c with its defaults applied and builds the line decoder. Its errors start
-// with the field name; callers add the package prefix.
+// compile validates c with its defaults applied and builds the line decoder. Its error joins a
+// *drivers.FieldError for each problem; callers add the package prefix.
 func (c Config) compile() (*decoder, error) {
 	c = c.withDefaults()
+	var errs []error
+	bad := func(key, format string, a ...any) { errs = append(errs, drivers.Field(key, format, a...)) }
 	if err := c.Port.Validate(); err != nil {
-		return nil, fmt.Errorf("port: %w", err)
+		errs = append(errs, err)
 	}
 	if !c.Framing.valid() {
-		return nil, fmt.Errorf("framing: %d is not a known framing", int(c.Framing))
+		bad("framing", "%d is not a known framing", int(c.Framing))
 	}
 	if !c.Wiegand.valid() {
-		return nil, fmt.Errorf("wiegand: %d is not one of 0 (none), 26, 34", int(c.Wiegand))
+		bad("wiegand", "%d is not one of 0 (none), 26, 34", int(c.Wiegand))
 	}
 	if c.MaxLine < 1 || c.MaxLine > MaxMaxLine {
-		return nil, fmt.Errorf("max_line: %d is outside 1..%d", c.MaxLine, MaxMaxLine)
+		bad("max_line", "%d is outside 1..%d", c.MaxLine, MaxMaxLine)
 	}
 	if c.Repeat < 0 {
-		return nil, fmt.Errorf("repeat: %v is negative", c.Repeat)
+		bad("repeat", "%v is negative", c.Repeat)
 	}
 	switch c.Method {
 	case drivers.Face, drivers.Card, drivers.Voucher:
 	case "":
-		return nil, errors.New("method: required (face, card or voucher)")
+		bad("method", "required (face, card or voucher)")
 	default:
-		return nil, fmt.Errorf("method: %q is not one of face, card, voucher", c.Method)
+		bad("method", "%q is not one of face, card, voucher", c.Method)
 	}
 	kinds := make(map[string]drivers.Intent, len(c.Kinds))
 	for word, in := range c.Kinds {
 		w := strings.ToLower(word)
-		if w == "" {
-			return nil, errors.New("kinds: empty word")
-		}
-		if in != drivers.SignIn && in != drivers.SignOut && in != drivers.Auto {
-			return nil, fmt.Errorf("kinds: %q maps to %q, not one of in, out, or empty", word, in)
-		}
-		if prev, dup := kinds[w]; dup && prev != in {
-			return nil, fmt.Errorf("kinds: %q is given twice with different intents", w)
+		switch prev, dup := kinds[w]; {
+		case w == "":
+			bad("kinds", "empty word")
+		case in != drivers.SignIn && in != drivers.SignOut && in != drivers.Auto:
+			bad("kinds", "%q maps to %q, not one of in, out, or empty", word, in)
+		case dup && prev != in:
+			bad("kinds", "%q is given twice with different intents", w)
 		}
 		kinds[w] = in
 	}
 	mapping := make(map[string]string, len(c.Map)) // a copy: the caller may reuse its map
 	for id, subject := range c.Map {
-		if id == "" {
-			return nil, errors.New("map: empty device id")
-		}
-		if subject == "" {
-			return nil, fmt.Errorf("map: device id %q maps to an empty subject", id)
+		switch {
+		case id == "":
+			bad("map", "empty device id")
+		case subject == "":
+			bad("map."+id, "maps to an empty subject")
 		}
 		mapping[id] = subject
 	}
 	if len(c.Map) == 0 && !c.PassUnmapped {
-		return nil, errors.New("map: empty while pass_unmapped is false: every reading would be unidentified")
+		bad("map", "empty while pass_unmapped is false: every reading would be unidentified")
 	}
 	re, err := regexp.Compile(c.Pattern)
 	if err != nil {
-		return nil, fmt.Errorf("pattern: %w", err)
+		bad("pattern", "%v", err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	d := &decoder{
 		re: re, id: -1, score: -1, kind: -1,
@@ -306,15 +310,15 @@ func (c Config) compile() (*decoder, error) {
 		case "kind":
 			idx = &d.kind
 		default:
-			return nil, fmt.Errorf("pattern: unknown named group %q (want id, score, kind)", name)
+			return nil, drivers.Field("pattern", "unknown named group %q (want id, score, kind)", name)
 		}
 		if *idx >= 0 {
-			return nil, fmt.Errorf("pattern: named group %q appears twice", name)
+			return nil, drivers.Field("pattern", "named group %q appears twice", name)
 		}
 		*idx = i
 	}
 	if d.id < 0 {
-		return nil, fmt.Errorf("pattern: %q has no named group id", c.Pattern)
+		return nil, drivers.Field("pattern", "%q has no named group id", c.Pattern)
 	}
 	return d, nil
 }

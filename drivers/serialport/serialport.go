@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/tarm/serial"
+
+	"github.com/kaoqin/kaoqin/drivers"
 )
 
 // ErrHangup is returned by Read and Write when the other end of the line is gone (a USB adapter
@@ -39,18 +41,20 @@ type Config struct {
 	ReadTimeout time.Duration
 }
 
-// Validate checks the config without touching the device.
+// Validate checks the config without touching the device. It returns every problem, each a
+// *drivers.FieldError named by its config key (path, baud, read_timeout).
 func (c Config) Validate() error {
+	var errs []error
 	if c.Path == "" {
-		return errors.New("path: a device path is required")
+		errs = append(errs, drivers.Field("path", "a device path is required"))
 	}
 	if err := ValidBaud(c.Baud); err != nil {
-		return err
+		errs = append(errs, &drivers.FieldError{Key: "baud", Err: err})
 	}
 	if c.ReadTimeout != 0 && (c.ReadTimeout < 100*time.Millisecond || c.ReadTimeout > 25500*time.Millisecond) {
-		return fmt.Errorf("read_timeout: %v is outside 100ms..25.5s", c.ReadTimeout)
+		errs = append(errs, drivers.Field("read_timeout", "%v is outside 100ms..25.5s", c.ReadTimeout))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ValidBaud reports whether baud is a rate in Bauds.
@@ -60,7 +64,7 @@ func ValidBaud(baud int) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("baud: %d is not one of %v", baud, Bauds)
+	return fmt.Errorf("%d is not one of %v", baud, Bauds)
 }
 
 // Port is an open serial line. Read and Write may be called from different goroutines; a driver

@@ -1,9 +1,11 @@
 package zfm
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/serialport"
 )
 
@@ -27,9 +29,6 @@ type Config struct {
 	// PollInterval is how often GenImg asks whether a finger is on the sensor (20 ms to 2 s,
 	// default 150 ms; the protocol notes suggest 100-200 ms).
 	PollInterval time.Duration
-	// MinScore is the lowest module score accepted as a match: a hit scoring under it is reported
-	// as a reading without a subject. Zero accepts whatever the module calls a match.
-	MinScore int
 }
 
 func (c Config) withDefaults() Config {
@@ -45,17 +44,19 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate checks the configuration, defaults applied, without touching the device.
+// Validate checks the configuration, defaults applied, without touching the device. It returns
+// every problem, each a *drivers.FieldError named by its config key.
 func (c Config) Validate() error {
 	c = c.withDefaults()
+	var errs []error
 	if err := c.Port.Validate(); err != nil {
-		return fmt.Errorf("zfm: port: %w", err)
+		errs = append(errs, err)
 	}
 	if c.PollInterval < 20*time.Millisecond || c.PollInterval > 2*time.Second {
-		return fmt.Errorf("zfm: poll_interval: %v is outside 20ms..2s", c.PollInterval)
+		errs = append(errs, drivers.Field("poll_interval", "%v is outside 20ms..2s", c.PollInterval))
 	}
-	if c.MinScore < 0 || c.MinScore > 0xFFFF {
-		return fmt.Errorf("zfm: min_score: %d is outside 0..65535", c.MinScore)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("zfm: %w", err)
 	}
 	return nil
 }

@@ -369,3 +369,12 @@ func (r *Reader) waitLift(ctx context.Context) error {
 		}
 	}
 }
+
+// String summarises the sync for the log.
+func (r SyncReport) String() string {
+	s := fmt.Sprintf("capacity %d, kept %d, stored %d, deleted %d, free %d", r.Capacity, r.Kept, len(r.Stored), len(r.Deleted), r.Free)
+	for _, f := range r.Failed {
+		s += fmt.Sprintf("; %s/%s not stored: %v", f.Trainee, f.Finger, f.Err)
+	}
+	return s
+}

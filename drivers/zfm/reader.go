@@ -259,8 +259,6 @@ func (r *Reader) reading(hit Hit, found bool) drivers.Reading {
 	switch {
 	case !ok:
 		rd.Detail = fmt.Sprintf("page %d is not assigned to a trainee", hit.Page)
-	case hit.Score < r.cfg.MinScore:
-		rd.Detail = fmt.Sprintf("page %d scored %d, under the minimum %d", hit.Page, hit.Score, r.cfg.MinScore)
 	default:
 		rd.Subject = a.trainee
 		rd.Detail = fmt.Sprintf("page %d", hit.Page)

@@ -27,7 +27,6 @@ func TestConfigValidate(t *testing.T) {
 		{},
 		{Port: serialport.Config{Path: "/dev/ttyUSB0", Baud: 56000}},
 		{Port: serialport.Config{Path: "/dev/ttyUSB0"}, PollInterval: time.Millisecond},
-		{Port: serialport.Config{Path: "/dev/ttyUSB0"}, MinScore: -1},
 	}
 	for _, c := range bad {
 		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "zfm: ") {
@@ -89,22 +88,18 @@ func TestPageNotAssigned(t *testing.T) {
 	}
 }
 
-func TestMinScore(t *testing.T) {
+// The driver reports the module's score as it is: the one score threshold is the rules'
+// ([checkin.min_score] fingerprint), which records a low score as a refusal with its reason.
+func TestScoreIsReportedNotJudged(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
-		min     int
-		subject string
-	}{{80, ""}, {70, "T001"}} {
-		e, link := startEmu(t, emu.Config{MatchScore: 70})
-		r := openReader(t, link, zfm.Config{MinScore: c.min})
-		if _, err := r.SyncTemplates(ctxFor(t, 5*time.Second), []drivers.Template{tmpl("T001", "right-index")}); err != nil {
-			t.Fatalf("SyncTemplates: %v", err)
-		}
-		e.Place("T001/right-index")
-		rd := next(t, r)
-		if rd.Subject != c.subject || rd.Score != 70 {
-			t.Errorf("min score %d: got reading %+v, want subject %q with score 70", c.min, rd, c.subject)
-		}
+	e, link := startEmu(t, emu.Config{MatchScore: 70})
+	r := openReader(t, link, zfm.Config{})
+	if _, err := r.SyncTemplates(ctxFor(t, 5*time.Second), []drivers.Template{tmpl("T001", "right-index")}); err != nil {
+		t.Fatalf("SyncTemplates: %v", err)
+	}
+	e.Place("T001/right-index")
+	if rd := next(t, r); rd.Subject != "T001" || rd.Score != 70 {
+		t.Errorf("got reading %+v, want subject T001 with the module's score 70", rd)
 	}
 }
 

@@ -251,7 +251,7 @@ func TestPublishDataset(t *testing.T) {
 	defer st.Close()
 	applied := make(chan uint64, 10)
 	ucfg := env.UplinkConfig(dev, b.URL())
-	ucfg.OnRoster = func(x *roster.Index) { applied <- x.Version }
+	ucfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
 	env.StartUplink(st, ucfg)
 	waitApplied := func(want uint64) {
 		t.Helper()

@@ -3,6 +3,7 @@ package uplink
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
@@ -74,12 +75,37 @@ type Config struct {
 	// AgentVersion is reported in the state.
 	AgentVersion string
 
-	// OnRoster is called after a roster dataset is swapped in, with the new index, from the
-	// uplink's downlink goroutine. It must return quickly.
-	OnRoster func(*roster.Index)
+	// Downlink, if set, is given what the central system sends for the agent: each dataset once it
+	// is applied, each signed command the uplink does not run itself.
+	Downlink Downlink
 	// Drivers, if set, reports source health for the state message. It must return quickly.
 	Drivers func() map[string]drivers.Health
 }
+
+// Downlink is the agent's side of what arrives from the central system: the one seam through which
+// applied datasets and commands reach it, so that a new dataset or command adds a field to
+// Delivery, never a callback to Config. Deliver is called from the uplink's downlink goroutine
+// and must return quickly.
+type Downlink interface {
+	Deliver(Delivery)
+}
+
+// Delivery is one thing the central system sent, verified and (for a dataset) applied.
+type Delivery struct {
+	// Dataset, Version and SHA256 name an applied dataset; Roster is set for a roster.
+	Dataset string
+	Version uint64
+	SHA256  string
+	Roster  *roster.Index
+	// Command is a signed command for the agent (spotcheck, reconcile, ...), replay-checked.
+	Command *wire.Command
+}
+
+// DownlinkFunc makes a function a Downlink.
+type DownlinkFunc func(Delivery)
+
+// Deliver calls f(d).
+func (f DownlinkFunc) Deliver(d Delivery) { f(d) }
 
 // Defaults.
 const (
@@ -133,34 +159,43 @@ func (c Config) withDefaults() Config {
 
 // Validate checks the configuration without connecting: the broker URL, the names, the sizes and
 // durations, that the TLS files exist, and that the central key is a readable ed25519 public key.
-// It lists every problem.
+// It lists every problem, each a *drivers.FieldError named by the key of the agent's [uplink]
+// table (institution and device are the agent's top-level keys).
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(key, format string, a ...any) { errs = append(errs, drivers.Field(key, format, a...)) }
 	if c.Broker == "" {
-		bad("broker is empty")
+		bad("broker", "required: tcp://host:1883 or ssl://host:8883")
 	} else if err := mqttc.CheckBroker(c.Broker); err != nil {
-		bad("broker: %v", err)
+		bad("broker", "%v", err)
 	}
 	if err := wire.CheckName(c.Institution); err != nil {
-		bad("institution: %v", err)
+		bad("institution", "%v", err)
 	}
 	if err := wire.CheckName(c.Device); err != nil {
-		bad("device: %v", err)
+		bad("device", "%v", err)
 	}
 	if len(c.ClientID) > 64 {
-		bad("client_id: %d characters, want at most 64", len(c.ClientID))
+		bad("client_id", "%d characters, want at most 64", len(c.ClientID))
 	}
 	if c.Password != "" && c.Username == "" {
-		bad("password without a username")
+		bad("username", "required with a password")
 	}
-	if err := c.tls().Check(); err != nil {
-		bad("tls: %v", err)
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		bad("cert_file", "a client certificate and its key (key_file) go together")
+	}
+	for _, f := range []struct{ key, path string }{{"ca_file", c.CAFile}, {"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			bad(f.key, "%v", err)
+		}
 	}
 	if c.CentralKeyFile == "" {
-		bad("central_key_file is empty: datasets and commands are verified with the central public key")
+		bad("central_key", "required: datasets and commands are verified with the central public key")
 	} else if _, err := ledger.LoadPublicKey(c.CentralKeyFile); err != nil {
-		bad("central_key_file: %v", err)
+		bad("central_key", "%v", err)
 	}
 	for _, n := range []struct {
 		name string
@@ -168,7 +203,7 @@ func (c Config) Validate() error {
 		max  int
 	}{{"window", c.Window, 1024}, {"batch_size", c.BatchSize, wire.MaxBatchEvents}, {"batch_bytes", c.BatchBytes, wire.MaxPayload / 2}} {
 		if n.v < 0 || n.v > n.max {
-			bad("%s: %d outside 1..%d (0 for the default)", n.name, n.v, n.max)
+			bad(n.name, "%d outside 1..%d (0 for the default)", n.v, n.max)
 		}
 	}
 	for _, d := range []struct {
@@ -179,20 +214,20 @@ func (c Config) Validate() error {
 		{"backoff_min", c.BackoffMin}, {"backoff_max", c.BackoffMax}, {"state_interval", c.StateInterval},
 		{"flush_timeout", c.FlushTimeout}, {"dataset_timeout", c.DatasetTimeout}} {
 		if d.v < 0 {
-			bad("%s: %v is negative", d.name, d.v)
+			bad(d.name, "%v is negative", d.v)
 		}
 	}
 	if c.KeepAlive != 0 && c.KeepAlive < time.Second {
-		bad("keepalive: %v, want at least 1s", c.KeepAlive)
+		bad("keepalive", "%v, want at least 1s", c.KeepAlive)
 	}
 	if c.MaxAckTimeout != 0 && c.MaxAckTimeout < c.AckTimeout {
-		bad("max_ack_timeout %v is below ack_timeout %v", c.MaxAckTimeout, c.AckTimeout)
+		bad("max_ack_timeout", "%v is below ack_timeout %v", c.MaxAckTimeout, c.AckTimeout)
 	}
 	if c.BackoffMax != 0 && c.BackoffMax < c.BackoffMin {
-		bad("backoff_max %v is below backoff_min %v", c.BackoffMax, c.BackoffMin)
+		bad("backoff_max", "%v is below backoff_min %v", c.BackoffMax, c.BackoffMin)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("uplink: config: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("uplink: config: %w", err)
 	}
 	return nil
 }

@@ -242,7 +242,7 @@ func TestDatasets(t *testing.T) {
 	defer st.Close()
 	cfg := env.UplinkConfig(device, b.URL())
 	applied := make(chan uint64, 10)
-	cfg.OnRoster = func(x *roster.Index) { applied <- x.Version }
+	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
 	env.StartUplink(st, cfg)
 	key := synctest.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
@@ -254,7 +254,7 @@ func TestDatasets(t *testing.T) {
 		t.Fatalf("v2: report %+v, want applied version 2 sha %s", a, good.m.SHA256[:12])
 	}
 	if v := <-applied; v != 2 {
-		t.Fatalf("OnRoster got version %d, want 2", v)
+		t.Fatalf("the downlink got roster version %d, want 2", v)
 	}
 
 	_, otherKey, _ := ed25519.GenerateKey(nil)
@@ -319,7 +319,7 @@ func TestDatasets(t *testing.T) {
 		t.Fatalf("v5: report %+v, want applied version 5", a)
 	}
 	if v := <-applied; v != 5 {
-		t.Fatalf("OnRoster got version %d, want 5", v)
+		t.Fatalf("the downlink got roster version %d, want 5", v)
 	}
 }
 
@@ -485,7 +485,7 @@ func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
 	}
 	cfgUp := env.UplinkConfig(device, b.URL())
 	applied := make(chan uint64, 10)
-	cfgUp.OnRoster = func(x *roster.Index) { applied <- x.Version }
+	cfgUp.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
 	_, run := env.StartUplink(st, cfgUp)
 	select {
 	case v := <-applied:
@@ -532,7 +532,7 @@ func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
 		t.Fatalf("resumed staging: report %+v, want applied version 8", a)
 	}
 	if v := <-applied; v != 8 {
-		t.Fatalf("OnRoster got version %d, want 8", v)
+		t.Fatalf("the downlink got roster version %d, want 8", v)
 	}
 	run.Stop()
 }
@@ -567,7 +567,7 @@ func TestStagedDatasetAppliedOfflineReportedLater(t *testing.T) {
 	proxy.Cut() // offline
 	cfg := env.UplinkConfig(device, proxy.URL())
 	applied := make(chan uint64, 1)
-	cfg.OnRoster = func(x *roster.Index) { applied <- x.Version }
+	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
 	env.StartUplink(st, cfg)
 	select {
 	case v := <-applied:

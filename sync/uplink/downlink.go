@@ -96,7 +96,11 @@ func (u *Uplink) command(p []byte) {
 		}
 		u.inbox.resync(c.FromSeq)
 	default:
-		u.log.Info("uplink: command not supported by this agent", "cmd", c.Cmd, "id", c.ID)
+		if u.cfg.Downlink == nil {
+			u.log.Info("uplink: command not supported by this agent", "cmd", c.Cmd, "id", c.ID)
+			return
+		}
+		u.cfg.Downlink.Deliver(Delivery{Command: c})
 	}
 }
 
@@ -243,9 +247,9 @@ func (u *Uplink) apply(ctx context.Context, pending map[string]*wire.Applied, st
 		return
 	}
 	u.log.Info("uplink: dataset applied", "dataset", st.Dataset, "version", info.Version, "sha256", info.SHA256)
-	if u.cfg.OnRoster != nil {
+	if u.cfg.Downlink != nil {
 		if idx, err := roster.Build(r, now); err == nil {
-			u.cfg.OnRoster(idx)
+			u.cfg.Downlink.Deliver(Delivery{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Roster: idx})
 		} else {
 			u.log.Error("uplink: applied roster does not index", "err", err) // Validate passed: cannot happen
 		}

@@ -36,15 +36,15 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("bad config validated")
 	}
 	for _, want := range []string{"broker", "institution", "device", "window", "ack_timeout", "keepalive",
-		"tls", "central_key_file", "password without a username"} {
+		"ca_file", "cert_file", "central_key", "username: required with a password"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error does not mention %q:\n%v", want, err)
 		}
 	}
 	noKey := good
 	noKey.CentralKeyFile = ""
-	if err := noKey.Validate(); err == nil || !strings.Contains(err.Error(), "central_key_file is empty") {
-		t.Errorf("config without a central key: got %v, want central_key_file is empty", err)
+	if err := noKey.Validate(); err == nil || !strings.Contains(err.Error(), "central_key: required") {
+		t.Errorf("config without a central key: got %v, want central_key: required", err)
 	}
 	st := env.OpenStore("other-device", env.DeviceKey("other-device"))
 	defer st.Close()

@@ -111,6 +111,33 @@ func TestConfigErrorNamesFileLineKey(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, path+":2: institution") {
 		t.Fatalf("institution as a number: exit %d, stderr %q; want exit 2 naming line 2", r.code, r.stderr)
 	}
+	// A valid file whose device key is missing passes LoadConfig but not run: --check says so.
+	os.WriteFile(path, []byte("device = \"box-1\"\ninstitution = \"0001\"\nstate_dir = \"state\"\nsocket = \"k.sock\"\n"), 0o644)
+	r = cli(t, "run", "--check", "--config", path)
+	if r.code != 2 || !strings.Contains(r.stderr, "key: ") || !strings.Contains(r.stderr, "kaoqin keygen") {
+		t.Fatalf("no device key: exit %d, stderr %q; want exit 2 naming the key and how to make one", r.code, r.stderr)
+	}
+	// A missing config file is a configuration error too.
+	r = cli(t, "run", "--check", "--config", filepath.Join(dir, "nope.toml"))
+	if r.code != 2 || !strings.Contains(r.stderr, "nope.toml") {
+		t.Fatalf("missing config: exit %d, stderr %q; want exit 2 naming the file", r.code, r.stderr)
+	}
+}
+
+// kaoqin status works with the daemon stopped: it reads the ledger file.
+func TestStatusWithTheDaemonStopped(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.toml")
+	os.WriteFile(path, []byte("device = \"box-1\"\ninstitution = \"0001\"\nstate_dir = \"state\"\nsocket = \"k.sock\"\n"), 0o644)
+	if r := cli(t, "keygen", "--out", filepath.Join(dir, "state", "keys")); r.code != 0 {
+		t.Fatalf("keygen: %d %s", r.code, r.stderr)
+	}
+	// A write with the daemon stopped creates the ledger (roster import is refused, cert next needs a roster).
+	cli(t, "cert", "next", "--config", path, "--institution", "0001", "--category", "A")
+	r := cli(t, "status", "--config", path)
+	if r.code != 0 || !strings.Contains(r.stdout, "device box-1") || !strings.Contains(r.stdout, "not running") {
+		t.Fatalf("status with the daemon stopped: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 }
 
 // kaoqin verify says intact for an untouched ledger, and for one byte flipped anywhere in a

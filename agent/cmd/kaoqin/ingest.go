@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -13,59 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kaoqin/kaoqin/agent/demo"
-	"github.com/kaoqin/kaoqin/drivers/lineterm"
-	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
-	zfmemu "github.com/kaoqin/kaoqin/drivers/zfm/emu"
 	"github.com/kaoqin/kaoqin/sync/ingest"
 )
-
-func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "zkpush" {
-		return emulateZkpush(ctx, args[1:], stderr)
-	}
-	kind, err := pickSub(args, "emulate", []string{"zfm", "lineterm", "roster"},
-		"Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n       kaoqin emulate roster --out FILE [--trainees N]\n\n"+
-			"zfm and lineterm create a pseudo-terminal, make PATH a symlink to it, play the script and serve until killed.\n"+
-			"Script formats: go doc github.com/kaoqin/kaoqin/drivers/zfm/emu and .../drivers/lineterm/emu", stdout)
-	if err != nil {
-		return err
-	}
-	if kind == "roster" {
-		return emulateRoster(args[1:], stdout, stderr)
-	}
-	fs := newFlags("emulate "+kind, "emulate "+kind+" --link PATH [--script FILE]", stderr)
-	link := fs.String("link", "", "path of the symlink to the emulated device (required)")
-	scriptPath := fs.String("script", "", "script of fingers or lines to play")
-	framing := fs.String("framing", "lf", "lineterm: line framing (lf, crlf, cr, stx/etx)")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	if *link == "" {
-		return usagef("emulate %s: --link is required", kind)
-	}
-	var script io.Reader
-	if *scriptPath != "" {
-		f, err := os.Open(*scriptPath)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		script = f
-	}
-	log := newLogger(stderr, slog.LevelInfo).With("emulator", kind, "link", *link)
-	if kind == "zfm" {
-		return zfmemu.Run(ctx, *link, script, log)
-	}
-	if script == nil {
-		return usagef("emulate lineterm: --script is required")
-	}
-	fr, err := lineterm.ParseFraming(*framing)
-	if err != nil {
-		return usageError{err}
-	}
-	return lineemu.Run(ctx, *link, script, fr, log)
-}
 
 // ingestFlags are the reference consumer's settings, shared by its subcommands.
 func ingestFlags(fs *flag.FlagSet) func() ingest.Config {
@@ -141,32 +89,4 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			s.HeadSeq, s.Backlog, s.Gap, s.LastSeen.Format(time.DateTime), strings.Join(ds, " "))
 	}
 	return tw.Flush()
-}
-
-// emulateRoster writes the demo classroom's roster: a session open now, and trainees whose
-// fingerprint templates are the emulated module's (finger IDs T001/right-index, ...).
-func emulateRoster(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("emulate roster", "emulate roster --out FILE [--trainees N] [--version N]", stderr)
-	out := fs.String("out", "", "roster file to write (required)")
-	n := fs.Int("trainees", 5, "number of trainees (at least 2; the last holds a voucher to check in)")
-	version := fs.Uint64("version", 0, "roster version (default: the current Unix time, so each run is newer)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *out == "" || *n < 2 {
-		return usagef("emulate roster: --out is required and --trainees at least 2")
-	}
-	now := time.Now()
-	if *version == 0 {
-		*version = uint64(now.Unix())
-	}
-	b, err := json.MarshalIndent(demo.Roster(now, *n, *version), "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo roster version %d with %d trainees written to %s\n", *version, *n, *out)
-	return nil
 }

@@ -1,8 +1,8 @@
-// Package web is the agent's local API and inspector view: an http.Handler serving JSON (and a
-// page of today's log) from the running daemon. On the unix socket (admin) it also takes the
-// writes the CLI makes: manual sign-ins, roster imports, certificate serials, enrolment. On a TCP
-// port it is read-only. The socket's file permissions are its authentication.
-package web
+// Package api is the agent's local JSON API and its client: the CLI's way into the running daemon.
+// On the unix socket (admin) it takes the writes the CLI makes: manual sign-ins, roster imports,
+// certificate serials, enrolment, snapshots. Beside the inspector's pages on a TCP port it is
+// read-only. The socket's file permissions are its authentication.
+package api
 
 import (
 	"context"
@@ -15,67 +15,11 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/cert"
+	"github.com/kaoqin/kaoqin/agent/checkin"
 	"github.com/kaoqin/kaoqin/agent/ledger"
-	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/drivers"
 )
-
-// Outcome is what became of a reading submitted to the decision loop.
-type Outcome struct {
-	Event   ledger.Event `json:"event"`
-	Pending bool         `json:"pending,omitempty"` // a voucher scan waiting for its holder
-	Note    string       `json:"note,omitempty"`
-	Err     error        `json:"-"`
-}
-
-// Status is the daemon's state for `kaoqin status` and the inspector.
-type Status struct {
-	Device        string                    `json:"device"`
-	Institution   string                    `json:"institution"`
-	Version       string                    `json:"version"`
-	Epoch         uint64                    `json:"epoch"`
-	Head          uint64                    `json:"head"`
-	Acked         uint64                    `json:"acked"`
-	RosterVersion uint64                    `json:"roster_version"`
-	Trainees      int                       `json:"trainees"`
-	Sources       map[string]drivers.Health `json:"sources"`
-	Started       time.Time                 `json:"started"`
-}
-
-// RosterSummary is the active roster as shown to operators: ID numbers masked.
-type RosterSummary struct {
-	Version      uint64               `json:"version"`
-	SHA256       string               `json:"sha256"`
-	Applied      time.Time            `json:"applied"`
-	From         string               `json:"from"`
-	Institutions []roster.Institution `json:"institutions"`
-	Programmes   []roster.Programme   `json:"programmes"`
-	Sessions     []roster.Session     `json:"sessions"`
-	Trainees     []TraineeSummary     `json:"trainees"`
-	Vouchers     int                  `json:"vouchers"`
-}
-
-// TraineeSummary is a trainee without sensitive data.
-type TraineeSummary struct {
-	ID           string   `json:"id"`
-	Name         string   `json:"name"`
-	IDMasked     string   `json:"id_masked"`
-	Classes      []string `json:"classes"`
-	Fingerprints int      `json:"fingerprints"`
-}
-
-// Summarize masks a roster for display.
-func Summarize(r *roster.Roster) RosterSummary {
-	s := RosterSummary{Version: r.Version, Institutions: r.Institutions, Programmes: r.Programmes, Sessions: r.Sessions, Vouchers: len(r.Vouchers)}
-	for _, t := range r.Trainees {
-		ts := TraineeSummary{ID: t.ID, Name: t.Name, IDMasked: roster.MaskID(t.IDNumber), Fingerprints: len(t.Fingerprints)}
-		for _, e := range t.Enrolments {
-			ts.Classes = append(ts.Classes, e.Class)
-		}
-		s.Trainees = append(s.Trainees, ts)
-	}
-	return s
-}
 
 // SignInRequest is a manual sign-in (the override path).
 type SignInRequest struct {
@@ -85,13 +29,6 @@ type SignInRequest struct {
 	Intent   drivers.Intent `json:"intent,omitempty"`
 }
 
-// CertRequest asks for the next certificate serial.
-type CertRequest struct {
-	Institution string `json:"institution"`
-	Category    string `json:"category"`
-	Year        int    `json:"year"`
-}
-
 // EnrollRequest enrols a trainee's finger at a fingerprint reader.
 type EnrollRequest struct {
 	Source  string `json:"source"`
@@ -99,36 +36,43 @@ type EnrollRequest struct {
 	Finger  string `json:"finger"`
 }
 
-// Backend is what the handler needs from the daemon.
+// Backend is what the handler needs from the daemon: the ledger service (agent/ops) and the
+// decision loop.
 type Backend interface {
-	Status() Status
+	Status(ctx context.Context) (ops.Status, error)
 	// Submit puts a reading through the decision loop and waits for it to be recorded.
-	Submit(ctx context.Context, rd drivers.Reading) (Outcome, error)
+	Submit(ctx context.Context, rd drivers.Reading) (checkin.Outcome, error)
 	// Events calls fn for each event matching f from seq from on, in order.
-	Events(f ledger.Filter, from uint64, fn func(*ledger.Event) error) error
-	Roster() (RosterSummary, error)
-	ImportRoster(raw []byte) (RosterSummary, error)
-	NextCert(req CertRequest) (cert.Serial, error)
-	// Enroll captures a finger twice at a reader and records the template as an event.
+	Events(ctx context.Context, f ledger.Filter, from uint64, fn func(*ledger.Event) error) error
+	Roster(ctx context.Context) (ops.RosterSummary, error)
+	ImportRoster(ctx context.Context, raw []byte) (ops.RosterSummary, error)
+	NextCert(ctx context.Context, req ops.CertRequest) (cert.Serial, error)
+	// Enroll captures a template at a reader and records it as an event.
 	Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error)
 	// Snapshot writes a consistent copy of the ledger file.
-	Snapshot(w io.Writer) (int64, error)
+	Snapshot(ctx context.Context, w io.Writer) (int64, error)
 }
 
 // Handler serves the API. Writes are served only when admin is set (the unix socket).
 func Handler(b Backend, admin bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Status()) })
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		s, err := b.Status(r.Context())
+		if err != nil {
+			writeErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s)
+	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) { events(b, w, r) })
 	mux.HandleFunc("GET /v1/roster", func(w http.ResponseWriter, r *http.Request) {
-		s, err := b.Roster()
+		s, err := b.Roster(r.Context())
 		if err != nil {
 			writeErr(w, http.StatusNotFound, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, s)
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { page(b, w, r) })
 	if !admin {
 		return mux
 	}
@@ -137,7 +81,7 @@ func Handler(b Backend, admin bool) http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		out, err := b.Submit(r.Context(), drivers.Reading{Source: "manual", Method: drivers.Manual, Subject: req.Trainee,
+		out, err := b.Submit(r.Context(), drivers.Reading{Source: ManualSource, Method: drivers.Manual, Subject: req.Trainee,
 			Operator: req.Operator, Reason: req.Reason, Intent: req.Intent, At: time.Now()})
 		if err != nil {
 			writeErr(w, http.StatusServiceUnavailable, err)
@@ -151,7 +95,7 @@ func Handler(b Backend, admin bool) http.Handler {
 			writeErr(w, http.StatusBadRequest, err)
 			return
 		}
-		s, err := b.ImportRoster(raw)
+		s, err := b.ImportRoster(r.Context(), raw)
 		if err != nil {
 			writeErr(w, http.StatusUnprocessableEntity, err)
 			return
@@ -159,11 +103,11 @@ func Handler(b Backend, admin bool) http.Handler {
 		writeJSON(w, http.StatusOK, s)
 	})
 	mux.HandleFunc("POST /v1/cert/next", func(w http.ResponseWriter, r *http.Request) {
-		var req CertRequest
+		var req ops.CertRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
-		sn, err := b.NextCert(req)
+		sn, err := b.NextCert(r.Context(), req)
 		if err != nil {
 			writeErr(w, http.StatusUnprocessableEntity, err)
 			return
@@ -173,7 +117,7 @@ func Handler(b Backend, admin bool) http.Handler {
 	// The whole file, roster with full ID numbers included: for the socket only.
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if _, err := b.Snapshot(w); err != nil {
+		if _, err := b.Snapshot(r.Context(), w); err != nil {
 			// Headers are gone; a cut stream fails the client's length check.
 			panic(http.ErrAbortHandler)
 		}
@@ -257,10 +201,16 @@ func events(b Backend, w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	from, _ := strconv.ParseUint(r.URL.Query().Get("from_seq"), 10, 64)
+	var from uint64
+	if v := r.URL.Query().Get("from_seq"); v != "" {
+		if from, err = strconv.ParseUint(v, 10, 64); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("from_seq: %q is not a number", v))
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	err = b.Events(f, from, func(e *ledger.Event) error {
+	err = b.Events(r.Context(), f, from, func(e *ledger.Event) error {
 		e.Data = nil // templates stay on the box's ledger; the log does not need them
 		return enc.Encode(e)
 	})
@@ -291,3 +241,6 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 
 // ErrDaemon is an error the daemon reported.
 var ErrDaemon = errors.New("daemon")
+
+// ManualSource is the source name of sign-ins entered through the API (the override path).
+const ManualSource = "manual"

@@ -1,6 +1,10 @@
-package web
+// Package inspect serves the inspector's view of the box over HTTP: the day's log, who is in the
+// room now per session, and the box's state. It reads only, through the ledger service
+// (agent/ops); the daemon mounts it beside the read-only JSON of agent/api.
+package inspect
 
 import (
+	"context"
 	"embed"
 	"html/template"
 	"net/http"
@@ -9,7 +13,22 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 )
+
+// Backend is what the pages read.
+type Backend interface {
+	Status(ctx context.Context) (ops.Status, error)
+	Events(ctx context.Context, f ledger.Filter, from uint64, fn func(*ledger.Event) error) error
+	Roster(ctx context.Context) (ops.RosterSummary, error)
+}
+
+// Handler serves the pages.
+func Handler(b Backend) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { page(b, w, r) })
+	return mux
+}
 
 //go:embed templates/log.html
 var templates embed.FS
@@ -32,7 +51,7 @@ func page(b Backend, w http.ResponseWriter, r *http.Request) {
 	f := ledger.Filter{Since: time.Date(y, m, d, 0, 0, 0, 0, time.Local), Trainee: q.Get("trainee"), Session: q.Get("session")}
 	f.Until = f.Since.AddDate(0, 0, 1)
 	var evs []ledger.Event
-	err := b.Events(f, 0, func(e *ledger.Event) error {
+	err := b.Events(r.Context(), f, 0, func(e *ledger.Event) error {
 		evs = append(evs, *e)
 		return nil
 	})
@@ -41,20 +60,25 @@ func page(b Backend, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	names := map[string]string{}
-	if r, err := b.Roster(); err == nil {
+	if r, err := b.Roster(r.Context()); err == nil {
 		for _, t := range r.Trainees {
 			names[t.ID] = t.Name
 		}
 	}
+	st, err := b.Status(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	logPage.Execute(w, struct {
-		Status  Status
+		Status  ops.Status
 		Date    string
 		Filter  ledger.Filter
 		Events  []ledger.Event
 		Names   map[string]string
 		Present []presence
-	}{b.Status(), f.Since.Format(time.DateOnly), f, evs, names, present(evs, names)})
+	}{st, f.Since.Format(time.DateOnly), f, evs, names, present(evs, names)})
 }
 
 // presence is who is in the room for a session, by the day's events: signed in, not signed out.

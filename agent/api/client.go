@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"bufio"
@@ -11,14 +11,18 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/cert"
+	"github.com/kaoqin/kaoqin/agent/checkin"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 )
 
 // ErrNoDaemon means nothing listens on the socket: the daemon is stopped.
-var ErrNoDaemon = errors.New("web: the daemon is not running")
+var ErrNoDaemon = errors.New("api: the daemon is not running")
 
 // Client talks to a running daemon over its unix socket.
 type Client struct {
@@ -32,7 +36,7 @@ func Dial(socket string) (*Client, error) {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, ErrNoDaemon
 		}
-		return nil, fmt.Errorf("web: %s: %w", socket, err)
+		return nil, fmt.Errorf("api: %s: %w", socket, err)
 	}
 	c.Close()
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -49,7 +53,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("web: %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -81,26 +85,26 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 }
 
 // Status returns the daemon's status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var s Status
+func (c *Client) Status(ctx context.Context) (ops.Status, error) {
+	var s ops.Status
 	return s, c.call(ctx, "GET", "/v1/status", nil, &s)
 }
 
 // SignIn records a manual sign-in.
-func (c *Client) SignIn(ctx context.Context, req SignInRequest) (Outcome, error) {
-	var o Outcome
+func (c *Client) SignIn(ctx context.Context, req SignInRequest) (checkin.Outcome, error) {
+	var o checkin.Outcome
 	return o, c.call(ctx, "POST", "/v1/signin", req, &o)
 }
 
 // Roster returns the active roster, masked.
-func (c *Client) Roster(ctx context.Context) (RosterSummary, error) {
-	var s RosterSummary
+func (c *Client) Roster(ctx context.Context) (ops.RosterSummary, error) {
+	var s ops.RosterSummary
 	return s, c.call(ctx, "GET", "/v1/roster", nil, &s)
 }
 
 // ImportRoster makes raw the active roster.
-func (c *Client) ImportRoster(ctx context.Context, raw []byte) (RosterSummary, error) {
-	var s RosterSummary
+func (c *Client) ImportRoster(ctx context.Context, raw []byte) (ops.RosterSummary, error) {
+	var s ops.RosterSummary
 	resp, err := c.do(ctx, "POST", "/v1/roster", bytes.NewReader(raw))
 	if err != nil {
 		return s, err
@@ -110,14 +114,20 @@ func (c *Client) ImportRoster(ctx context.Context, raw []byte) (RosterSummary, e
 }
 
 // NextCert allocates a certificate serial.
-func (c *Client) NextCert(ctx context.Context, req CertRequest) (string, error) {
+func (c *Client) NextCert(ctx context.Context, req ops.CertRequest) (cert.Serial, error) {
 	var out struct{ Serial string }
-	return out.Serial, c.call(ctx, "POST", "/v1/cert/next", req, &out)
+	if err := c.call(ctx, "POST", "/v1/cert/next", req, &out); err != nil {
+		return cert.Serial{}, err
+	}
+	return cert.Parse(out.Serial)
 }
 
-// Events calls fn for each event matching f, in order.
-func (c *Client) Events(ctx context.Context, f ledger.Filter, fn func(*ledger.Event) error) error {
+// Events calls fn for each event matching f from seq from on, in order.
+func (c *Client) Events(ctx context.Context, f ledger.Filter, from uint64, fn func(*ledger.Event) error) error {
 	q := url.Values{}
+	if from > 0 {
+		q.Set("from_seq", strconv.FormatUint(from, 10))
+	}
 	set := func(k, v string) {
 		if v != "" {
 			q.Set(k, v)
@@ -146,7 +156,7 @@ func (c *Client) Events(ctx context.Context, f ledger.Filter, fn func(*ledger.Ev
 			Error string `json:"error"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			return fmt.Errorf("web: events: %w", err)
+			return fmt.Errorf("api: events: %w", err)
 		}
 		if line.Error != "" {
 			return fmt.Errorf("%w: %s", ErrDaemon, line.Error)
@@ -170,7 +180,7 @@ func (c *Client) Enroll(ctx context.Context, req EnrollRequest, progress func(st
 	for {
 		var l EnrollLine
 		if err := dec.Decode(&l); err != nil {
-			return ledger.Event{}, fmt.Errorf("web: enroll: %w", err)
+			return ledger.Event{}, fmt.Errorf("api: enroll: %w", err)
 		}
 		switch {
 		case l.Error != "":
@@ -192,7 +202,7 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 	defer resp.Body.Close()
 	n, err := io.Copy(w, resp.Body)
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = fmt.Errorf("web: snapshot cut short at %d of %d bytes", n, resp.ContentLength)
+		err = fmt.Errorf("api: snapshot cut short at %d of %d bytes", n, resp.ContentLength)
 	}
 	return n, err
 }

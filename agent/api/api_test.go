@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/cert"
+	"github.com/kaoqin/kaoqin/agent/checkin"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/drivers"
 )
 
@@ -20,12 +22,14 @@ type fakeBackend struct {
 	submitted []drivers.Reading
 }
 
-func (f *fakeBackend) Status() Status { return Status{Device: "box-1", Institution: "0001", Head: 3} }
-func (f *fakeBackend) Submit(ctx context.Context, rd drivers.Reading) (Outcome, error) {
-	f.submitted = append(f.submitted, rd)
-	return Outcome{Event: ledger.Event{Seq: 4, Kind: ledger.SignIn, Trainee: rd.Subject}}, nil
+func (f *fakeBackend) Status(context.Context) (ops.Status, error) {
+	return ops.Status{Device: "box-1", Institution: "0001", Head: 3}, nil
 }
-func (f *fakeBackend) Events(flt ledger.Filter, from uint64, fn func(*ledger.Event) error) error {
+func (f *fakeBackend) Submit(ctx context.Context, rd drivers.Reading) (checkin.Outcome, error) {
+	f.submitted = append(f.submitted, rd)
+	return checkin.Outcome{Event: ledger.Event{Seq: 4, Kind: ledger.SignIn, Trainee: rd.Subject}}, nil
+}
+func (f *fakeBackend) Events(ctx context.Context, flt ledger.Filter, from uint64, fn func(*ledger.Event) error) error {
 	for i := range f.events {
 		if flt.Match(&f.events[i]) {
 			if err := fn(&f.events[i]); err != nil {
@@ -35,16 +39,20 @@ func (f *fakeBackend) Events(flt ledger.Filter, from uint64, fn func(*ledger.Eve
 	}
 	return nil
 }
-func (f *fakeBackend) Roster() (RosterSummary, error) {
-	return RosterSummary{}, errors.New("no roster")
+func (f *fakeBackend) Roster(context.Context) (ops.RosterSummary, error) {
+	return ops.RosterSummary{}, errors.New("no roster")
 }
-func (f *fakeBackend) ImportRoster(raw []byte) (RosterSummary, error) { return RosterSummary{}, nil }
-func (f *fakeBackend) NextCert(req CertRequest) (cert.Serial, error)  { return cert.Serial{}, nil }
+func (f *fakeBackend) ImportRoster(ctx context.Context, raw []byte) (ops.RosterSummary, error) {
+	return ops.RosterSummary{}, nil
+}
+func (f *fakeBackend) NextCert(ctx context.Context, req ops.CertRequest) (cert.Serial, error) {
+	return cert.Serial{}, nil
+}
 func (f *fakeBackend) Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error) {
 	return ledger.Event{}, nil
 }
 
-func (f *fakeBackend) Snapshot(w io.Writer) (int64, error) {
+func (f *fakeBackend) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 	n, err := w.Write([]byte("bbolt file"))
 	return int64(n), err
 }
@@ -64,22 +72,6 @@ func get(t *testing.T, h http.Handler, method, target, body string) (int, string
 	h.ServeHTTP(rec, httptest.NewRequest(method, target, strings.NewReader(body)))
 	b, _ := io.ReadAll(rec.Result().Body)
 	return rec.Code, string(b)
-}
-
-func TestInspectorPageShowsTodaysLog(t *testing.T) {
-	code, body := get(t, Handler(fixture(), false), "GET", "/", "")
-	if code != http.StatusOK {
-		t.Fatalf("GET /: %d", code)
-	}
-	for _, want := range []string{"box-1", "T001", "370102********1234", `class="flag">late`, "not_voucher_holder", "T002",
-		"In the room now, session S1:</b> 1 of 1 signed in today: T001."} {
-		if !strings.Contains(body, want) {
-			t.Errorf("page lacks %q", want)
-		}
-	}
-	if strings.Contains(body, "T003") {
-		t.Error("page shows an event of another day")
-	}
 }
 
 func TestReadOnlyHandlerTakesNoWrites(t *testing.T) {

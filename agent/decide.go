@@ -1,0 +1,199 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/checkin"
+	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/drivers"
+)
+
+// decide is the decision loop, the only writer of the ledger's captures and of the History.
+func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	wd := watchdogInterval()
+	lastPing := time.Now()
+	lastPrune := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case rq := <-a.requests:
+			if err := a.handle(rq, h); err != nil {
+				return err
+			}
+		case <-tick.C:
+			if err := a.st.Fatal(); err != nil {
+				return err // a commit failed elsewhere (the uplink's ack): stop before taking readings
+			}
+			clk := a.now()
+			for _, e := range a.rules.Expire(h, clk) {
+				if _, err := a.record(e, h); err != nil && errors.Is(err, store.ErrFatal) {
+					return err
+				}
+			}
+			if time.Since(lastPrune) > time.Hour {
+				h.Prune(clk.Wall.Add(-24 * time.Hour))
+				lastPrune = time.Now()
+			}
+			if wd > 0 && time.Since(lastPing) >= wd/2 {
+				notify("WATCHDOG=1")
+				lastPing = time.Now()
+			}
+		}
+	}
+}
+
+// drain decides the readings still coming from stopping sources and the API until the sources
+// have stopped, then what is left in the queue.
+func (a *Agent) drain(h *checkin.History, stopped <-chan struct{}) error {
+	for {
+		var rq request
+		select {
+		case rq = <-a.requests:
+		case <-stopped:
+			select { // the sources are gone: what is queued, then done
+			case rq = <-a.requests:
+			default:
+				return nil
+			}
+		}
+		if err := a.handle(rq, h); err != nil {
+			return err
+		}
+	}
+}
+
+// discard takes the readings still coming after the ledger failed until the sources have stopped,
+// so that none stays blocked on the channel; API callers get err. They are logged, not recorded.
+func (a *Agent) discard(stopped <-chan struct{}, err error) {
+	n := 0
+	for {
+		select {
+		case rq := <-a.requests:
+			n++
+			if rq.reply != nil {
+				rq.reply <- checkin.Outcome{Err: err}
+			}
+			done(rq.reading, drivers.NotRecorded)
+		case <-stopped:
+			if n > 0 {
+				a.log.Error("readings not recorded: the ledger failed", "readings", n, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// handle decides one reading and records the outcome. Only a fatal store error is returned.
+func (a *Agent) handle(rq request, h *checkin.History) error {
+	rd := rq.reading
+	if rd.Intent == drivers.Sighting {
+		// A face seen by a camera: the rules remember it; it is not an event.
+		if rd.Subject != "" {
+			h.See(rd.Subject, rd.Source, rd.At)
+		}
+		done(rd, drivers.Recorded)
+		return nil
+	}
+	if rd.Key != "" {
+		if seq, ok, err := a.st.RecordedKey(rd.Key); err != nil {
+			a.log.Error("looking up a reading's key", "source", rd.Source, "err", err)
+		} else if ok {
+			// A device resent a reading the ledger holds: recorded once, answered as recorded.
+			a.log.Debug("resent reading already recorded", "source", rd.Source, "key", rd.Key, "seq", seq)
+			if rq.reply != nil {
+				rq.reply <- checkin.Outcome{Note: fmt.Sprintf("already recorded as seq %d", seq)}
+			}
+			done(rd, drivers.Recorded)
+			return nil
+		}
+	}
+	clk := a.now()
+	d := a.rules.Decide(rd, a.roster.Load(), h, clk)
+	var out checkin.Outcome
+	if !d.HasEvent() {
+		h.Expect(*d.Pending)
+		out.Pending = true
+		out.Note = "voucher " + d.Pending.Code + " scanned; waiting for its holder"
+	} else {
+		d.Event.Key = rd.Key
+		for _, f := range rd.Flags {
+			if !d.Event.HasFlag(ledger.Flag(f)) {
+				d.Event.Flags = append(d.Event.Flags, ledger.Flag(f))
+			}
+		}
+		for _, ev := range rd.Evidence {
+			d.Event.Evidence = append(d.Event.Evidence, ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size})
+		}
+		out.Event, out.Err = a.record(d.Event, h)
+	}
+	if rq.reply != nil {
+		rq.reply <- out
+	}
+	if v := verdictOf(out); v != 0 {
+		done(rd, v)
+	} else {
+		done(rd, drivers.Recorded) // recorded, as an event the person is not told about
+	}
+	if errors.Is(out.Err, store.ErrFatal) {
+		return out.Err
+	}
+	a.tell(rd.Source, out)
+	return nil
+}
+
+// done tells a reading's source, if it asked (Reading.Done), what became of it.
+func done(rd drivers.Reading, v drivers.Verdict) {
+	if rd.Done != nil {
+		rd.Done(v)
+	}
+}
+
+// now reads the clock; a backwards jump seen for the first time is recorded as an alarm.
+func (a *Agent) now() checkin.Clock {
+	r := a.clock.Read()
+	if r.JumpNow > 0 {
+		a.log.Error("wall clock jumped backwards", "by", r.JumpNow)
+		if _, err := a.st.Append(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmClockJump, Time: r.Clock,
+			Note: fmt.Sprintf("wall clock fell back %v against the monotonic clock", r.JumpNow)}); err != nil {
+			a.log.Error("recording the clock alarm", "err", err)
+		}
+	}
+	return checkin.Clock{Clock: r.Clock, Jumped: r.Jumped}
+}
+
+// record appends an event and updates the History. A full disk refuses the capture loudly, with
+// an alarm at most once a minute.
+func (a *Agent) record(e ledger.Event, h *checkin.History) (ledger.Event, error) {
+	rec, err := a.st.Append(e)
+	switch {
+	case err == nil:
+		h.Add(&rec)
+		a.log.Debug("recorded", "seq", rec.Seq, "kind", rec.Kind, "trainee", rec.Trainee, "reason", rec.Reason)
+		return rec, nil
+	case errors.Is(err, store.ErrDiskFull):
+		a.log.Error("capture refused: disk reserve reached", "source", e.Source, "err", err)
+		if now := time.Now(); now.Sub(a.lastDiskAlarm) >= time.Minute {
+			a.lastDiskAlarm = now
+			if _, aerr := a.st.Append(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmDiskFull, Time: e.Time, Note: err.Error()}); aerr != nil {
+				a.log.Error("recording the disk alarm", "err", aerr)
+			}
+		}
+	default:
+		a.log.Error("ledger append failed", "err", err)
+	}
+	return e, err
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}

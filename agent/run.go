@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/checkin"
+	"github.com/kaoqin/kaoqin/agent/ops"
+	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/sync/uplink"
+)
+
+// Run runs the daemon until ctx is cancelled or the ledger fails. A non-nil error means the
+// process must exit non-zero (systemd restarts it).
+func (a *Agent) Run(ctx context.Context) error {
+	sc := a.cfg.LedgerConfig()
+	sc.Key = a.key
+	st, err := store.Open(sc, a.log.With("component", "store"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a.st = st
+	a.ops = ops.New(st, a.cfg.Institution)
+	a.ops.OnRoster = a.setRoster
+	a.log.Info("ledger open", "file", sc.Path, "device", st.Device(), "epoch", st.Epoch())
+
+	h, err := a.loadState()
+	if err != nil {
+		return err
+	}
+
+	// Sources stop first (srcCtx); the API, the uplink and the template sync (svcCtx) only once
+	// the readings in flight are in the ledger.
+	srcCtx, cancelSources := context.WithCancel(ctx)
+	defer cancelSources()
+	var sources, services sync.WaitGroup
+	svcCtx, cancelServices := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelServices()
+
+	api, err := a.serveAPI(&services)
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+
+	if a.cfg.Uplink.Enabled {
+		up, err := a.newUplink()
+		if err != nil {
+			return err
+		}
+		services.Add(1)
+		go func() {
+			defer services.Done()
+			if err := up.Run(svcCtx); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("uplink stopped", "err", err)
+			}
+		}()
+	}
+
+	services.Add(1)
+	go func() {
+		defer services.Done()
+		a.syncTemplates(svcCtx)
+	}()
+
+	for i := range a.cfg.Sources {
+		sources.Add(1)
+		go func() {
+			defer sources.Done()
+			a.runSource(srcCtx, &a.cfg.Sources[i])
+		}()
+	}
+
+	notify("READY=1\nSTATUS=recording")
+	a.log.Info("kaoqin running", "version", Version, "sources", len(a.cfg.Sources), "socket", a.cfg.Socket)
+	loopErr := a.decide(ctx, h)
+
+	// Shutdown: sources first, then what they already read goes into the ledger, then the API
+	// and the uplink (one bounded flush) stop.
+	notify("STOPPING=1")
+	cancelSources()
+	stopped := make(chan struct{})
+	go func() {
+		sources.Wait()
+		close(stopped)
+	}()
+	if loopErr == nil {
+		loopErr = a.drain(h, stopped)
+	}
+	if loopErr != nil {
+		// The ledger failed: nothing more can be recorded, but every source still stops and
+		// closes its device before Run returns.
+		a.discard(stopped, loopErr)
+	}
+	close(a.decided) // API callers still waiting get ErrStopping: their reading was not recorded
+	api.Close()
+	cancelServices()
+	services.Wait()
+	a.log.Info("kaoqin stopped", "err", loopErr)
+	return loopErr
+}
+
+// loadState loads the active roster and rebuilds the rules' memory from the last day of events.
+func (a *Agent) loadState() (*checkin.History, error) {
+	r, info, err := a.st.Roster()
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		x, err := roster.Build(r, time.Now())
+		if err != nil {
+			// A roster accepted once but refused now (a birth date passed the clock?): say so, run without.
+			a.log.Error("active roster no longer validates; running without a roster until a new one arrives", "version", info.Version, "err", err)
+		} else {
+			a.roster.Store(x)
+			a.log.Info("roster loaded", "version", info.Version, "trainees", x.Len())
+		}
+	}
+	h := checkin.NewHistory()
+	bound, err := a.st.Bindings()
+	if err != nil {
+		return nil, err
+	}
+	h.Restore(bound)
+	recent, err := a.st.Recent(time.Now().Add(-24 * time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	for i := range recent {
+		h.Add(&recent[i])
+	}
+	return h, nil
+}
+
+func (a *Agent) newUplink() (*uplink.Uplink, error) {
+	cfg, err := a.cfg.uplink()
+	if err != nil {
+		return nil, err
+	}
+	cfg.AgentVersion = Version
+	cfg.Downlink = a
+	cfg.Drivers = a.driverHealth
+	return uplink.New(cfg, a.st, a.log.With("component", "uplink"))
+}

@@ -1,0 +1,172 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent"
+	"github.com/kaoqin/kaoqin/agent/api"
+	"github.com/kaoqin/kaoqin/agent/demo"
+	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/testkit"
+	"github.com/kaoqin/kaoqin/drivers"
+	"github.com/kaoqin/kaoqin/drivers/driverstest"
+)
+
+// The agent's side of the driver seams, with a fake source and no pseudo-terminal: readings in,
+// events out, and what the agent gives a source and asks of it.
+
+// fakeDaemon runs the agent with one driverstest source fed by feed, and imports the demo roster.
+func fakeDaemon(t *testing.T, feed string) (*api.Client, *driverstest.Feed) {
+	t.Helper()
+	dir := t.TempDir()
+	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`device = "test-seams"
+institution = "0001"
+state_dir = "state"
+socket = "kaoqin.sock"
+
+[[source]]
+name = "door"
+kind = "driverstest"
+feed = %q
+`, feed)
+	path := filepath.Join(dir, "agent.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := agent.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testkit.LogBuffer{}
+	a, err := agent.New(c, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs)
+		}
+	})
+	var client *api.Client
+	if !testkit.WaitFor(t, func() bool { client, err = api.Dial(c.Socket); return err == nil }, 10*time.Second) {
+		t.Fatalf("daemon socket: %v", err)
+	}
+	f := driverstest.Get(feed)
+	if !testkit.WaitFor(t, func() bool { return f.Opens() > 0 }, 10*time.Second) {
+		t.Fatal("the agent never opened the source")
+	}
+	r := demo.Roster(time.Now(), 4, 1)
+	if _, err := client.ImportRoster(context.Background(), rosterJSON(t, r)); err != nil {
+		t.Fatal(err)
+	}
+	return client, f
+}
+
+func allEvents(t *testing.T, c *api.Client) []ledger.Event {
+	t.Helper()
+	var out []ledger.Event
+	if err := c.Events(context.Background(), ledger.Filter{}, 0, func(e *ledger.Event) error {
+		out = append(out, *e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestSourceSeams(t *testing.T) {
+	client, f := fakeDaemon(t, t.Name())
+
+	// The agent gave the source its environment: the evidence store, the expected trainees, the clock.
+	env := f.Env()
+	if env.Name != "door" || env.Evidence == nil || env.Log == nil || env.ClockTrusted == nil {
+		t.Fatalf("env: got %+v, want name door, an evidence store, a logger and a clock", env)
+	}
+	if got, want := env.Expected(time.Now()), []string{"T001", "T002", "T003"}; !slices.Equal(got, want) {
+		t.Errorf("expected at the door now: got %v, want %v (the class's trainees)", got, want)
+	}
+	// The roster's templates reached the source that keeps them.
+	if !testkit.WaitFor(t, func() bool { return len(f.Templates()) == 4 }, 5*time.Second) {
+		t.Errorf("templates synced: got %d, want the roster's 4", len(f.Templates()))
+	}
+
+	// Evidence is written by the source before the reading; the event names it.
+	ref, err := env.Evidence.PutEvidence(drivers.Crop, []byte("\xff\xd8 a face \xff\xd9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdicts := make(chan drivers.Verdict, 4)
+	doneFn := func(v drivers.Verdict) { verdicts <- v }
+	rd := drivers.Reading{Method: drivers.Face, Subject: "T001", Score: 0.9, Margin: 0.3, Key: "door|T001|0800",
+		Evidence: []drivers.EvidenceRef{ref}, Flags: []string{"terminal_clock_off"}, Done: doneFn}
+	f.Push(rd)
+	if v := <-verdicts; v != drivers.Recorded {
+		t.Fatalf("first reading: Done got %v, want recorded", v)
+	}
+	// A resend of the same key is recorded once and answered as recorded.
+	f.Push(rd)
+	if v := <-verdicts; v != drivers.Recorded {
+		t.Fatalf("resent reading: Done got %v, want recorded", v)
+	}
+	// A sighting is remembered by the rules, not recorded.
+	f.Push(drivers.Reading{Method: drivers.Face, Subject: "T002", Intent: drivers.Sighting, Done: doneFn})
+	if v := <-verdicts; v != drivers.Recorded {
+		t.Fatalf("sighting: Done got %v, want recorded", v)
+	}
+	f.Push(drivers.Reading{Method: drivers.Face, Subject: "T999", Done: doneFn})
+	if v := <-verdicts; v != drivers.Refused {
+		t.Fatalf("unknown trainee: Done got %v, want refused", v)
+	}
+
+	var signIns, refusals []ledger.Event
+	for _, e := range allEvents(t, client) {
+		switch e.Kind {
+		case ledger.SignIn:
+			signIns = append(signIns, e)
+		case ledger.Refusal:
+			refusals = append(refusals, e)
+		}
+	}
+	if len(signIns) != 1 {
+		t.Fatalf("sign-ins: got %d, want 1 (a resent key recorded once; a sighting is no event)", len(signIns))
+	}
+	e := signIns[0]
+	if e.Trainee != "T001" || e.Key != rd.Key || len(e.Evidence) != 1 || e.Evidence[0].SHA256 != ref.SHA256 || e.Evidence[0].Kind != "crop" ||
+		!e.HasFlag("terminal_clock_off") {
+		t.Errorf("sign-in: got %+v, want T001 with the key, the crop and the source's flag", e)
+	}
+	if len(refusals) != 1 || refusals[0].Reason != ledger.ReasonUnknownTrainee {
+		t.Errorf("refusals: got %+v, want one unknown_trainee", refusals)
+	}
+}
+
+// A source that fails to open is retried with backoff, and its health says why meanwhile.
+func TestSourceOpenFailureIsRetried(t *testing.T) {
+	f := driverstest.Get(t.Name())
+	f.FailNextOpen(fmt.Errorf("no such device"))
+	client, _ := fakeDaemon(t, t.Name())
+	if f.Opens() < 1 {
+		t.Fatalf("opens: got %d, want a retry after the failure", f.Opens())
+	}
+	s, err := client.Status(context.Background())
+	if err != nil || s.Sources["door"].Reopens < 1 {
+		t.Errorf("status: got %+v %v, want the door reopened at least once", s.Sources["door"], err)
+	}
+}

@@ -1,0 +1,202 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/drivers"
+)
+
+// runSource owns one device: open, read until an error, close, back off with jitter, reopen.
+func (a *Agent) runSource(ctx context.Context, sc *SourceConfig) {
+	log := a.log.With("source", sc.Name, "kind", sc.Kind)
+	backoff := time.Second
+	var reopens uint64
+	for ctx.Err() == nil {
+		src, err := a.openSource(ctx, sc, log, reopens)
+		if err == nil {
+			backoff = time.Second
+			stopTelling := a.startFeedback(sc.Name, src, log)
+			err = a.pump(ctx, sc.Name, src)
+			stopTelling()
+			a.open.Delete(sc.Name)
+			src.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		reopens++
+		a.health.Store(sc.Name, func() drivers.Health {
+			return drivers.Health{State: drivers.StateDown, LastErr: err.Error(), Reopens: reopens}
+		})
+		wait := backoff/2 + rand.N(backoff)
+		log.Warn("source down; reopening", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+// openSource opens a source through its driver, publishes its health (counting the reopens so
+// far) and, if it keeps templates, brings them in step with the roster.
+func (a *Agent) openSource(ctx context.Context, sc *SourceConfig, log *slog.Logger, reopens uint64) (drivers.Source, error) {
+	src, err := sc.Driver.Open(ctx, drivers.Env{
+		Name:         sc.Name,
+		Log:          log,
+		Evidence:     a.st,
+		Expected:     func(at time.Time) []string { return a.expected(sc.Name, at) },
+		ClockTrusted: func() bool { return a.clock.Read().Synced },
+	})
+	if err != nil {
+		return nil, err
+	}
+	if hr, ok := src.(drivers.HealthReporter); ok {
+		a.setHealth(sc.Name, hr.Health, reopens)
+	} else {
+		a.setHealth(sc.Name, func() drivers.Health { return drivers.Health{State: drivers.StateOK} }, reopens)
+	}
+	a.open.Store(sc.Name, src)
+	if x := a.roster.Load(); x != nil {
+		a.syncSource(ctx, sc.Name, src, x)
+	}
+	return src, nil
+}
+
+// expected lists the trainees of the sessions open at a source at a time.
+func (a *Agent) expected(source string, at time.Time) []string {
+	x := a.roster.Load()
+	if x == nil {
+		return nil
+	}
+	return x.ExpectedAt(source, at)
+}
+
+// setHealth publishes a source's health; the driver starts its counters at zero on each open, the
+// agent counts the reopens.
+func (a *Agent) setHealth(name string, health func() drivers.Health, reopens uint64) {
+	a.health.Store(name, func() drivers.Health {
+		h := health()
+		h.Reopens = reopens
+		return h
+	})
+}
+
+// pump moves readings from a source to the decision loop until the source fails or ctx ends.
+// When ctx ends, the readings the source already holds still go to the decision loop (drainSource).
+func (a *Agent) pump(ctx context.Context, name string, src drivers.Source) error {
+	for {
+		rd, err := src.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				a.drainSource(name, src)
+				return nil
+			}
+			return err
+		}
+		rq := request{reading: stamp(name, rd)}
+		select {
+		case a.requests <- rq:
+		case <-ctx.Done():
+			// Shutting down with a reading in hand: it still goes to the ledger.
+			a.requests <- rq
+			a.drainSource(name, src)
+			return nil
+		}
+	}
+}
+
+// Draining a source at shutdown: each Next gets sourceGrace to return a reading, and the drain
+// ends at the first that returns none, or after drainLimit in all (a device that never goes quiet).
+const (
+	sourceGrace = 250 * time.Millisecond
+	drainLimit  = 5 * time.Second
+)
+
+// drainSource hands the decision loop the readings a stopping source already holds: a line
+// terminal returns the lines it has read, and those waiting on the line, only from Next, which
+// returns at once when its ctx is done. Closing the source without asking would lose them.
+func (a *Agent) drainSource(name string, src drivers.Source) {
+	for end := time.Now().Add(drainLimit); time.Now().Before(end); {
+		ctx, cancel := context.WithTimeout(context.Background(), sourceGrace)
+		rd, err := src.Next(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		a.requests <- request{reading: stamp(name, rd)}
+	}
+}
+
+// stamp names the source of a reading and dates it if the driver did not.
+func stamp(name string, rd drivers.Reading) drivers.Reading {
+	rd.Source = name
+	if rd.At.IsZero() {
+		rd.At = time.Now()
+	}
+	return rd
+}
+
+// Templates lists the roster's templates (fingerprints today) for the sources that keep them.
+func Templates(x *roster.Index) []drivers.Template {
+	var out []drivers.Template
+	for _, t := range x.Trainees {
+		for _, f := range t.Fingerprints {
+			out = append(out, drivers.Template{Trainee: t.ID, Kind: drivers.FingerTemplate, Finger: f.Finger, Data: f.Template})
+		}
+	}
+	return out
+}
+
+// setRoster makes x the active roster and wakes the template sync.
+func (a *Agent) setRoster(x *roster.Index) {
+	a.roster.Store(x)
+	select {
+	case a.rosterChanged <- struct{}{}:
+	default:
+	}
+}
+
+// syncTemplates keeps every open source that keeps templates in step with the roster.
+func (a *Agent) syncTemplates(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.rosterChanged:
+		}
+		x := a.roster.Load()
+		a.open.Range(func(name, src any) bool {
+			a.syncSource(ctx, name.(string), src.(drivers.Source), x)
+			return true
+		})
+	}
+}
+
+// syncSource brings one source's templates in step with the roster, if it keeps any.
+func (a *Agent) syncSource(ctx context.Context, name string, src drivers.Source, x *roster.Index) {
+	ts, ok := src.(drivers.TemplateSyncer)
+	if !ok {
+		return
+	}
+	rep, err := ts.SyncTemplates(ctx, Templates(x))
+	if err != nil {
+		a.log.Error("template sync failed", "source", name, "err", err)
+		return
+	}
+	a.log.Info("templates in step with the roster", "source", name, "version", x.Version, "report", rep)
+}
+
+func (a *Agent) driverHealth() map[string]drivers.Health {
+	out := map[string]drivers.Health{}
+	a.health.Range(func(k, v any) bool {
+		out[k.(string)] = v.(func() drivers.Health)()
+		return true
+	})
+	return out
+}
