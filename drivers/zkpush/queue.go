@@ -33,6 +33,7 @@ type queued struct {
 
 var (
 	bucketCmds  = []byte("commands") // id (8-byte big-endian sequence) -> queued JSON
+	bucketOpen  = []byte("open")     // ids of the pending and sent commands: a poll reads only these
 	bucketUsers = []byte("users")    // PIN -> name: the users kaoqin has put on the terminal
 	bucketMeta  = []byte("meta")     // "address" -> the terminal's remote address
 	bucketGone  = []byte("gone")     // PIN -> when a delete was queued for a user kaoqin never added
@@ -50,7 +51,7 @@ func openQueue(path string) (*queue, error) {
 		return nil, fmt.Errorf("zkpush: state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCmds, bucketUsers, bucketMeta, bucketGone} {
+		for _, b := range [][]byte{bucketCmds, bucketOpen, bucketUsers, bucketMeta, bucketGone} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -112,7 +113,11 @@ func (q *queue) enqueue(cs []change, now time.Time) (int, error) {
 			if err != nil {
 				return err
 			}
-			if err := cmds.Put(binary.BigEndian.AppendUint64(nil, seq), v); err != nil {
+			k := binary.BigEndian.AppendUint64(nil, seq)
+			if err := cmds.Put(k, v); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketOpen).Put(k, nil); err != nil {
 				return err
 			}
 			n++
@@ -164,16 +169,36 @@ func (q *queue) users() (have map[string]string, gone map[string]bool, err error
 // ones whose result has not come back within resend (the terminal rebooted, or the reply was
 // lost). They are marked sent.
 func (q *queue) take(max int, now time.Time, resend time.Duration) ([]queued, error) {
-	var out []queued
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	due := func(e queued) bool {
+		return e.State == statePending || (e.State == stateSent && now.Sub(e.Sent) >= resend)
+	}
+	// Most polls find nothing due: find out in a read transaction, so that an idle terminal's
+	// polls write nothing to the flash.
+	found := false
+	err := q.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCmds)
-		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		return tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
 			var e queued
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := json.Unmarshal(b.Get(k), &e); err != nil {
 				return err
 			}
-			if e.State == statePending || (e.State == stateSent && now.Sub(e.Sent) >= resend) {
+			found = found || due(e)
+			return nil
+		})
+	})
+	if err != nil || !found {
+		return nil, err
+	}
+	var out []queued
+	err = q.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCmds)
+		c := tx.Bucket(bucketOpen).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < max; k, _ = c.Next() {
+			var e queued
+			if err := json.Unmarshal(b.Get(k), &e); err != nil {
+				return err
+			}
+			if due(e) {
 				e.State, e.Sent = stateSent, now
 				e.Tries++
 				nv, err := json.Marshal(e)
@@ -217,6 +242,9 @@ func (q *queue) finish(id string, ret int, now time.Time) (queued, bool, error) 
 		if err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketOpen).Delete(k); err != nil {
+			return err
+		}
 		return b.Put(k, nv)
 	})
 	if err != nil {
@@ -228,9 +256,10 @@ func (q *queue) finish(id string, ret int, now time.Time) (queued, bool, error) 
 // counts returns how many commands are pending and sent.
 func (q *queue) counts() (pending, sent int, err error) {
 	err = q.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCmds).ForEach(func(_, v []byte) error {
+		b := tx.Bucket(bucketCmds)
+		return tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
 			var e queued
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := json.Unmarshal(b.Get(k), &e); err != nil {
 				return err
 			}
 			switch e.State {

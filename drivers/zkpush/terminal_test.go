@@ -530,3 +530,37 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 		t.Errorf("registry: got %v, want the zkpush kind", err)
 	}
 }
+
+// A command handed out whose result never comes back is handed out again after resend_after,
+// under the same id; one whose result came is not.
+func TestCommandWithoutResultIsSentAgain(t *testing.T) {
+	c := config(t, "ZK016", "127.0.0.1:0")
+	c.ResendAfter = drivers.Duration(time.Second)
+	r := open(t, c)
+	if _, err := r.term.SyncPersons(context.Background(), []drivers.Person{{Trainee: "7", Name: "Li"}}); err != nil {
+		t.Fatal(err)
+	}
+	poll := r.url + "/iclock/getrequest?SN=ZK016"
+	want := "C:1:DATA UPDATE USERINFO PIN=7\tName=Li\tPri=0\tPasswd=\tCard=\tGrp=1\n"
+	if _, body, _ := get(t, poll); body != want {
+		t.Fatalf("first poll: got %q, want %q", body, want)
+	}
+	if _, body, _ := get(t, poll); body != "OK" {
+		t.Fatalf("poll before resend_after: got %q, want OK", body)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, body, _ := get(t, poll); body != want {
+		t.Fatalf("poll after resend_after: got %q, want the command again", body)
+	}
+	if code, body := post(t, r.url+"/iclock/devicecmd?SN=ZK016", []byte("ID=1&Return=0&CMD=DATA\n")); code != 200 || body != "OK" {
+		t.Fatalf("devicecmd: got %d %q", code, body)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, body, _ := get(t, poll); body != "OK" {
+		t.Errorf("poll after the result: got %q, want OK", body)
+	}
+	cmds, _ := r.term.Commands()
+	if len(cmds) != 1 || cmds[0].State != "done" || cmds[0].Tries != 2 {
+		t.Errorf("queue: got %+v, want one command done after 2 tries", cmds)
+	}
+}
