@@ -62,6 +62,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Drain' -benchtime 5x -timeout 20m ./sync/uplink
 	@echo "== sync: Append to ack at 10 events/s, p50 and p99"
 	$(GO) test -run '^$$' -bench 'AckLatency' -benchtime 300x -timeout 20m ./sync/uplink
+	@echo "== zkpush: a 10,000-line ATTLOG backlog through the PUSH server vs bare decoding; 20 terminals polling every 2 s vs idle (CPU, getrusage)"
+	$(GO) test -run '^$$' -bench 'Backlog10k' -benchtime 5x ./drivers/zkpush
+	$(GO) test -run '^$$' -bench 'Polling20' -benchtime 1x ./drivers/zkpush
 
 # Each fuzz target for FUZZTIME (default 60s); crashers land in testdata/fuzz and fail `make test`.
 fuzz:

@@ -6,4 +6,5 @@ package main
 import (
 	_ "github.com/kaoqin/kaoqin/drivers/lineterm"
 	_ "github.com/kaoqin/kaoqin/drivers/zfm"
+	_ "github.com/kaoqin/kaoqin/drivers/zkpush"
 )

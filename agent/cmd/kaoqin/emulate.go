@@ -16,6 +16,9 @@ import (
 )
 
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "zkpush" {
+		return emulateZkpush(ctx, args[1:], stderr)
+	}
 	kind, err := pickSub(args, "emulate", []string{"zfm", "lineterm", "roster"},
 		"Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n       kaoqin emulate roster --out FILE [--trainees N]\n\n"+
 			"zfm and lineterm create a pseudo-terminal, make PATH a symlink to it, play the script and serve until killed.\n"+
