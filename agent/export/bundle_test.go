@@ -74,7 +74,9 @@ func newLedger(t testing.TB) fixture {
 			t.Fatal(err)
 		}
 	}
-	clk := func(min int) ledger.Clock { return ledger.Clock{Wall: base.Add(time.Duration(min) * time.Minute), Synced: true} }
+	clk := func(min int) ledger.Clock {
+		return ledger.Clock{Wall: base.Add(time.Duration(min) * time.Minute), Synced: true}
+	}
 	for i, tr := range []string{"T1", "T2", "T3"} {
 		ref, err := s.PutEvidence(drivers.Crop, tinyJPEG(t, uint8(40*i)))
 		if err != nil {

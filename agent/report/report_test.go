@@ -72,7 +72,10 @@ func out(b *evb, trainee, session string, when time.Time, mods ...func(*ledger.E
 func flags(fs ...ledger.Flag) func(*ledger.Event) {
 	return func(e *ledger.Event) { e.Flags = append(e.Flags, fs...) }
 }
-func unsynced(e *ledger.Event) { e.Time.Synced = false; e.Flags = append(e.Flags, ledger.FlagClockUnsynced) }
+func unsynced(e *ledger.Event) {
+	e.Time.Synced = false
+	e.Flags = append(e.Flags, ledger.FlagClockUnsynced)
+}
 func manual(e *ledger.Event) {
 	e.Method, e.Operator, e.Note = "manual", "王老师", "finger too dry"
 	e.Flags = append(e.Flags, ledger.FlagManualOverride)
@@ -273,8 +276,8 @@ func TestClassHours(t *testing.T) {
 	}
 	type sum struct {
 		Required, Held, Scheduled, Attended, Doubtful, Present int
-		Missed, NoSignOut, InProgress                         []string
-		Flags                                                 []ledger.Flag
+		Missed, NoSignOut, InProgress                          []string
+		Flags                                                  []ledger.Flag
 	}
 	cases := []struct {
 		trainee, prog string
