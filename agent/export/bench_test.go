@@ -50,7 +50,7 @@ func BenchmarkBundle(b *testing.B) {
 	base := time.Date(2026, 11, 27, 8, 0, 0, 0, cst)
 	for i := 1; i <= n; i++ {
 		e := ledger.Event{Device: "jn-0001-r101", Epoch: 1764201600000, Seq: uint64(i), Kind: ledger.SignIn,
-			Time: ledger.Clock{Wall: base.Add(time.Duration(i) * time.Second), Mono: int64(i) * 1e9, Boot: "0c8f3a8e-5d7c-4c55-9c1e-8a8f2b0f6d11", Synced: true},
+			Time:   ledger.Clock{Wall: base.Add(time.Duration(i) * time.Second), Mono: int64(i) * 1e9, Boot: "0c8f3a8e-5d7c-4c55-9c1e-8a8f2b0f6d11", Synced: true},
 			Source: "door-finger", Method: "fingerprint", Trainee: fmt.Sprintf("T%04d", i%200), IDMasked: "370102********1234",
 			Session: "S-2026-11-27-am", Voucher: "SD2026-000123", Institution: "0001", Score: 182, Detail: "page 17",
 			Flags: []ledger.Flag{ledger.FlagLate}}
