@@ -83,7 +83,7 @@ func newLedger(t testing.TB) fixture {
 			t.Fatal(err)
 		}
 		add(ledger.Event{Kind: ledger.SignIn, Trainee: tr, IDMasked: "370102********123" + fmt.Sprint(i), Session: "S-am", Source: "door",
-			Method: "face", Score: 0.71, Time: clk(i), Evidence: []ledger.Photo{{SHA256: ref.SHA256, Kind: string(ref.Kind), Size: ref.Size}}})
+			Institution: "0001", Method: "face", Score: 0.71, Time: clk(i), Evidence: []ledger.Photo{{SHA256: ref.SHA256, Kind: string(ref.Kind), Size: ref.Size}}})
 	}
 	add(ledger.Event{Kind: ledger.Refusal, Reason: ledger.ReasonUnknownTrainee, Source: "door", Method: "fingerprint", Note: `subject "99" is not in roster version 3`, Time: clk(4)})
 	add(ledger.Event{Kind: ledger.Duplicate, Trainee: "T1", Session: "S-am", Source: "door", Method: "face", Time: clk(5)})
@@ -236,6 +236,12 @@ func TestBundleVerifies(t *testing.T) {
 	}
 	if got := rows[2][col["time"]]; got != "2026-11-27 08:20:00" {
 		t.Errorf("time: got %q, want 2026-11-27 08:20:00 in the configured zone", got)
+	}
+	if got := rows[2][col["institution"]]; got != "0001\t" {
+		t.Errorf("institution: got %q, want 0001 with a tab that keeps it text in a spreadsheet", got)
+	}
+	if !bytes.HasSuffix(c, []byte("\r\n")) || bytes.Count(c, []byte("\r\n")) != 11 {
+		t.Errorf("events.csv: want 11 lines each ending in CRLF")
 	}
 	if got := rows[2][col["kind_label"]]; got != "签到" {
 		t.Errorf("kind label: got %q, want 签到", got)

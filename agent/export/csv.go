@@ -12,8 +12,10 @@
 // change: a file added, removed or edited, an event record altered, a chain link broken, the head
 // hash not matching, an evidence JPEG edited, a CSV cell changed.
 //
-// Chinese is the default language; English by Options.Lang. Cells that a spreadsheet would run as
-// a formula (starting with = + - @) are written with a leading apostrophe.
+// Chinese is the default language; English by Options.Lang. Lines end in CRLF (RFC 4180). Cells
+// that a spreadsheet would run as a formula (starting with = + - @) are written with a leading
+// apostrophe, and codes of digits it would turn into numbers (institution 0001) with a trailing
+// tab, which keeps them text in Excel and WPS.
 package export
 
 import (
@@ -125,7 +127,7 @@ func NewEventWriter(w io.Writer, opt Options) (*EventWriter, error) {
 	if _, err := io.WriteString(w, BOM); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	ew := &EventWriter{cw: csv.NewWriter(w), opt: opt, row: make([]string, len(eventColumns))}
+	ew := &EventWriter{cw: newCSV(w), opt: opt, row: make([]string, len(eventColumns))}
 	h := header(eventColumns, opt.Lang)
 	h[1] += " (" + zoneName(opt.Zone) + ")"
 	if err := ew.cw.Write(h); err != nil {
@@ -174,7 +176,7 @@ func (ew *EventWriter) Write(e *ledger.Event) error {
 	r[21] = evidenceNames(e.Evidence)
 	r[22] = cell(e.ID)
 	r[23] = cell(e.Device)
-	r[24] = strconv.FormatUint(e.Epoch, 10)
+	r[24] = cell(strconv.FormatUint(e.Epoch, 10))
 	if err := ew.cw.Write(r); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
@@ -202,12 +204,37 @@ func yesNo(b bool, lang label.Lang) string {
 	return "否"
 }
 
-// cell guards a value against being run as a formula by a spreadsheet.
+// cell makes a value safe for a spreadsheet: a value it would run as a formula (starting with
+// = + - @, a tab or a carriage return) gets a leading apostrophe, and a code made of digits that a
+// spreadsheet would turn into a number (losing the leading zeros of institution code 0001, or
+// showing a 13-digit epoch as 1.76E+12) gets a trailing tab, which Excel and WPS keep as text.
 func cell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	if s == "" {
+		return s
+	}
+	if strings.ContainsRune("=+-@\t\r", rune(s[0])) {
 		return "'" + s
 	}
+	if (s[0] == '0' && len(s) > 1 || len(s) > 11) && allDigits(s) {
+		return s + "\t"
+	}
 	return s
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// newCSV is a CSV writer with the CRLF line ends of RFC 4180, which every spreadsheet expects.
+func newCSV(w io.Writer) *csv.Writer {
+	cw := csv.NewWriter(w)
+	cw.UseCRLF = true
+	return cw
 }
 
 func joinFlags(fs []ledger.Flag) string {
@@ -292,7 +319,7 @@ func Sheet(w io.Writer, sh report.Sheet, opt Options) error {
 	if _, err := io.WriteString(w, BOM); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	cw := csv.NewWriter(w)
+	cw := newCSV(w)
 	t := func(zh, en string) string {
 		if lang == label.EN {
 			return en
@@ -370,7 +397,7 @@ func Hours(w io.Writer, hs []report.Hours, opt Options) error {
 	if _, err := io.WriteString(w, BOM); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	cw := csv.NewWriter(w)
+	cw := newCSV(w)
 	if err := cw.Write(header(hoursColumns, opt.Lang)); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
