@@ -62,6 +62,10 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Drain' -benchtime 5x -timeout 20m ./sync/uplink
 	@echo "== sync: Append to ack at 10 events/s, p50 and p99"
 	$(GO) test -run '^$$' -bench 'AckLatency' -benchtime 300x -timeout 20m ./sync/uplink
+	@echo "== reports: today and hours for a 200-trainee, 4-session day (target < 50 ms) vs a bare read of the same events"
+	$(GO) test -run '^$$' -bench 'TodayAndHours' -benchtime 50x ./agent/report
+	@echo "== export: a 100,000-event bundle vs the CSV export alone (target ratio >= 0.5)"
+	$(GO) test -run '^$$' -bench 'Bundle' -benchtime 2x -timeout 20m ./agent/export
 
 # Each fuzz target for FUZZTIME (default 60s); crashers land in testdata/fuzz and fail `make test`.
 fuzz:
