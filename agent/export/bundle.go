@@ -112,6 +112,9 @@ type Manifest struct {
 	// Events is the number of events in events.csv and events.jsonl.
 	Events          int      `json:"events"`
 	MissingEvidence []string `json:"missing_evidence,omitempty"`
+	// DamagedEvidence lists photos left out because their content on the box no longer matched
+	// their name.
+	DamagedEvidence []string `json:"damaged_evidence,omitempty"`
 	Files           []File   `json:"files"`
 }
 
@@ -406,7 +409,9 @@ func Write(w io.Writer, src Ledger, opt BundleOptions) (Manifest, error) {
 	return m, nil
 }
 
-// evidence copies one JPEG into the bundle, checking that its content matches its name.
+// evidence copies one JPEG into the bundle. A file whose content no longer matches its name
+// (damaged on the box's disk) is left out and listed in the manifest, so that one bad photo never
+// stops an inspector taking the rest.
 func (b *bundleWriter) evidence(name string, open func(string) (io.ReadCloser, error), m *Manifest) error {
 	if !validSHA(name) {
 		return fmt.Errorf("export: evidence name %q is not a hex SHA-256", name)
@@ -419,19 +424,20 @@ func (b *bundleWriter) evidence(name string, open func(string) (io.ReadCloser, e
 	if err != nil {
 		return fmt.Errorf("export: evidence %s: %w", name, err)
 	}
-	defer f.Close()
-	path := DirEvidence + name + ".jpg"
-	if err := b.begin(path); err != nil {
-		return err
+	jpg, err := io.ReadAll(io.LimitReader(f, maxEvidence+1))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("export: evidence %s: %w", name, err)
 	}
-	if _, err := io.Copy(b, f); err != nil {
-		return fmt.Errorf("export: %s: %w", path, err)
+	if sum := sha256.Sum256(jpg); hex.EncodeToString(sum[:]) != name || len(jpg) > maxEvidence {
+		m.DamagedEvidence = append(m.DamagedEvidence, name)
+		return nil
 	}
-	if got := hex.EncodeToString(b.h.Sum(nil)); got != name {
-		return fmt.Errorf("export: %s: the stored file's content hashes to %s: evidence damaged on the box", path, got[:12])
-	}
-	return b.end()
+	return b.file(DirEvidence+name+".jpg", jpg)
 }
+
+// maxEvidence bounds one evidence photo read into memory.
+const maxEvidence = 32 << 20
 
 func validSHA(s string) bool {
 	if len(s) != 64 {

@@ -441,3 +441,38 @@ func TestEnglishBundle(t *testing.T) {
 		t.Errorf("English CSV: got\n%s", c)
 	}
 }
+
+// A photo damaged on the box's disk is left out and named, and the rest of the bundle verifies;
+// a photo deleted after its acknowledgement is listed as missing.
+func TestBundleDamagedAndMissingEvidence(t *testing.T) {
+	f := newLedger(t)
+	var names []string
+	f.s.Scan(1, func(_ uint64, r ledger.Record) error {
+		e, _ := r.Event()
+		for _, p := range e.Evidence {
+			names = append(names, p.SHA256)
+		}
+		return nil
+	})
+	if len(names) != 3 {
+		t.Fatalf("fixture: %d photos, want 3", len(names))
+	}
+	if err := os.WriteFile(f.s.EvidencePath(names[0]), []byte("not the photo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(f.s.EvidencePath(names[1])); err != nil {
+		t.Fatal(err)
+	}
+	path := f.bundle(t, export.BundleOptions{})
+	res, err := export.VerifyFile(path, export.VerifyOptions{Key: f.pub()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	if res.Evidence != 1 || len(m.DamagedEvidence) != 1 || m.DamagedEvidence[0] != names[0] || len(m.MissingEvidence) != 1 || m.MissingEvidence[0] != names[1] {
+		t.Errorf("got %d photos, damaged %v, missing %v; want 1, [%s], [%s]", res.Evidence, m.DamagedEvidence, m.MissingEvidence, names[0], names[1])
+	}
+	if notes := strings.Join(res.Notes, "\n"); !strings.Contains(notes, "damaged on the box") || !strings.Contains(notes, "no longer on the box") {
+		t.Errorf("notes: got %s", notes)
+	}
+}

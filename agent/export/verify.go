@@ -481,6 +481,9 @@ func (v *verifier) checkEvidence(evs []ledger.Event) {
 	for _, s := range v.m.MissingEvidence {
 		missing[s] = true
 	}
+	for _, s := range v.m.DamagedEvidence {
+		missing[s] = true
+	}
 	referenced := map[string]bool{}
 	for i := range evs {
 		for _, p := range evs[i].Evidence {
@@ -525,8 +528,11 @@ func (v *verifier) checkEvidence(evs []ledger.Event) {
 			v.bad(name, 0, "evidence that no exported event references")
 		}
 	}
-	if len(missing) > 0 {
-		v.note("%d evidence photos were no longer on the box (deleted after the central system acknowledged them)", len(missing))
+	if n := len(v.m.MissingEvidence); n > 0 {
+		v.note("%d evidence photos were no longer on the box (deleted after the central system acknowledged them)", n)
+	}
+	if n := len(v.m.DamagedEvidence); n > 0 {
+		v.note("%d evidence photos were damaged on the box and left out: %s", n, strings.Join(v.m.DamagedEvidence, " "))
 	}
 }
 
