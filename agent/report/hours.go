@@ -43,8 +43,8 @@ type Hours struct {
 }
 
 // ClassHours is the class-hour report: for each trainee of the roster (in roster order) and each
-// programme of their classes (in enrolment order), the class hours attended against the
-// programme's hours. Sessions whose sign-in window has not closed by opt.Now are left out, except
+// programme of their classes (in enrolment order, including programmes not started yet), the
+// class hours attended against the programme's hours. Sessions whose sign-in window has not closed by opt.Now are left out, except
 // those in progress with a sign-in. evs must cover every session of the roster (Span of them all).
 func ClassHours(evs []ledger.Event, r *roster.Roster, opt Options) []Hours {
 	opt = opt.withDefaults()
@@ -68,7 +68,7 @@ func ClassHours(evs []ledger.Event, r *roster.Roster, opt Options) []Hours {
 		var progs []string
 		classesOf := map[string][]string{}
 		for _, en := range t.Enrolments {
-			for _, s := range held {
+			for _, s := range w.all {
 				if s.Class != en.Class {
 					continue
 				}

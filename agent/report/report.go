@@ -37,6 +37,9 @@ import (
 // DefaultClassHour is the length of a class hour (学时) unless Options say otherwise.
 const DefaultClassHour = 45 * time.Minute
 
+// endOfTime stands for a zero Options.Now: after every session.
+var endOfTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
 // KindSpotCheck is the kind of a spot-check event: the room camera's headcount during a session,
 // with each signed-in trainee seen, not seen or unsure. The ledger does not define it yet; reports
 // read it as DecodeSpotCheck describes.
@@ -50,7 +53,8 @@ type Options struct {
 	// ClassHour is the length of a class hour; zero means DefaultClassHour.
 	ClassHour time.Duration
 	// Now is when the report is made: a session whose sign-out window is still open is in
-	// progress, one whose sign-in window has not closed is not yet missed.
+	// progress, one whose sign-in window has not closed is not yet missed. Zero means after
+	// every session (a report of the past); Today needs it set.
 	Now time.Time
 	// SpotCheck decodes a spot-check event; nil means DecodeSpotCheck.
 	SpotCheck func(*ledger.Event) (SpotCheck, bool)
@@ -65,6 +69,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SpotCheck == nil {
 		o.SpotCheck = DecodeSpotCheck
+	}
+	if o.Now.IsZero() {
+		o.Now = endOfTime
 	}
 	return o
 }

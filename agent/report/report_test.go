@@ -373,3 +373,24 @@ func TestInDoubt(t *testing.T) {
 		}
 	}
 }
+
+// Before the first session every trainee is listed with nothing held; with a zero Now every
+// session is past, so a sign-in without a sign-out is final.
+func TestClassHoursBeforeAndAfter(t *testing.T) {
+	b := &evb{}
+	in(b, "T2", "S-night", at(21, 50))
+	hs := report.ClassHours(b.evs, fixture(), report.Options{Zone: cst, Now: at(7, 0)})
+	if len(hs) != 5 { // T1-T3 in P-elec, T4 in P-elec and P-weld
+		t.Fatalf("before the first session: got %d rows, want 5", len(hs))
+	}
+	for _, h := range hs {
+		if h.Held != 0 || h.Attended != 0 || len(h.Sessions) != 0 || h.Required == 0 {
+			t.Errorf("%s %s before the first session: got %+v", h.Trainee, h.Programme, h)
+		}
+	}
+	hs = report.ClassHours(b.evs, fixture(), report.Options{Zone: cst})
+	if h := hs[1]; h.Trainee != "T2" || h.Held != 4 || len(h.NoSignOut) != 1 || len(h.Missed) != 3 || len(h.InProgress) != 0 {
+		t.Errorf("T2 with a zero Now: got held %d, no sign-out %v, missed %v, in progress %v; want 4, [S-night], 3 missed, none",
+			h.Held, h.NoSignOut, h.Missed, h.InProgress)
+	}
+}
