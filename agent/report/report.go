@@ -257,10 +257,9 @@ type acc struct {
 
 // index is one pass over the events.
 type index struct {
-	att    map[key]*acc
-	spot   map[string][]SpotCheck // by session
-	order  map[string][]string    // trainees met per session, in order
-	others map[string]bool
+	att   map[key]*acc
+	spot  map[string][]SpotCheck // by session
+	order map[string][]string    // trainees met per session, in order
 }
 
 func build(evs []ledger.Event, opt Options) *index {
