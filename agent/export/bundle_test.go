@@ -290,28 +290,28 @@ func TestBundleFilterAndReceipt(t *testing.T) {
 	rc2.AckedSeq = seq + 5
 	path = f.bundle(t, export.BundleOptions{Receipt: &rc2})
 	_, err = export.VerifyFile(path, export.VerifyOptions{Key: f.pub()})
-	wantProblem(t, err, "chain.bin", fmt.Sprintf("events removed after seq %d was acknowledged", seq+5))
+	wantProblem(t, err, export.EventsRemoved, "chain.bin", fmt.Sprintf("events removed after seq %d was acknowledged", seq+5))
 
 	// A receipt whose hash is not the record's.
 	rc3 := *rc
 	rc3.Hash = strings.Repeat("ab", 32)
 	path = f.bundle(t, export.BundleOptions{Receipt: &rc3})
 	_, err = export.VerifyFile(path, export.VerifyOptions{Key: f.pub()})
-	wantProblem(t, err, "chain.bin", "differs from the one the central system acknowledged")
+	wantProblem(t, err, export.ReceiptMismatch, "chain.bin", "differs from the one the central system acknowledged")
 }
 
-func wantProblem(t *testing.T, err error, file, what string) {
+func wantProblem(t *testing.T, err error, code export.Code, file, what string) {
 	t.Helper()
 	var e *export.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("got %v, want a bundle problem in %s: %q", err, file, what)
+		t.Fatalf("got %v, want a bundle problem %s in %s: %q", err, code, file, what)
 	}
 	for _, p := range e.Problems {
-		if p.File == file && strings.Contains(p.What, what) {
+		if p.Code == code && p.File == file && strings.Contains(p.What, what) {
 			return
 		}
 	}
-	t.Errorf("got %v\nwant a problem in %s: %q", err, file, what)
+	t.Errorf("got %v\nwant a problem %s in %s: %q", err, code, file, what)
 }
 
 // frames splits chain.bin into records.
@@ -348,47 +348,48 @@ func TestBundleEditsAreNamed(t *testing.T) {
 		name       string
 		edit       func(m map[string][]byte)
 		key        ed25519.PublicKey
+		code       export.Code
 		file, what string
 	}{
 		{"a name edited in the CSV", func(m map[string][]byte) {
 			m["events.csv"] = bytes.Replace(m["events.csv"], []byte("张三"), []byte("张四"), 1)
-		}, nil, "events.csv", "row 3 edited: 姓名 name"},
+		}, nil, export.EventsEdited, "events.csv", "row 3 edited: 姓名 name"},
 		{"a CSV row removed", func(m map[string][]byte) {
 			lines := bytes.SplitAfter(m["events.csv"], []byte("\n"))
 			m["events.csv"] = bytes.Join(append(lines[:4:4], lines[5:]...), nil)
-		}, nil, "events.csv", "edited"},
+		}, nil, export.EventsEdited, "events.csv", "edited"},
 		{"the CSV's byte-order mark removed", func(m map[string][]byte) {
 			m["events.csv"] = bytes.TrimPrefix(m["events.csv"], []byte(export.BOM))
-		}, nil, "events.csv", "byte-order mark is gone"},
+		}, nil, export.EventsEdited, "events.csv", "byte-order mark is gone"},
 		{"a JSON line edited", func(m map[string][]byte) {
 			m["events.jsonl"] = bytes.Replace(m["events.jsonl"], []byte(`"T2"`), []byte(`"T9"`), 1)
-		}, nil, "events.jsonl", "line 3 edited"},
+		}, nil, export.EventsEdited, "events.jsonl", "line 3 edited"},
 		{"an evidence JPEG edited", func(m map[string][]byte) {
 			c := bytes.Clone(m[photo])
 			c[len(c)/2] ^= 0x01
 			m[photo] = c
-		}, nil, photo, "evidence JPEG edited"},
-		{"an evidence JPEG removed", func(m map[string][]byte) { delete(m, photo) }, nil, photo, "evidence removed"},
-		{"a file added", func(m map[string][]byte) { m["evidence/extra.jpg"] = tinyJPEG(t, 9) }, nil, "evidence/extra.jpg", "file added"},
-		{"the names file removed", func(m map[string][]byte) { delete(m, "names.json") }, nil, "names.json", "file removed"},
+		}, nil, export.EvidenceEdited, photo, "evidence JPEG edited"},
+		{"an evidence JPEG removed", func(m map[string][]byte) { delete(m, photo) }, nil, export.EvidenceRemoved, photo, "evidence removed"},
+		{"a file added", func(m map[string][]byte) { m["evidence/extra.jpg"] = tinyJPEG(t, 9) }, nil, export.FileAdded, "evidence/extra.jpg", "file added"},
+		{"the names file removed", func(m map[string][]byte) { delete(m, "names.json") }, nil, export.FileRemoved, "names.json", "file removed"},
 		{"an event record edited in the chain", func(m map[string][]byte) {
 			recs := frames(m["chain.bin"])
 			recs[4] = bytes.Replace(recs[4], []byte(`"unknown_trainee"`), []byte(`"unidentified"   `), 1)
 			m["chain.bin"] = unframe(recs)
-		}, nil, "chain.bin", "event record edited"},
+		}, nil, export.RecordEdited, "chain.bin", "event record edited"},
 		{"a record removed from the chain", func(m map[string][]byte) {
 			recs := frames(m["chain.bin"])
 			m["chain.bin"] = unframe(append(recs[:5:5], recs[6:]...))
-		}, nil, "chain.bin", "chain link broken"},
+		}, nil, export.LinkBroken, "chain.bin", "chain link broken"},
 		{"the last record removed", func(m map[string][]byte) {
 			recs := frames(m["chain.bin"])
 			m["chain.bin"] = unframe(recs[:len(recs)-1])
-		}, nil, "chain.bin", "head hash does not match"},
+		}, nil, export.HeadMismatch, "chain.bin", "head hash does not match"},
 		{"the manifest edited", func(m map[string][]byte) {
 			m["manifest.json"] = bytes.Replace(m["manifest.json"], []byte(`"events": 10`), []byte(`"events": 9`), 1)
-		}, nil, "manifest.json", "signature does not verify"},
-		{"the manifest's signature removed", func(m map[string][]byte) { delete(m, "manifest.sig") }, nil, "manifest.sig", "file removed"},
-		{"another device's key", func(m map[string][]byte) {}, otherKey(t), "device.pub", "not the device key you trust"},
+		}, nil, export.ManifestEdited, "manifest.json", "signature does not verify"},
+		{"the manifest's signature removed", func(m map[string][]byte) { delete(m, "manifest.sig") }, nil, export.FileRemoved, "manifest.sig", "file removed"},
+		{"another device's key", func(m map[string][]byte) {}, otherKey(t), export.KeyUntrusted, "device.pub", "not the device key you trust"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -397,7 +398,7 @@ func TestBundleEditsAreNamed(t *testing.T) {
 			if c.key != nil {
 				_, err = export.VerifyFile(edited, export.VerifyOptions{Key: c.key})
 			}
-			wantProblem(t, err, c.file, c.what)
+			wantProblem(t, err, c.code, c.file, c.what)
 		})
 	}
 

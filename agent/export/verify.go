@@ -33,9 +33,37 @@ type VerifyOptions struct {
 	Progress func(Progress)
 }
 
-// Problem is one thing wrong with a bundle: the file, the seq when an event is concerned, and
-// what changed.
+// Code is the kind of a bundle problem.
+type Code string
+
+// Problem codes (label.Problem gives their Chinese and English names).
+const (
+	FileAdded       Code = "file_added"       // a file not in the manifest
+	FileRemoved     Code = "file_removed"     // a file of the manifest is not in the zip
+	FileEdited      Code = "file_edited"      // a file's content differs from the manifest's hash
+	ManifestEdited  Code = "manifest_edited"  // the manifest does not verify or contradicts the records
+	KeyUntrusted    Code = "key_untrusted"    // the bundle's device key is not the trusted one
+	RecordEdited    Code = "record_edited"    // a signed event record was altered
+	LinkBroken      Code = "link_broken"      // a hash link is broken: a record removed or inserted
+	HeadMismatch    Code = "head_mismatch"    // the segment does not end at the head the manifest names
+	EventsEdited    Code = "events_edited"    // events.csv or events.jsonl differs from the records
+	EvidenceEdited  Code = "evidence_edited"  // a photo's content does not match the hash its event names
+	EvidenceRemoved Code = "evidence_removed" // a photo an event references is gone
+	ReceiptMismatch Code = "receipt_mismatch" // the record at the receipt's seq is not the one acknowledged
+	EventsRemoved   Code = "events_removed"   // the bundle ends before an acknowledged seq
+	ReceiptInvalid  Code = "receipt_invalid"  // the receipt's central signature does not verify
+)
+
+// Codes lists every problem code.
+func Codes() []Code {
+	return []Code{FileAdded, FileRemoved, FileEdited, ManifestEdited, KeyUntrusted, RecordEdited, LinkBroken, HeadMismatch,
+		EventsEdited, EvidenceEdited, EvidenceRemoved, ReceiptMismatch, EventsRemoved, ReceiptInvalid}
+}
+
+// Problem is one thing wrong with a bundle: what kind of change, the file, the seq when an event
+// is concerned, and what changed.
 type Problem struct {
+	Code Code
 	File string
 	Seq  uint64
 	What string
@@ -111,7 +139,7 @@ func Verify(r io.ReaderAt, size int64, opt VerifyOptions) (*Result, error) {
 	v := &verifier{opt: opt, res: &Result{}, files: map[string]*zip.File{}}
 	for _, f := range zr.File {
 		if v.files[f.Name] != nil {
-			v.bad(f.Name, 0, "file appears twice in the zip")
+			v.bad(FileAdded, f.Name, 0, "file appears twice in the zip")
 		}
 		v.files[f.Name] = f
 	}
@@ -132,8 +160,8 @@ type verifier struct {
 	records map[uint64]ledger.Record
 }
 
-func (v *verifier) bad(file string, seq uint64, format string, a ...any) {
-	v.res.Problems = append(v.res.Problems, Problem{File: file, Seq: seq, What: fmt.Sprintf(format, a...)})
+func (v *verifier) bad(code Code, file string, seq uint64, format string, a ...any) {
+	v.res.Problems = append(v.res.Problems, Problem{Code: code, File: file, Seq: seq, What: fmt.Sprintf(format, a...)})
 }
 
 func (v *verifier) note(format string, a ...any) {
@@ -150,18 +178,18 @@ func (v *verifier) progress(stage string, done, total int64) {
 func (v *verifier) read(name string) []byte {
 	f := v.files[name]
 	if f == nil {
-		v.bad(name, 0, "file removed")
+		v.bad(FileRemoved, name, 0, "file removed")
 		return nil
 	}
 	rc, err := f.Open()
 	if err != nil {
-		v.bad(name, 0, "unreadable: %v", err)
+		v.bad(FileEdited, name, 0, "unreadable: %v", err)
 		return nil
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
 	if err != nil {
-		v.bad(name, 0, "unreadable: %v", err)
+		v.bad(FileEdited, name, 0, "unreadable: %v", err)
 		return nil
 	}
 	return b
@@ -173,26 +201,26 @@ func (v *verifier) run() {
 		return
 	}
 	if err := json.Unmarshal(mb, &v.m); err != nil {
-		v.bad(FileManifest, 0, "edited: not a manifest: %v", err)
+		v.bad(ManifestEdited, FileManifest, 0, "edited: not a manifest: %v", err)
 		return
 	}
 	v.res.Manifest = v.m
 	if v.m.Format != Format {
-		v.bad(FileManifest, 0, "format %q, want %q", v.m.Format, Format)
+		v.bad(ManifestEdited, FileManifest, 0, "format %q, want %q", v.m.Format, Format)
 	}
 
 	// The key, and the manifest's signature.
 	if pb := v.read(FilePublicKey); pb != nil {
 		pub, err := parsePEMKey(pb)
 		if err != nil {
-			v.bad(FilePublicKey, 0, "edited: %v", err)
+			v.bad(FileEdited, FilePublicKey, 0, "edited: %v", err)
 		} else {
 			v.pub = pub
 		}
 	}
 	if v.opt.Key != nil {
 		if v.pub != nil && !v.pub.Equal(v.opt.Key) {
-			v.bad(FilePublicKey, 0, "not the device key you trust: the bundle was signed by another key")
+			v.bad(KeyUntrusted, FilePublicKey, 0, "not the device key you trust: the bundle was signed by another key")
 		}
 		v.pub = v.opt.Key
 		v.res.KeyTrusted = true
@@ -206,7 +234,7 @@ func (v *verifier) run() {
 	fp := sha256.Sum256(der)
 	v.res.KeyFingerprint = hex.EncodeToString(fp[:])
 	if sig := v.read(FileSignature); sig != nil && !ed25519.Verify(v.pub, mb, sig) {
-		v.bad(FileManifest, 0, "edited: its signature does not verify with the device key")
+		v.bad(ManifestEdited, FileManifest, 0, "edited: its signature does not verify with the device key")
 	}
 
 	// Files against the manifest.
@@ -217,7 +245,7 @@ func (v *verifier) run() {
 	}
 	for name := range v.files {
 		if !listed[name] {
-			v.bad(name, 0, "file added (not in the manifest)")
+			v.bad(FileAdded, name, 0, "file added (not in the manifest)")
 		}
 	}
 
@@ -228,7 +256,7 @@ func (v *verifier) run() {
 	evs, bodies := v.selection()
 	v.res.Events = len(evs)
 	if len(evs) != v.m.Events {
-		v.bad(FileManifest, 0, "says %d events, the records select %d", v.m.Events, len(evs))
+		v.bad(ManifestEdited, FileManifest, 0, "says %d events, the records select %d", v.m.Events, len(evs))
 	}
 	v.checkJSONL(evs, bodies)
 	v.checkCSV(evs)
@@ -239,23 +267,23 @@ func (v *verifier) run() {
 func (v *verifier) checkFile(f File) {
 	zf := v.files[f.Name]
 	if zf == nil {
-		v.bad(f.Name, 0, "file removed")
+		v.bad(FileRemoved, f.Name, 0, "file removed")
 		return
 	}
 	rc, err := zf.Open()
 	if err != nil {
-		v.bad(f.Name, 0, "unreadable: %v", err)
+		v.bad(FileEdited, f.Name, 0, "unreadable: %v", err)
 		return
 	}
 	defer rc.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, rc)
 	if err != nil {
-		v.bad(f.Name, 0, "unreadable (%v): edited", err)
+		v.bad(FileEdited, f.Name, 0, "unreadable (%v): edited", err)
 		return
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 || n != f.Size {
-		v.bad(f.Name, 0, "edited: sha256 %s… (%d bytes), the manifest says %s… (%d bytes)", got[:12], n, short(f.SHA256), f.Size)
+		v.bad(FileEdited, f.Name, 0, "edited: sha256 %s… (%d bytes), the manifest says %s… (%d bytes)", got[:12], n, short(f.SHA256), f.Size)
 	}
 }
 
@@ -275,30 +303,30 @@ func (v *verifier) checkChain() {
 	var recs []ledger.Record
 	for off := 0; off < len(b); {
 		if len(b)-off < 4 {
-			v.bad(FileChain, 0, "edited: %d stray bytes at the end", len(b)-off)
+			v.bad(FileEdited, FileChain, 0, "edited: %d stray bytes at the end", len(b)-off)
 			break
 		}
 		n := int(binary.BigEndian.Uint32(b[off:]))
 		off += 4
 		if n > len(b)-off {
-			v.bad(FileChain, v.m.First+uint64(len(recs)), "edited: a record runs past the end of the file")
+			v.bad(FileEdited, FileChain, v.m.First+uint64(len(recs)), "edited: a record runs past the end of the file")
 			break
 		}
 		recs = append(recs, ledger.Record(b[off:off+n]))
 		off += n
 	}
 	if len(recs) == 0 {
-		v.bad(FileChain, 0, "no records")
+		v.bad(FileEdited, FileChain, 0, "no records")
 		return
 	}
 	first := v.m.First
 	anchor, err := recs[0].Prev()
 	if err != nil {
-		v.bad(FileChain, first, "edited: %v", err)
+		v.bad(RecordEdited, FileChain, first, "edited: %v", err)
 		return
 	}
 	if hex.EncodeToString(anchor[:]) != v.m.Anchor {
-		v.bad(FileChain, first, "the first record's prev is %s…, the manifest's anchor %s…", hex.EncodeToString(anchor[:6]), short(v.m.Anchor))
+		v.bad(LinkBroken, FileChain, first, "the first record's prev is %s…, the manifest's anchor %s…", hex.EncodeToString(anchor[:6]), short(v.m.Anchor))
 	}
 	c := ledger.Chain{Pub: v.pub, AllSignatures: true, Device: v.m.Device, Epoch: v.m.Epoch, Seq: first - 1, Head: anchor}
 	const batch = 4096
@@ -306,9 +334,9 @@ func (v *verifier) checkChain() {
 		if err := c.Append(recs[i:min(i+batch, len(recs))]); err != nil {
 			var p *ledger.Problem
 			if errors.As(err, &p) {
-				v.bad(FileChain, p.Seq, "%v", describe(p.Err))
+				v.bad(chainCode(p.Err), FileChain, p.Seq, "%v", describe(p.Err))
 			} else {
-				v.bad(FileChain, 0, "%v", err)
+				v.bad(RecordEdited, FileChain, 0, "%v", err)
 			}
 			return
 		}
@@ -316,15 +344,24 @@ func (v *verifier) checkChain() {
 	}
 	v.res.Records = len(recs)
 	if c.Seq != v.m.Last {
-		v.bad(FileChain, c.Seq, "the segment ends at seq %d, the manifest's head is seq %d: records removed or added", c.Seq, v.m.Last)
+		v.bad(HeadMismatch, FileChain, c.Seq, "the segment ends at seq %d, the manifest's head is seq %d: records removed or added", c.Seq, v.m.Last)
 	}
 	if got := hex.EncodeToString(c.Head[:]); got != v.m.HeadHash {
-		v.bad(FileChain, c.Seq, "the head hash does not match: the records hash to %s…, the manifest says %s…", got[:12], short(v.m.HeadHash))
+		v.bad(HeadMismatch, FileChain, c.Seq, "the head hash does not match: the records hash to %s…, the manifest says %s…", got[:12], short(v.m.HeadHash))
 	}
 	v.records = make(map[uint64]ledger.Record, len(recs))
 	for i, r := range recs {
 		v.records[first+uint64(i)] = r
 	}
+}
+
+// chainCode is the problem code of a ledger.Chain error.
+func chainCode(err error) Code {
+	switch {
+	case errors.Is(err, ledger.ErrBrokenLink):
+		return LinkBroken
+	}
+	return RecordEdited
 }
 
 func describe(err error) string {
@@ -349,7 +386,7 @@ func (v *verifier) selection() ([]ledger.Event, [][]byte) {
 		}
 		e, err := r.Event()
 		if err != nil {
-			v.bad(FileChain, seq, "undecodable: %v", err)
+			v.bad(RecordEdited, FileChain, seq, "undecodable: %v", err)
 			continue
 		}
 		if v.m.Filter.Match(&e) {
@@ -376,11 +413,11 @@ func (v *verifier) checkJSONL(evs []ledger.Event, bodies [][]byte) {
 	for i := 0; i < max(len(lines), len(bodies)); i++ {
 		switch {
 		case i >= len(lines):
-			v.bad(FileEventsJSL, evs[i].Seq, "line %d removed", i+1)
+			v.bad(EventsEdited, FileEventsJSL, evs[i].Seq, "line %d removed", i+1)
 		case i >= len(bodies):
-			v.bad(FileEventsJSL, 0, "line %d added", i+1)
+			v.bad(EventsEdited, FileEventsJSL, 0, "line %d added", i+1)
 		case !bytes.Equal(lines[i], bodies[i]):
-			v.bad(FileEventsJSL, evs[i].Seq, "line %d edited: it differs from the signed record", i+1)
+			v.bad(EventsEdited, FileEventsJSL, evs[i].Seq, "line %d edited: it differs from the signed record", i+1)
 		}
 	}
 }
@@ -393,7 +430,7 @@ func (v *verifier) checkCSV(evs []ledger.Event) {
 	var names map[string]string
 	if nb := v.read(FileNames); nb != nil {
 		if err := json.Unmarshal(nb, &names); err != nil {
-			v.bad(FileNames, 0, "edited: %v", err)
+			v.bad(FileEdited, FileNames, 0, "edited: %v", err)
 		}
 	}
 	zone, err := time.LoadLocation(v.m.Zone)
@@ -413,20 +450,20 @@ func (v *verifier) checkCSV(evs []ledger.Event) {
 		err = ew.Flush()
 	}
 	if err != nil {
-		v.bad(FileEventsCSV, 0, "cannot be rebuilt: %v", err)
+		v.bad(EventsEdited, FileEventsCSV, 0, "cannot be rebuilt: %v", err)
 		return
 	}
 	if bytes.Equal(got, want.Bytes()) {
 		return
 	}
 	if !bytes.HasPrefix(got, []byte(BOM)) {
-		v.bad(FileEventsCSV, 0, "edited: the UTF-8 byte-order mark is gone")
+		v.bad(EventsEdited, FileEventsCSV, 0, "edited: the UTF-8 byte-order mark is gone")
 		return
 	}
 	gr, err1 := readCSV(got[len(BOM):])
 	wr, err2 := readCSV(want.Bytes()[len(BOM):])
 	if err1 != nil || err2 != nil {
-		v.bad(FileEventsCSV, 0, "edited: not CSV any more (%v)", errors.Join(err1, err2))
+		v.bad(EventsEdited, FileEventsCSV, 0, "edited: not CSV any more (%v)", errors.Join(err1, err2))
 		return
 	}
 	hdr := wr[0]
@@ -438,9 +475,9 @@ func (v *verifier) checkCSV(evs []ledger.Event) {
 		}
 		switch {
 		case i >= len(gr):
-			v.bad(FileEventsCSV, seq, "row %d removed", i+1)
+			v.bad(EventsEdited, FileEventsCSV, seq, "row %d removed", i+1)
 		case i >= len(wr):
-			v.bad(FileEventsCSV, 0, "row %d added", i+1)
+			v.bad(EventsEdited, FileEventsCSV, 0, "row %d added", i+1)
 		case !slices.Equal(gr[i], wr[i]):
 			var cols []string
 			for j := 0; j < max(len(gr[i]), len(wr[i])); j++ {
@@ -456,17 +493,17 @@ func (v *verifier) checkCSV(evs []ledger.Event) {
 			if i > 0 {
 				what = fmt.Sprintf("row %d", i+1)
 			}
-			v.bad(FileEventsCSV, seq, "%s edited: %s", what, strings.Join(cols, ", "))
+			v.bad(EventsEdited, FileEventsCSV, seq, "%s edited: %s", what, strings.Join(cols, ", "))
 		default:
 			continue
 		}
 		if n++; n == 20 {
-			v.bad(FileEventsCSV, 0, "more rows differ")
+			v.bad(EventsEdited, FileEventsCSV, 0, "more rows differ")
 			return
 		}
 	}
 	if n == 0 {
-		v.bad(FileEventsCSV, 0, "edited: the quoting or line endings differ from the records'")
+		v.bad(EventsEdited, FileEventsCSV, 0, "edited: the quoting or line endings differ from the records'")
 	}
 }
 
@@ -494,25 +531,25 @@ func (v *verifier) checkEvidence(evs []ledger.Event) {
 			name := DirEvidence + p.SHA256 + ".jpg"
 			if missing[p.SHA256] {
 				if v.files[name] != nil {
-					v.bad(FileManifest, 0, "lists %s as missing, but the bundle has it", name)
+					v.bad(ManifestEdited, FileManifest, 0, "lists %s as missing, but the bundle has it", name)
 				}
 				continue
 			}
 			f := v.files[name]
 			if f == nil {
-				v.bad(name, evs[i].Seq, "evidence removed")
+				v.bad(EvidenceRemoved, name, evs[i].Seq, "evidence removed")
 				continue
 			}
 			rc, err := f.Open()
 			if err != nil {
-				v.bad(name, evs[i].Seq, "unreadable: %v", err)
+				v.bad(EvidenceEdited, name, evs[i].Seq, "unreadable: %v", err)
 				continue
 			}
 			h := sha256.New()
 			_, err = io.Copy(h, rc)
 			rc.Close()
 			if err != nil || hex.EncodeToString(h.Sum(nil)) != p.SHA256 {
-				v.bad(name, evs[i].Seq, "evidence JPEG edited: its content no longer matches the hash the event names")
+				v.bad(EvidenceEdited, name, evs[i].Seq, "evidence JPEG edited: its content no longer matches the hash the event names")
 				continue
 			}
 			v.res.Evidence++
@@ -520,12 +557,12 @@ func (v *verifier) checkEvidence(evs []ledger.Event) {
 	}
 	for s := range missing {
 		if !referenced[s] {
-			v.bad(FileManifest, 0, "lists missing evidence %s… that no event references", short(s))
+			v.bad(ManifestEdited, FileManifest, 0, "lists missing evidence %s… that no event references", short(s))
 		}
 	}
 	for name := range v.files {
 		if s, ok := strings.CutPrefix(name, DirEvidence); ok && !referenced[strings.TrimSuffix(s, ".jpg")] {
-			v.bad(name, 0, "evidence that no exported event references")
+			v.bad(FileAdded, name, 0, "evidence that no exported event references")
 		}
 	}
 	if n := len(v.m.MissingEvidence); n > 0 {
@@ -544,13 +581,13 @@ func (v *verifier) checkReceipt() {
 	b := v.read(FileReceipt)
 	var rc Receipt
 	if err := json.Unmarshal(b, &rc); err != nil {
-		v.bad(FileReceipt, 0, "edited: %v", err)
+		v.bad(FileEdited, FileReceipt, 0, "edited: %v", err)
 		return
 	}
 	v.res.Receipt = &rc
 	if v.opt.CheckReceipt != nil {
 		if err := v.opt.CheckReceipt(rc); err != nil {
-			v.bad(FileReceipt, rc.AckedSeq, "the central signature does not verify: %v", err)
+			v.bad(ReceiptInvalid, FileReceipt, rc.AckedSeq, "the central signature does not verify: %v", err)
 		}
 	} else {
 		v.note("the receipt's central signature was not checked (no central key given)")
@@ -559,14 +596,14 @@ func (v *verifier) checkReceipt() {
 	case rc.Device != v.m.Device || rc.Epoch != v.m.Epoch:
 		v.note("the receipt is for device %s epoch %d, the bundle for %s epoch %d", rc.Device, rc.Epoch, v.m.Device, v.m.Epoch)
 	case rc.AckedSeq > v.m.Last:
-		v.bad(FileChain, rc.AckedSeq, "events removed after seq %d was acknowledged: the bundle's head is seq %d", rc.AckedSeq, v.m.Last)
+		v.bad(EventsRemoved, FileChain, rc.AckedSeq, "events removed after seq %d was acknowledged: the bundle's head is seq %d", rc.AckedSeq, v.m.Last)
 	case rc.AckedSeq < v.m.First:
 		v.note("the receipt's seq %d is before the bundle's first seq %d: not checked", rc.AckedSeq, v.m.First)
 	default:
 		r := v.records[rc.AckedSeq]
 		h := r.Hash()
 		if hex.EncodeToString(h[:]) != rc.Hash {
-			v.bad(FileChain, rc.AckedSeq, "the record differs from the one the central system acknowledged")
+			v.bad(ReceiptMismatch, FileChain, rc.AckedSeq, "the record differs from the one the central system acknowledged")
 			return
 		}
 		v.res.ReceiptChecked = true

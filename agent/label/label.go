@@ -1,6 +1,7 @@
 // Package label gives every code a person reads on the box a Chinese label first (zh-CN) and an
 // English one: the ledger's event kinds, refusal and alarm reasons, doubt flags (疑点), the
-// identification methods and the statuses of the class-hour reports. The code is kept beside the
+// identification methods, the statuses of the class-hour reports and the problems a bundle check
+// finds. The code is kept beside the
 // label, because the central system's staff search and filter by code.
 //
 // An unknown code (an event written by a newer version) is shown as the code itself, never
@@ -85,6 +86,9 @@ func Method(m string) Label { return lookup(methods, m) }
 // Status labels a status code of the class-hour reports (report.Status).
 func Status(s string) Label { return lookup(statuses, s) }
 
+// Problem labels what a bundle check found (export.Code).
+func Problem(code string) Label { return lookup(problems, code) }
+
 // Flags joins the labels of fs in lang, each with its code: "迟到 (late)、人工补签 (manual_override)".
 func Flags(fs []ledger.Flag, lang Lang) string {
 	sep := "、"
@@ -102,7 +106,7 @@ func Flags(fs []ledger.Flag, lang Lang) string {
 }
 
 // Known reports whether code has a label in the table of its kind ("kind", "reason", "flag",
-// "method", "status").
+// "method", "status", "problem").
 func Known(table, code string) bool {
 	t, ok := tables[table]
 	if !ok {
@@ -113,7 +117,7 @@ func Known(table, code string) bool {
 }
 
 var tables = map[string]map[string][2]string{
-	"kind": kinds, "reason": reasons, "flag": flags, "method": methods, "status": statuses,
+	"kind": kinds, "reason": reasons, "flag": flags, "method": methods, "status": statuses, "problem": problems,
 }
 
 var kinds = map[string][2]string{
@@ -184,4 +188,21 @@ var statuses = map[string][2]string{
 	"absent":       {"缺勤", "absent"},
 	"upcoming":     {"未开始", "not started"},
 	"not_enrolled": {"非本班学员", "not enrolled"},
+}
+
+var problems = map[string][2]string{
+	"file_added":       {"文件被添加", "file added"},
+	"file_removed":     {"文件被删除", "file removed"},
+	"file_edited":      {"文件被修改", "file edited"},
+	"manifest_edited":  {"清单被修改", "manifest edited"},
+	"key_untrusted":    {"设备公钥不是可信公钥", "device key not trusted"},
+	"record_edited":    {"事件记录被修改", "event record edited"},
+	"link_broken":      {"哈希链断开（记录被删除或插入）", "hash link broken (a record removed or inserted)"},
+	"head_mismatch":    {"链头哈希不符", "head hash does not match"},
+	"events_edited":    {"导出的事件与签名记录不符", "exported events differ from the signed records"},
+	"evidence_edited":  {"证据照片被修改", "evidence photo edited"},
+	"evidence_removed": {"证据照片被删除", "evidence photo removed"},
+	"receipt_mismatch": {"与中心回执不符", "differs from the central receipt"},
+	"events_removed":   {"中心已确认的事件被删除", "acknowledged events removed"},
+	"receipt_invalid":  {"中心回执签名无效", "central receipt signature invalid"},
 }

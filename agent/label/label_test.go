@@ -76,6 +76,7 @@ func TestEveryCodeHasALabel(t *testing.T) {
 		{"flag", "ledger", "Flag", ledgerConsts["Flag"], 10},
 		{"method", "drivers", "Method", constants(t, "../../drivers", "Method")["Method"], 5},
 		{"status", "report", "Status", constants(t, "../report", "Status")["Status"], 6},
+		{"problem", "export", "Code", constants(t, "../export", "Code")["Code"], 14},
 	}
 	for _, c := range checks {
 		if len(c.codes) < c.min {
