@@ -473,7 +473,42 @@ func TestBundleDamagedAndMissingEvidence(t *testing.T) {
 	if res.Evidence != 1 || len(m.DamagedEvidence) != 1 || m.DamagedEvidence[0] != names[0] || len(m.MissingEvidence) != 1 || m.MissingEvidence[0] != names[1] {
 		t.Errorf("got %d photos, damaged %v, missing %v; want 1, [%s], [%s]", res.Evidence, m.DamagedEvidence, m.MissingEvidence, names[0], names[1])
 	}
-	if notes := strings.Join(res.Notes, "\n"); !strings.Contains(notes, "damaged on the box") || !strings.Contains(notes, "no longer on the box") {
+	var en []string
+	for _, n := range res.Notes {
+		en = append(en, n.EN)
+	}
+	if notes := strings.Join(en, "\n"); !strings.Contains(notes, "damaged on the box") || !strings.Contains(notes, "no longer on the box") {
 		t.Errorf("notes: got %s", notes)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	f := newLedger(t)
+	path := f.bundle(t, export.BundleOptions{})
+	res, err := export.VerifyFile(path, export.VerifyOptions{Key: f.pub()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	res.Describe(&b, label.ZH)
+	if s := b.String(); !strings.HasPrefix(s, "完好：设备 jn-0001-r101") || !strings.Contains(s, "可信公钥") || !strings.Contains(s, "说明：无中心回执") {
+		t.Errorf("intact, Chinese: got\n%s", s)
+	}
+	edited := rewrite(t, path, func(m map[string][]byte) {
+		m["events.csv"] = bytes.Replace(m["events.csv"], []byte("张三"), []byte("张四"), 1)
+	})
+	res, err = export.VerifyFile(edited, export.VerifyOptions{Key: f.pub()})
+	if err == nil {
+		t.Fatal("edited: verified")
+	}
+	b.Reset()
+	res.Describe(&b, label.ZH)
+	if s := b.String(); !strings.HasPrefix(s, "未通过：发现 2 处问题") || !strings.Contains(s, "- 导出的事件与签名记录不符 (events_edited): events.csv: seq 2: row 3 edited: 姓名 name") {
+		t.Errorf("edited, Chinese: got\n%s", s)
+	}
+	b.Reset()
+	res.Describe(&b, label.EN)
+	if s := b.String(); !strings.HasPrefix(s, "NOT INTACT: 2 problems") || !strings.Contains(s, "file edited (file_edited)") {
+		t.Errorf("edited, English: got\n%s", s)
 	}
 }

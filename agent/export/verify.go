@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 )
 
@@ -107,8 +108,8 @@ type Result struct {
 	// the segment and the record there has the acknowledged hash.
 	Receipt        *Receipt
 	ReceiptChecked bool
-	// Notes say what the check could not establish.
-	Notes    []string
+	// Notes say what the check could not establish, in Chinese and English.
+	Notes    []label.Label
 	Problems []Problem
 }
 
@@ -164,8 +165,8 @@ func (v *verifier) bad(code Code, file string, seq uint64, format string, a ...a
 	v.res.Problems = append(v.res.Problems, Problem{Code: code, File: file, Seq: seq, What: fmt.Sprintf(format, a...)})
 }
 
-func (v *verifier) note(format string, a ...any) {
-	v.res.Notes = append(v.res.Notes, fmt.Sprintf(format, a...))
+func (v *verifier) note(code, zh, en string, a ...any) {
+	v.res.Notes = append(v.res.Notes, label.Label{Code: code, ZH: fmt.Sprintf(zh, a...), EN: fmt.Sprintf(en, a...)})
 }
 
 func (v *verifier) progress(stage string, done, total int64) {
@@ -225,7 +226,7 @@ func (v *verifier) run() {
 		v.pub = v.opt.Key
 		v.res.KeyTrusted = true
 	} else {
-		v.note("no trusted key given: checked with the bundle's own device.pub; compare its fingerprint with the central system's")
+		v.note("key_from_bundle", "未提供可信公钥：已用包内 device.pub 核验；请将其指纹与中心系统的设备公钥核对", "no trusted key given: checked with the bundle's own device.pub; compare its fingerprint with the central system's")
 	}
 	if v.pub == nil {
 		return
@@ -396,7 +397,7 @@ func (v *verifier) selection() ([]ledger.Event, [][]byte) {
 		}
 	}
 	if v.m.First > 1 {
-		v.note("the bundle holds seq %d to %d; events before seq %d are not in it", v.m.First, v.m.Last, v.m.First)
+		v.note("segment", "本包含序号 %d 至 %d 的记录；序号 %d 之前的事件不在包内", "the bundle holds seq %d to %d; events before seq %d are not in it", v.m.First, v.m.Last, v.m.First)
 	}
 	return evs, bodies
 }
@@ -566,16 +567,16 @@ func (v *verifier) checkEvidence(evs []ledger.Event) {
 		}
 	}
 	if n := len(v.m.MissingEvidence); n > 0 {
-		v.note("%d evidence photos were no longer on the box (deleted after the central system acknowledged them)", n)
+		v.note("evidence_missing", "%d 张证据照片已不在设备上（中心确认后按预算删除）", "%d evidence photos were no longer on the box (deleted after the central system acknowledged them)", n)
 	}
 	if n := len(v.m.DamagedEvidence); n > 0 {
-		v.note("%d evidence photos were damaged on the box and left out: %s", n, strings.Join(v.m.DamagedEvidence, " "))
+		v.note("evidence_damaged", "%d 张证据照片在设备上已损坏，未放入本包：%s", "%d evidence photos were damaged on the box and left out: %s", n, strings.Join(v.m.DamagedEvidence, " "))
 	}
 }
 
 func (v *verifier) checkReceipt() {
 	if v.files[FileReceipt] == nil {
-		v.note("no central receipt: events recorded after the last one the central system holds could have been removed before this bundle was made")
+		v.note("no_receipt", "无中心回执：中心系统尚未收到的事件可能在制作本包之前被删除", "no central receipt: events recorded after the last one the central system holds could have been removed before this bundle was made")
 		return
 	}
 	b := v.read(FileReceipt)
@@ -590,15 +591,15 @@ func (v *verifier) checkReceipt() {
 			v.bad(ReceiptInvalid, FileReceipt, rc.AckedSeq, "the central signature does not verify: %v", err)
 		}
 	} else {
-		v.note("the receipt's central signature was not checked (no central key given)")
+		v.note("receipt_unchecked", "未核验中心回执的签名（未提供中心公钥）", "the receipt's central signature was not checked (no central key given)")
 	}
 	switch {
 	case rc.Device != v.m.Device || rc.Epoch != v.m.Epoch:
-		v.note("the receipt is for device %s epoch %d, the bundle for %s epoch %d", rc.Device, rc.Epoch, v.m.Device, v.m.Epoch)
+		v.note("receipt_other", "回执属于设备 %s 纪元 %d，本包属于 %s 纪元 %d", "the receipt is for device %s epoch %d, the bundle for %s epoch %d", rc.Device, rc.Epoch, v.m.Device, v.m.Epoch)
 	case rc.AckedSeq > v.m.Last:
 		v.bad(EventsRemoved, FileChain, rc.AckedSeq, "events removed after seq %d was acknowledged: the bundle's head is seq %d", rc.AckedSeq, v.m.Last)
 	case rc.AckedSeq < v.m.First:
-		v.note("the receipt's seq %d is before the bundle's first seq %d: not checked", rc.AckedSeq, v.m.First)
+		v.note("receipt_before", "回执序号 %d 早于本包首个序号 %d：未核对", "the receipt's seq %d is before the bundle's first seq %d: not checked", rc.AckedSeq, v.m.First)
 	default:
 		r := v.records[rc.AckedSeq]
 		h := r.Hash()
@@ -607,6 +608,48 @@ func (v *verifier) checkReceipt() {
 			return
 		}
 		v.res.ReceiptChecked = true
-		v.note("events after seq %d (acknowledged %s) are not yet witnessed by the central system", rc.AckedSeq, rc.At.Format(time.RFC3339))
+		v.note("after_receipt", "序号 %d（%s 确认）之后的事件尚未经中心系统见证", "events after seq %d (acknowledged %s) are not yet witnessed by the central system", rc.AckedSeq, rc.At.Format(time.RFC3339))
 	}
+}
+
+// Describe writes the result for a person in lang: the verdict, what was checked, every problem
+// with its label and detail, and what the check could not establish.
+func (r *Result) Describe(w io.Writer, lang label.Lang) error {
+	zh := lang != label.EN
+	t := func(z, e string) string {
+		if zh {
+			return z
+		}
+		return e
+	}
+	var b strings.Builder
+	m := r.Manifest
+	if len(r.Problems) == 0 {
+		fmt.Fprintf(&b, t("完好：设备 %s 纪元 %d，记录 seq %d–%d（每条签名均已核验），导出事件 %d 条，证据照片 %d 张\n",
+			"intact: device %s epoch %d, records seq %d-%d (every signature checked), %d events exported, %d evidence photos\n"),
+			m.Device, m.Epoch, m.First, m.Last, r.Events, r.Evidence)
+	} else {
+		fmt.Fprintf(&b, t("未通过：发现 %d 处问题\n", "NOT INTACT: %d problems\n"), len(r.Problems))
+		for _, p := range r.Problems {
+			fmt.Fprintf(&b, "- %s: %s\n", label.Problem(string(p.Code)).Coded(lang), p)
+		}
+	}
+	if m.HeadHash != "" {
+		fmt.Fprintf(&b, t("链头哈希 %s（请与中心系统核对）\n", "head hash %s (compare with the central system)\n"), m.HeadHash)
+	}
+	if r.KeyFingerprint != "" {
+		src := t("包内公钥", "the bundle's own key")
+		if r.KeyTrusted {
+			src = t("可信公钥", "the trusted key")
+		}
+		fmt.Fprintf(&b, t("设备公钥指纹 %s（%s）\n", "device key fingerprint %s (%s)\n"), r.KeyFingerprint, src)
+	}
+	if r.ReceiptChecked {
+		fmt.Fprintf(&b, t("中心回执：seq %d 与中心确认的记录一致\n", "central receipt: seq %d matches the record the central system acknowledged\n"), r.Receipt.AckedSeq)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, t("说明：%s\n", "note: %s\n"), n.In(lang))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
