@@ -512,3 +512,17 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("edited, English: got\n%s", s)
 	}
 }
+
+// A filter that selects nothing still makes a bundle that verifies: the head record alone.
+func TestBundleOfNothing(t *testing.T) {
+	f := newLedger(t)
+	path := f.bundle(t, export.BundleOptions{Filter: ledger.Filter{Since: time.Date(2030, 1, 1, 0, 0, 0, 0, cst)}})
+	res, err := export.VerifyFile(path, export.VerifyOptions{Key: f.pub()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _ := f.s.Head()
+	if res.Events != 0 || res.Records != 1 || res.Manifest.First != head {
+		t.Errorf("got %d events, %d records from seq %d; want 0, the head record %d alone", res.Events, res.Records, res.Manifest.First, head)
+	}
+}

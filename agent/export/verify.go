@@ -326,6 +326,9 @@ func (v *verifier) checkChain() {
 		v.bad(RecordEdited, FileChain, first, "edited: %v", err)
 		return
 	}
+	if first == 1 && anchor != ledger.ZeroHash {
+		v.bad(LinkBroken, FileChain, first, "the first record of the epoch names a previous record")
+	}
 	if hex.EncodeToString(anchor[:]) != v.m.Anchor {
 		v.bad(LinkBroken, FileChain, first, "the first record's prev is %s…, the manifest's anchor %s…", hex.EncodeToString(anchor[:6]), short(v.m.Anchor))
 	}
