@@ -29,6 +29,9 @@ import (
 
 var cst = time.FixedZone("Asia/Shanghai", 8*3600)
 
+// The store is what a bundle is written from.
+var _ export.Ledger = (*store.Store)(nil)
+
 func tinyJPEG(t testing.TB, shade uint8) []byte {
 	t.Helper()
 	img := image.NewGray(image.Rect(0, 0, 16, 16))
