@@ -186,7 +186,7 @@ var statuses = map[string][2]string{
 	"in_progress":  {"在课", "in class"},
 	"no_sign_out":  {"未签退", "no sign-out"},
 	"absent":       {"缺勤", "absent"},
-	"upcoming":     {"未开始", "not started"},
+	"upcoming":     {"未签到", "not signed in yet"},
 	"not_enrolled": {"非本班学员", "not enrolled"},
 }
 

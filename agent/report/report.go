@@ -85,7 +85,7 @@ const (
 	StatusInProgress  Status = "in_progress"  // signed in, the sign-out window still open
 	StatusNoSignOut   Status = "no_sign_out"  // signed in, the sign-out window closed without a sign-out: no hours
 	StatusAbsent      Status = "absent"       // no sign-in, and the sign-in window has closed
-	StatusUpcoming    Status = "upcoming"     // no sign-in yet, and the sign-in window is not closed
+	StatusUpcoming    Status = "upcoming"     // no sign-in yet, and the sign-in window has not closed
 	StatusNotEnrolled Status = "not_enrolled" // signed in, but not in the session's class in this roster
 )
 
