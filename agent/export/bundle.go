@@ -413,8 +413,9 @@ func Write(w io.Writer, src Ledger, opt BundleOptions) (Manifest, error) {
 // (damaged on the box's disk) is left out and listed in the manifest, so that one bad photo never
 // stops an inspector taking the rest.
 func (b *bundleWriter) evidence(name string, open func(string) (io.ReadCloser, error), m *Manifest) error {
-	if !validSHA(name) {
-		return fmt.Errorf("export: evidence name %q is not a hex SHA-256", name)
+	if !validSHA(name) { // not a name the store gives: never opened, listed as damaged
+		m.DamagedEvidence = append(m.DamagedEvidence, name)
+		return nil
 	}
 	f, err := open(name)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -467,14 +467,20 @@ func TestBundleDamagedAndMissingEvidence(t *testing.T) {
 	if err := os.Remove(f.s.EvidencePath(names[1])); err != nil {
 		t.Fatal(err)
 	}
+	// An event naming evidence by something that is not a SHA-256 (never opened).
+	if _, err := f.s.Append(ledger.Event{Kind: ledger.Alarm, Note: "odd", Time: ledger.Clock{Wall: time.Now()},
+		Evidence: []ledger.Photo{{SHA256: "../../etc/passwd", Kind: "frame"}}}); err != nil {
+		t.Fatal(err)
+	}
 	path := f.bundle(t, export.BundleOptions{})
 	res, err := export.VerifyFile(path, export.VerifyOptions{Key: f.pub()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := res.Manifest
-	if res.Evidence != 1 || len(m.DamagedEvidence) != 1 || m.DamagedEvidence[0] != names[0] || len(m.MissingEvidence) != 1 || m.MissingEvidence[0] != names[1] {
-		t.Errorf("got %d photos, damaged %v, missing %v; want 1, [%s], [%s]", res.Evidence, m.DamagedEvidence, m.MissingEvidence, names[0], names[1])
+	if res.Evidence != 1 || len(m.DamagedEvidence) != 2 || m.DamagedEvidence[0] != names[0] || m.DamagedEvidence[1] != "../../etc/passwd" ||
+		len(m.MissingEvidence) != 1 || m.MissingEvidence[0] != names[1] {
+		t.Errorf("got %d photos, damaged %v, missing %v; want 1, [%s ../../etc/passwd], [%s]", res.Evidence, m.DamagedEvidence, m.MissingEvidence, names[0], names[1])
 	}
 	var en []string
 	for _, n := range res.Notes {
