@@ -140,9 +140,14 @@ type Attendance struct {
 	// beyond the first sign-in and sign-out, which are ignored.
 	Duplicates int
 	Extra      int
+	// Spot counts the session's spot checks that saw the trainee, did not, or were unsure.
+	Spot SpotTally
 
 	from, to time.Time // the credited interval before overlaps are taken out
 }
+
+// SpotTally counts a trainee's outcomes in a session's spot checks.
+type SpotTally struct{ Seen, NotSeen, Unsure int }
 
 // SpotCheck is the result of one random spot check by the room camera (三(三)).
 type SpotCheck struct {

@@ -327,6 +327,9 @@ func TestTodayAndMidnight(t *testing.T) {
 	if len(sh.SpotChecks) != 1 || sh.SpotChecks[0].Headcount != 1 || !slices.Equal(sh.SpotChecks[0].NotSeen, []string{"T2"}) {
 		t.Errorf("spot checks: got %+v, want one with headcount 1, T2 not seen", sh.SpotChecks)
 	}
+	if got := [2]report.SpotTally{find(t, sh, "T1").Spot, find(t, sh, "T2").Spot}; got != [2]report.SpotTally{{Seen: 1}, {NotSeen: 1}} {
+		t.Errorf("spot tallies of T1, T2: got %+v, want T1 seen once, T2 not seen once", got)
+	}
 	// The 27th has all four sessions of class C1 and the welding one.
 	d = report.DayOf(b.evs, fixture(), at(12, 0), report.Options{Zone: cst, Now: at(24, 20)})
 	var ids []string

@@ -93,6 +93,18 @@ func (w *world) compute(x *index, sessions []*roster.Session, opt Options) map[s
 			}
 			rows = append(rows, &at)
 		}
+		for _, sc := range x.spot[s.ID] {
+			for _, at := range rows {
+				switch {
+				case slices.Contains(sc.Seen, at.Trainee):
+					at.Spot.Seen++
+				case slices.Contains(sc.NotSeen, at.Trainee):
+					at.Spot.NotSeen++
+				case slices.Contains(sc.Unsure, at.Trainee):
+					at.Spot.Unsure++
+				}
+			}
+		}
 		for _, at := range rows {
 			if at.Credited > 0 {
 				byTrainee[at.Trainee] = append(byTrainee[at.Trainee], at)
