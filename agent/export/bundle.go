@@ -17,7 +17,6 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 )
 
@@ -29,6 +28,7 @@ const (
 	FileEventsJSL = "events.jsonl" // one line per exported event: its signed body, byte for byte
 	FileChain     = "chain.bin"    // the chain segment: each record as a 4-byte big-endian length and its bytes
 	FileNames     = "names.json"   // trainee ID -> name, for the trainees in events.csv
+	FileWords     = "words.json"   // the header and labels events.csv was written with (Words)
 	FilePublicKey = "device.pub"   // the device public key, PEM
 	FileReceipt   = "receipt.json" // the latest central receipt, if one was given
 	DirEvidence   = "evidence/"    // evidence/<sha256>.jpg
@@ -373,6 +373,13 @@ func Write(w io.Writer, src Ledger, opt BundleOptions) (Manifest, error) {
 		}
 	}
 
+	wb, err := json.MarshalIndent(ew.Words(), "", "  ")
+	if err != nil {
+		return m, fmt.Errorf("export: words: %w", err)
+	}
+	if err := b.file(FileWords, wb); err != nil {
+		return m, err
+	}
 	nb, err := json.MarshalIndent(names, "", "  ")
 	if err != nil {
 		return m, fmt.Errorf("export: names: %w", err)
@@ -450,14 +457,6 @@ func validSHA(s string) bool {
 		}
 	}
 	return true
-}
-
-// langOf reads a manifest's language.
-func langOf(s string) label.Lang {
-	if s == string(label.EN) {
-		return label.EN
-	}
-	return label.ZH
 }
 
 func parsePEMKey(b []byte) (ed25519.PublicKey, error) {

@@ -375,6 +375,9 @@ func TestBundleEditsAreNamed(t *testing.T) {
 		{"an evidence JPEG removed", func(m map[string][]byte) { delete(m, photo) }, nil, export.EvidenceRemoved, photo, "evidence removed"},
 		{"a file added", func(m map[string][]byte) { m["evidence/extra.jpg"] = tinyJPEG(t, 9) }, nil, export.FileAdded, "evidence/extra.jpg", "file added"},
 		{"the names file removed", func(m map[string][]byte) { delete(m, "names.json") }, nil, export.FileRemoved, "names.json", "file removed"},
+		{"a label edited in the words", func(m map[string][]byte) {
+			m["words.json"] = bytes.Replace(m["words.json"], []byte("签到"), []byte("签退"), 1)
+		}, nil, export.FileEdited, "words.json", "edited"},
 		{"an event record edited in the chain", func(m map[string][]byte) {
 			recs := frames(m["chain.bin"])
 			recs[4] = bytes.Replace(recs[4], []byte(`"unknown_trainee"`), []byte(`"unidentified"   `), 1)

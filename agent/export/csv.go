@@ -7,8 +7,8 @@
 // The bundle (Write) is one zip an inspector takes away: the events as CSV and as JSON lines, the
 // evidence JPEGs they reference, the chain segment (the raw signed records from the first event
 // exported to the ledger's head, so the segment links to the head hash), the latest central
-// receipt, the device public key, the trainees' names, and a manifest with the SHA-256 of every
-// file, signed with the device key. Verify checks it offline on another machine and names every
+// receipt, the device public key, the trainees' names, the words the CSV was written with, and a
+// manifest with the SHA-256 of every file, signed with the device key. Verify checks it offline on another machine and names every
 // change: a file added, removed or edited, an event record altered, a chain link broken, the head
 // hash not matching, an evidence JPEG edited, a CSV cell changed.
 //
@@ -118,36 +118,86 @@ type EventWriter struct {
 	cw  *csv.Writer
 	opt Options
 	row []string
+	w   *Words
 }
+
+// Words are the words of an events CSV in one language: its header and the labels of the codes
+// it shows. A bundle carries the words its CSV was written with (words.json), so that Verify
+// rebuilds the CSV with them, and a bundle made by this version verifies under a later one whose
+// labels read differently.
+type Words struct {
+	Lang    label.Lang        `json:"lang"`
+	Header  []string          `json:"header"`
+	Yes     string            `json:"yes"`
+	No      string            `json:"no"`
+	Kinds   map[string]string `json:"kinds"`
+	Reasons map[string]string `json:"reasons"`
+	Flags   map[string]string `json:"flags"`
+	Methods map[string]string `json:"methods"`
+
+	fixed bool // the words came from a bundle: a code without a word is shown as the code
+}
+
+func newWords(opt Options) *Words {
+	h := header(eventColumns, opt.Lang)
+	h[1] += " (" + zoneName(opt.Zone) + ")"
+	return &Words{Lang: opt.Lang, Header: h, Yes: yesNo(true, opt.Lang), No: yesNo(false, opt.Lang),
+		Kinds: map[string]string{}, Reasons: map[string]string{}, Flags: map[string]string{}, Methods: map[string]string{}}
+}
+
+// word looks a code up, recording the label it gives unless the words are fixed.
+func (w *Words) word(m map[string]string, code string, l func(string) label.Label) string {
+	if v, ok := m[code]; ok {
+		return v
+	}
+	if w.fixed {
+		return code
+	}
+	v := l(code).In(w.Lang)
+	m[code] = v
+	return v
+}
+
+func kindLabel(c string) label.Label   { return label.Kind(ledger.Kind(c)) }
+func reasonLabel(c string) label.Label { return label.Reason(ledger.Reason(c)) }
+func flagLabel(c string) label.Label   { return label.Flag(ledger.Flag(c)) }
 
 // NewEventWriter writes the byte-order mark and the header row, and returns a writer for the
 // rows.
 func NewEventWriter(w io.Writer, opt Options) (*EventWriter, error) {
 	opt = opt.withDefaults()
+	return newEventWriter(w, opt, newWords(opt))
+}
+
+func newEventWriter(w io.Writer, opt Options, words *Words) (*EventWriter, error) {
 	if _, err := io.WriteString(w, BOM); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	ew := &EventWriter{cw: newCSV(w), opt: opt, row: make([]string, len(eventColumns))}
-	h := header(eventColumns, opt.Lang)
-	h[1] += " (" + zoneName(opt.Zone) + ")"
-	if err := ew.cw.Write(h); err != nil {
+	ew := &EventWriter{cw: newCSV(w), opt: opt, row: make([]string, len(eventColumns)), w: words}
+	if err := ew.cw.Write(words.Header); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	return ew, nil
 }
+
+// Words are the words the writer has used so far.
+func (ew *EventWriter) Words() *Words { return ew.w }
 
 // zoneName is a zone as a header names it: "Asia/Shanghai".
 func zoneName(z *time.Location) string { return z.String() }
 
 // Write writes one event.
 func (ew *EventWriter) Write(e *ledger.Event) error {
-	lang := ew.opt.Lang
+	w := ew.w
 	r := ew.row
 	r[0] = strconv.FormatUint(e.Seq, 10)
 	r[1] = e.Time.Wall.In(ew.opt.Zone).Format(TimeLayout)
-	r[2] = yesNo(e.Time.Synced, lang)
-	r[3] = string(e.Kind)
-	r[4] = label.Kind(e.Kind).In(lang)
+	r[2] = w.No
+	if e.Time.Synced {
+		r[2] = w.Yes
+	}
+	r[3] = cell(string(e.Kind))
+	r[4] = cell(w.word(w.Kinds, string(e.Kind), kindLabel))
 	r[5] = cell(e.Trainee)
 	r[6] = cell(ew.opt.Names[e.Trainee])
 	r[7] = cell(e.IDMasked)
@@ -158,7 +208,7 @@ func (ew *EventWriter) Write(e *ledger.Event) error {
 	r[12] = cell(e.Method)
 	r[13] = ""
 	if e.Method != "" {
-		r[13] = cell(label.Method(e.Method).In(lang))
+		r[13] = cell(w.word(w.Methods, e.Method, label.Method))
 	}
 	r[14] = ""
 	if e.Score != 0 {
@@ -167,10 +217,21 @@ func (ew *EventWriter) Write(e *ledger.Event) error {
 	r[15] = cell(string(e.Reason))
 	r[16] = ""
 	if e.Reason != "" {
-		r[16] = cell(label.Reason(e.Reason).In(lang))
+		r[16] = cell(w.word(w.Reasons, string(e.Reason), reasonLabel))
 	}
 	r[17] = cell(joinFlags(e.Flags))
-	r[18] = cell(flagLabels(e.Flags, lang))
+	sep := "、"
+	if w.Lang == label.EN {
+		sep = ", "
+	}
+	var fl strings.Builder
+	for i, f := range e.Flags {
+		if i > 0 {
+			fl.WriteString(sep)
+		}
+		fl.WriteString(w.word(w.Flags, string(f), flagLabel))
+	}
+	r[18] = cell(fl.String())
 	r[19] = cell(e.Operator)
 	r[20] = cell(e.Note)
 	r[21] = evidenceNames(e.Evidence)

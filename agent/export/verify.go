@@ -441,8 +441,16 @@ func (v *verifier) checkCSV(evs []ledger.Event) {
 	if err != nil {
 		zone = time.FixedZone(v.m.Zone, v.m.ZoneOffset)
 	}
+	opt := Options{Lang: label.Lang(v.m.Lang), Zone: zone, Names: names}.withDefaults()
+	words := newWords(opt)
+	if wb := v.read(FileWords); wb != nil {
+		if err := json.Unmarshal(wb, words); err != nil {
+			v.bad(FileEdited, FileWords, 0, "edited: %v", err)
+		}
+		words.fixed = true
+	}
 	var want bytes.Buffer
-	ew, err := NewEventWriter(&want, Options{Lang: langOf(v.m.Lang), Zone: zone, Names: names})
+	ew, err := newEventWriter(&want, opt, words)
 	if err == nil {
 		for i := range evs {
 			if err = ew.Write(&evs[i]); err != nil {
