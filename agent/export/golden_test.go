@@ -26,7 +26,7 @@ func goldenEvents() []ledger.Event {
 			Trainee: "T001", IDMasked: "370102********0011", Session: "S-am", Institution: "0001", Voucher: "SD2026-000123",
 			Source: "door", Method: "fingerprint", Score: 182, Flags: []ledger.Flag{ledger.FlagLate, ledger.FlagLowMargin},
 			Evidence: []ledger.Photo{{SHA256: "9f2c3b1a00000000000000000000000000000000000000000000000000000000", Kind: "crop"}},
-			Time: ledger.Clock{Wall: at(0, 45), Synced: true}},
+			Time:     ledger.Clock{Wall: at(0, 45), Synced: true}},
 		{Seq: 3, ID: "0193a1b2-0000-7000-8000-000000000003", Device: "jn-0001-r101", Epoch: 1764201600000, Kind: ledger.Refusal,
 			Reason: ledger.ReasonNoSession, Source: "door", Method: "card", Trainee: "T002", IDMasked: "370102********0021",
 			Note: "next sign-in opens 2026-11-27T13:30:00+08:00", Time: ledger.Clock{Wall: at(1, 0), Synced: false}},
