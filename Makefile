@@ -65,7 +65,7 @@ bench: deps
 	@echo "== reports: today and hours for a 200-trainee, 4-session day (target < 50 ms) vs a bare read of the same events"
 	$(GO) test -run '^$$' -bench 'TodayAndHours' -benchtime 50x ./agent/report
 	@echo "== export: a 100,000-event bundle vs the CSV export alone (target ratio >= 0.5)"
-	$(GO) test -run '^$$' -bench 'Bundle' -benchtime 2x -timeout 20m ./agent/export
+	$(GO) test -run '^$$' -bench 'Bundle' -benchtime 3x -timeout 20m ./agent/export
 
 # Each fuzz target for FUZZTIME (default 60s); crashers land in testdata/fuzz and fail `make test`.
 fuzz:
