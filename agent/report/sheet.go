@@ -29,8 +29,8 @@ func newWorld(r *roster.Roster) *world {
 		t := &r.Trainees[i]
 		w.trainees[t.ID] = t
 		w.order = append(w.order, t)
-		for _, en := range t.Enrolments {
-			if !slices.Contains(w.byClass[en.Class], t) {
+		for j, en := range t.Enrolments {
+			if !slices.ContainsFunc(t.Enrolments[:j], func(o roster.Enrolment) bool { return o.Class == en.Class }) {
 				w.byClass[en.Class] = append(w.byClass[en.Class], t)
 			}
 		}
