@@ -65,18 +65,20 @@ func ClassHours(evs []ledger.Event, r *roster.Roster, opt Options) []Hours {
 	}
 	var out []Hours
 	for _, t := range w.order {
+		// The trainee's sessions, by programme in the order first met, each in start order.
 		var progs []string
-		classesOf := map[string][]string{}
-		for _, en := range t.Enrolments {
-			for _, s := range w.all {
-				if s.Class != en.Class {
-					continue
-				}
-				if !slices.Contains(progs, s.Programme) {
+		sessions := map[string][]*roster.Session{}
+		for j, en := range t.Enrolments {
+			if slices.ContainsFunc(t.Enrolments[:j], func(o roster.Enrolment) bool { return o.Class == en.Class }) {
+				continue
+			}
+			for _, s := range w.sessionsOf[en.Class] {
+				if _, ok := sessions[s.Programme]; !ok {
 					progs = append(progs, s.Programme)
+					sessions[s.Programme] = nil
 				}
-				if !slices.Contains(classesOf[s.Programme], en.Class) {
-					classesOf[s.Programme] = append(classesOf[s.Programme], en.Class)
+				if !s.Opens().After(opt.Now) {
+					sessions[s.Programme] = append(sessions[s.Programme], s)
 				}
 			}
 		}
@@ -85,10 +87,9 @@ func ClassHours(evs []ledger.Event, r *roster.Roster, opt Options) []Hours {
 			if p := w.programmes[pid]; p != nil {
 				h.Occupation, h.Category, h.Required = p.Occupation, p.Category, p.Hours
 			}
-			for _, s := range held {
-				if s.Programme != pid || !slices.Contains(classesOf[pid], s.Class) {
-					continue
-				}
+			ss := sessions[pid]
+			slices.SortStableFunc(ss, func(a, b *roster.Session) int { return a.Start.Compare(b.Start) })
+			for _, s := range ss {
 				at := byKey[key{t.ID, s.ID}]
 				if at == nil || at.Status == StatusUpcoming {
 					continue

@@ -15,13 +15,14 @@ type world struct {
 	sessions   map[string]*roster.Session
 	programmes map[string]*roster.Programme
 	byClass    map[string][]*roster.Trainee // enrolled trainees of a class, in roster order
+	sessionsOf map[string][]*roster.Session // sessions of a class, in start order
 	all        []*roster.Session            // in start order
 	order      []*roster.Trainee
 }
 
 func newWorld(r *roster.Roster) *world {
 	w := &world{trainees: map[string]*roster.Trainee{}, sessions: map[string]*roster.Session{},
-		programmes: map[string]*roster.Programme{}, byClass: map[string][]*roster.Trainee{}}
+		programmes: map[string]*roster.Programme{}, byClass: map[string][]*roster.Trainee{}, sessionsOf: map[string][]*roster.Session{}}
 	if r == nil {
 		return w
 	}
@@ -41,6 +42,9 @@ func newWorld(r *roster.Roster) *world {
 		w.all = append(w.all, s)
 	}
 	slices.SortStableFunc(w.all, func(a, b *roster.Session) int { return a.Start.Compare(b.Start) })
+	for _, s := range w.all {
+		w.sessionsOf[s.Class] = append(w.sessionsOf[s.Class], s)
+	}
 	for i := range r.Programmes {
 		w.programmes[r.Programmes[i].ID] = &r.Programmes[i]
 	}
