@@ -145,3 +145,20 @@ func TestParseLang(t *testing.T) {
 		t.Errorf("ParseLang(fr): got %v, want a label: error", err)
 	}
 }
+
+// FuzzParseLang: a ?lang= value from a browser is either a known language or an error, and the
+// language returned is always one the labels have.
+func FuzzParseLang(f *testing.F) {
+	for _, s := range []string{"", "zh", "zh-CN", "en", "en-GB", "fr", "\x00", "ZH_cn"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := label.ParseLang(s)
+		if l != label.ZH && l != label.EN {
+			t.Fatalf("ParseLang(%q): got %q, want zh-CN or en", s, l)
+		}
+		if err != nil && l != label.ZH {
+			t.Fatalf("ParseLang(%q): an error with %q, want the Chinese default", s, l)
+		}
+	})
+}
