@@ -106,7 +106,14 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 			a.log.Error("looking up a reading's key", "source", rd.Source, "err", err)
 		} else if ok {
 			// A device resent a reading the ledger holds: recorded once, answered as recorded.
+			// Photos it brings now (a terminal uploads them after the punch) are attached to the
+			// recorded event by an event of their own: nothing is rewritten.
 			a.log.Debug("resent reading already recorded", "source", rd.Source, "key", rd.Key, "seq", seq)
+			if len(rd.Evidence) > 0 {
+				if err := a.attach(rd, seq, h); errors.Is(err, store.ErrFatal) {
+					return err
+				}
+			}
 			if rq.reply != nil {
 				rq.reply <- checkin.Outcome{Note: fmt.Sprintf("already recorded as seq %d", seq)}
 			}
@@ -146,6 +153,41 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 	}
 	a.tell(rd.Source, out)
 	return nil
+}
+
+// attach records the photos of a resent reading that its recorded event (seq) lacks: a terminal
+// uploads a punch's photo after the punch. The attachment refers to the event; nothing is
+// rewritten. A resend with no new photo records nothing.
+func (a *Agent) attach(rd drivers.Reading, seq uint64, h *checkin.History) error {
+	recs, err := a.st.Range(seq, 1)
+	if err != nil || len(recs) == 0 {
+		a.log.Error("attaching photos: the recorded event cannot be read", "seq", seq, "err", err)
+		return err
+	}
+	orig, err := recs[0].Record.Event()
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, p := range orig.Evidence {
+		have[p.SHA256] = true
+	}
+	e := ledger.Event{Kind: ledger.Attachment, Time: a.now().Clock, Source: rd.Source, Trainee: orig.Trainee,
+		IDMasked: orig.IDMasked, Session: orig.Session, Ref: orig.ID, Detail: fmt.Sprintf("photos for seq %d", seq)}
+	for _, ev := range rd.Evidence {
+		if !have[ev.SHA256] {
+			e.Evidence = append(e.Evidence, ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size})
+		}
+	}
+	if len(e.Evidence) == 0 {
+		return nil
+	}
+	e.Key = rd.Key + "#" + e.Evidence[0].SHA256
+	if _, ok, _ := a.st.RecordedKey(e.Key); ok {
+		return nil // attached already
+	}
+	_, err = a.record(e, h)
+	return err
 }
 
 // done tells a reading's source, if it asked (Reading.Done), what became of it.

@@ -130,14 +130,26 @@ func TestSourceSeams(t *testing.T) {
 	if v := <-verdicts; v != drivers.Recorded {
 		t.Fatalf("sighting: Done got %v, want recorded", v)
 	}
+	// Photos that come after the recorded punch (a terminal's usual order) are attached to it by
+	// an attachment event that refers to it; the sign-in itself is not rewritten.
+	late, err := env.Evidence.PutEvidence(drivers.Frame, []byte("\xff\xd8 the terminal's capture \xff\xd9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Push(drivers.Reading{Method: drivers.Face, Subject: "T001", Key: rd.Key, Evidence: []drivers.EvidenceRef{late}, Done: doneFn})
+	if v := <-verdicts; v != drivers.Recorded {
+		t.Fatalf("late photo: Done got %v, want recorded", v)
+	}
 	f.Push(drivers.Reading{Method: drivers.Face, Subject: "T999", Done: doneFn})
 	if v := <-verdicts; v != drivers.Refused {
 		t.Fatalf("unknown trainee: Done got %v, want refused", v)
 	}
 
-	var signIns, refusals []ledger.Event
+	var signIns, refusals, attachments []ledger.Event
 	for _, e := range allEvents(t, client) {
 		switch e.Kind {
+		case ledger.Attachment:
+			attachments = append(attachments, e)
 		case ledger.SignIn:
 			signIns = append(signIns, e)
 		case ledger.Refusal:
@@ -151,6 +163,9 @@ func TestSourceSeams(t *testing.T) {
 	if e.Trainee != "T001" || e.Key != rd.Key || len(e.Evidence) != 1 || e.Evidence[0].SHA256 != ref.SHA256 || e.Evidence[0].Kind != "crop" ||
 		!e.HasFlag("terminal_clock_off") {
 		t.Errorf("sign-in: got %+v, want T001 with the key, the crop and the source's flag", e)
+	}
+	if len(attachments) != 1 || attachments[0].Ref != e.ID || len(attachments[0].Evidence) != 1 || attachments[0].Evidence[0].SHA256 != late.SHA256 {
+		t.Errorf("attachments: got %+v, want one naming the sign-in %s with the late photo", attachments, e.ID)
 	}
 	if len(refusals) != 1 || refusals[0].Reason != ledger.ReasonUnknownTrainee {
 		t.Errorf("refusals: got %+v, want one unknown_trainee", refusals)

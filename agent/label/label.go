@@ -130,6 +130,7 @@ var kinds = map[string][2]string{
 	"alarm":           {"告警", "alarm"},
 	"spot_check":      {"随机抽查", "spot check"},
 	"inspection":      {"现场检查", "inspection"},
+	"attachment":      {"补传证据照片", "photos sent after the event"},
 }
 
 var reasons = map[string][2]string{
@@ -171,6 +172,8 @@ var flags = map[string][2]string{
 	"rapid_succession":     {"同一设备连续打卡", "rapid succession at one reader"},
 	"not_seen_by_camera":   {"摄像头未见本人", "not seen by the camera"},
 	"absent_at_spot_check": {"随机抽查不在场", "absent at spot check"},
+	"terminal_clock_off":   {"终端时钟偏差过大", "terminal clock off"},
+	"terminal_new_address": {"终端从新地址连接", "terminal at a new address"},
 }
 
 var methods = map[string][2]string{

@@ -33,6 +33,7 @@ const (
 	Duplicate      Kind = "duplicate"       // a repeat within the suppression window: recorded, not counted
 	Enrollment     Kind = "enrollment"      // a biometric template enrolled on site; Data holds it
 	Alarm          Kind = "alarm"           // something an inspector must see: new epoch, clock jump, disk full
+	Attachment     Kind = "attachment"      // photos a device sent after the event they belong to (Ref names it)
 )
 
 // Counted reports whether events of this kind count as attendance.
@@ -88,6 +89,8 @@ const (
 	FlagRapidSuccession Flag = "rapid_succession"   // another trainee at the same reader seconds ago
 	FlagNotSeenByCamera Flag = "not_seen_by_camera" // a terminal sign-in the classroom camera never saw
 	FlagAbsentSpotCheck Flag = "absent_at_spot_check"
+	FlagTerminalClock   Flag = "terminal_clock_off"   // the terminal's own clock is off the box's beyond the tolerance
+	FlagTerminalAddress Flag = "terminal_new_address" // a known terminal called from an address it never used
 )
 
 // Clock is when an event happened, as well as a box without a real-time clock can say.
