@@ -52,6 +52,9 @@ type Terminal struct {
 	wg   sync.WaitGroup
 	srv  *http.Server
 	now  func() time.Time
+	// cbHost and cbPort are the push URL's host and port as configured on the terminal (the
+	// listener's own port when Listen asks for port 0).
+	cbHost, cbPort string
 
 	refusedLog rateLimit
 }
@@ -103,6 +106,10 @@ func Open(ctx context.Context, cfg Config, env drivers.Env) (*Terminal, error) {
 		ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("hikisapi: listen: %w", err)
+		}
+		t.cbHost, t.cbPort, _ = cfg.callback()
+		if t.cbPort == "0" {
+			_, t.cbPort, _ = net.SplitHostPort(ln.Addr().String())
 		}
 		mux := http.NewServeMux()
 		mux.HandleFunc(cfg.CallbackPath, t.serveEvent)
@@ -517,16 +524,12 @@ func (t *Terminal) fail(msg string, err error) {
 }
 
 func (t *Terminal) callbackURL() string {
-	host, port, _ := t.cfg.callback()
-	return "http://" + net.JoinHostPort(host, port) + t.cfg.CallbackPath
+	return "http://" + net.JoinHostPort(t.cbHost, t.cbPort) + t.cfg.CallbackPath
 }
 
 // configureHosts writes the httpHosts slot that makes the terminal post its events to us.
 func (t *Terminal) configureHosts(ctx context.Context) error {
-	host, port, err := t.cfg.callback()
-	if err != nil {
-		return err
-	}
+	host, port := t.cbHost, t.cbPort
 	p, err := strconv.Atoi(port)
 	if err != nil {
 		return fmt.Errorf("hikisapi: callback port %q: %w", port, err)
