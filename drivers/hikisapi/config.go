@@ -185,7 +185,7 @@ func (c *Config) Validate() error {
 	}
 	positive("backfill", c.Backfill, time.Minute, 31*24*time.Hour)
 	positive("history_interval", c.HistoryInterval, 10*time.Second, 24*time.Hour)
-	positive("heartbeat_timeout", c.HeartbeatTimeout, time.Second, 10*time.Minute)
+	positive("heartbeat_timeout", c.HeartbeatTimeout, 100*time.Millisecond, 10*time.Minute)
 	positive("request_timeout", c.RequestTimeout, 100*time.Millisecond, 2*time.Minute)
 	positive("auth_retry", c.AuthRetry, time.Minute, 24*time.Hour)
 	positive("clock_tolerance", c.ClockTolerance, time.Second, 24*time.Hour)

@@ -73,7 +73,7 @@ func splitParams(s string) []string {
 
 // digestHash is the hash of an algorithm name, nil for one this package does not speak.
 func digestHash(alg string) func() hash.Hash {
-	switch strings.ToUpper(strings.TrimSuffix(strings.ToUpper(alg), "-SESS")) {
+	switch strings.TrimSuffix(strings.ToUpper(alg), "-SESS") {
 	case "MD5":
 		return md5.New
 	case "SHA-256":
@@ -100,13 +100,7 @@ func (c challenge) authorization(user, pass, method, uri string, nc uint32) (str
 		return "", fmt.Errorf("hikisapi: digest cnonce: %w", err)
 	}
 	cnonce := hex.EncodeToString(cb[:])
-	ha1 := hexHash(h, user+":"+c.realm+":"+pass)
-	if strings.HasSuffix(strings.ToUpper(c.algorithm), "-SESS") {
-		ha1 = hexHash(h, ha1+":"+c.nonce+":"+cnonce)
-	}
-	ha2 := hexHash(h, method+":"+uri)
 	ncs := fmt.Sprintf("%08x", nc)
-	var resp string
 	qop := ""
 	for _, q := range strings.Split(c.qop, ",") {
 		if strings.TrimSpace(q) == "auth" {
@@ -116,11 +110,7 @@ func (c challenge) authorization(user, pass, method, uri string, nc uint32) (str
 	if qop == "" && c.qop != "" {
 		return "", fmt.Errorf("hikisapi: digest qop %q not supported (auth)", c.qop)
 	}
-	if qop == "" { // RFC 2069 compatibility
-		resp = hexHash(h, ha1+":"+c.nonce+":"+ha2)
-	} else {
-		resp = hexHash(h, ha1+":"+c.nonce+":"+ncs+":"+cnonce+":"+qop+":"+ha2)
-	}
+	resp := c.response(h, user, pass, method, uri, ncs, cnonce, qop)
 	var b strings.Builder
 	fmt.Fprintf(&b, `Digest username="%s", realm="%s", nonce="%s", uri="%s", algorithm=%s, response="%s"`,
 		user, c.realm, c.nonce, uri, c.algorithm, resp)
@@ -131,4 +121,17 @@ func (c challenge) authorization(user, pass, method, uri string, nc uint32) (str
 		fmt.Fprintf(&b, `, opaque="%s"`, c.opaque)
 	}
 	return b.String(), nil
+}
+
+// response is the request digest of RFC 7616 section 3.4.1 (RFC 2069's when qop is empty).
+func (c challenge) response(h func() hash.Hash, user, pass, method, uri, ncs, cnonce, qop string) string {
+	ha1 := hexHash(h, user+":"+c.realm+":"+pass)
+	if strings.HasSuffix(strings.ToUpper(c.algorithm), "-SESS") {
+		ha1 = hexHash(h, ha1+":"+c.nonce+":"+cnonce)
+	}
+	ha2 := hexHash(h, method+":"+uri)
+	if qop == "" {
+		return hexHash(h, ha1+":"+c.nonce+":"+ha2)
+	}
+	return hexHash(h, ha1+":"+c.nonce+":"+ncs+":"+cnonce+":"+qop+":"+ha2)
 }

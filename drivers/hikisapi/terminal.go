@@ -138,7 +138,11 @@ func Open(ctx context.Context, cfg Config, env drivers.Env) (*Terminal, error) {
 		t.wg.Add(1)
 		go func() { defer t.wg.Done(); t.streamLoop(ictx) }()
 	}
-	st.setState(drivers.StateOK, "")
+	if t.cl.checkGate() == nil {
+		st.setState(drivers.StateOK, "")
+	} else {
+		st.setState(drivers.StateDegraded, "")
+	}
 	return t, nil
 }
 
@@ -645,6 +649,7 @@ func (t *Terminal) fillHistory(ctx context.Context) error {
 	if delivered > 0 {
 		t.log.Info("hikisapi: history query filled a gap", "events", delivered)
 	}
+	t.log.Debug("hikisapi: history query done", "from", from, "delivered", delivered)
 	t.st.setState(drivers.StateOK, "")
 	return nil
 }

@@ -276,6 +276,13 @@ func (t *Terminal) Persons() map[string]Person {
 	return out
 }
 
+// AddPerson writes a person record directly, as an installer at the terminal's screen would.
+func (t *Terminal) AddPerson(p Person) {
+	t.mu.Lock()
+	t.persons[p.EmployeeNo] = p
+	t.mu.Unlock()
+}
+
 // Faces lists the enrolled face photos, by FPID.
 func (t *Terminal) Faces() map[string][]byte {
 	t.mu.Lock()
