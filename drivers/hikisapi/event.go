@@ -317,8 +317,11 @@ func decodeXML(data []byte) (Event, error) {
 	var x xmlEvent
 	d := xml.NewDecoder(bytes.NewReader(data))
 	// Old firmware declares GB2312 or GBK. Only the name can be non-ASCII and it is informational:
-	// the bytes pass as they are and an invalid name is made valid below.
-	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
+	// bytes that are not UTF-8 become U+FFFD rather than failing the event.
+	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) {
+		b, err := io.ReadAll(r)
+		return bytes.NewReader(bytes.ToValidUTF8(b, []byte("\uFFFD"))), err
+	}
 	if err := d.Decode(&x); err != nil {
 		return Event{}, fmt.Errorf("%w: xml: %v", ErrFormat, err)
 	}
