@@ -52,7 +52,7 @@ type harness struct {
 	done    chan struct{}
 }
 
-func startHarness(t *testing.T, src drivers.Source) *harness {
+func startHarness(t testing.TB, src drivers.Source) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{byKey: map[string]drivers.Reading{}, changed: make(chan struct{}, 1), stop: cancel, done: make(chan struct{})}
@@ -100,7 +100,7 @@ func (h *harness) get(key string) (drivers.Reading, bool) {
 }
 
 // waitFor polls cond until it holds; the deadline only stops a test that would hang.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -113,7 +113,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // testWriter keeps log lines for assertions.
 type testWriter struct {
-	t     *testing.T
+	t     testing.TB
 	mu    sync.Mutex
 	lines []string
 }
@@ -130,7 +130,7 @@ type logCapture struct {
 	log *slog.Logger
 }
 
-func newLogCapture(t *testing.T) *logCapture {
+func newLogCapture(t testing.TB) *logCapture {
 	w := &testWriter{t: t}
 	return &logCapture{w: w, log: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 }
@@ -180,7 +180,7 @@ type rig struct {
 
 // newRig starts an emulated terminal on loopback and opens the driver against it, with the
 // harness reading it. mod adjusts the driver's config before Open.
-func newRig(t *testing.T, ecfg emu.Config, mod func(*hikisapi.Config)) *rig {
+func newRig(t testing.TB, ecfg emu.Config, mod func(*hikisapi.Config)) *rig {
 	t.Helper()
 	ecfg.Serial = testSerial
 	term := emu.New(ecfg)
@@ -210,4 +210,3 @@ func newRig(t *testing.T, ecfg emu.Config, mod func(*hikisapi.Config)) *rig {
 }
 
 func (r *rig) key(serial uint64) string { return testSerial + ":" + strconv.FormatUint(serial, 10) }
-
