@@ -21,8 +21,8 @@ import (
 )
 
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	kind, err := pickSub(args, "emulate", []string{"zfm", "lineterm", "roster"},
-		"Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n       kaoqin emulate roster --out FILE [--trainees N]\n\n"+
+	kind, err := pickSub(args, "emulate", []string{"zfm", "lineterm", "roster", "hikisapi"},
+		"Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n       kaoqin emulate roster --out FILE [--trainees N]\n       kaoqin emulate hikisapi --listen ADDR [--script FILE]\n\n"+
 			"zfm and lineterm create a pseudo-terminal, make PATH a symlink to it, play the script and serve until killed.\n"+
 			"Script formats: go doc github.com/kaoqin/kaoqin/drivers/zfm/emu and .../drivers/lineterm/emu", stdout)
 	if err != nil {
@@ -30,6 +30,9 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if kind == "roster" {
 		return emulateRoster(args[1:], stdout, stderr)
+	}
+	if kind == "hikisapi" {
+		return emulateHikisapi(ctx, args[1:], stderr)
 	}
 	fs := newFlags("emulate "+kind, "emulate "+kind+" --link PATH [--script FILE]", stderr)
 	link := fs.String("link", "", "path of the symlink to the emulated device (required)")

@@ -148,6 +148,9 @@ func Run(ctx context.Context, addr string, cfg Config, script io.Reader, log *sl
 			return err
 		}
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	cfg.Log = log
 	t := New(cfg)
 	ln, err := net.Listen("tcp", addr)
