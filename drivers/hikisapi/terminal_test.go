@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -455,4 +456,39 @@ func TestSlowLorisCutOff(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// A push from a host that is not the terminal is refused: the terminal listens on 127.0.0.2,
+// the post comes from 127.0.0.1.
+func TestPushFromAnotherHostRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatalf("this test needs 127.0.0.2 on the loopback: %v", err)
+	}
+	term := emu.New(emu.Config{Serial: testSerial})
+	srv := httptest.NewUnstartedServer(term)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+	cfg := hikisapi.NewConfig()
+	cfg.Address, cfg.Serial, cfg.Password, cfg.Listen, cfg.History = srv.URL, testSerial, "12345abc", "127.0.0.1:0", hikisapi.HistoryOff
+	logs := newLogCapture(t)
+	src, err := hikisapi.Open(context.Background(), *cfg, drivers.Env{Name: "hik-1", Log: logs.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	h := startHarness(t, src)
+	waitFor(t, "httpHosts configured", func() bool { return term.HTTPHost() != "" })
+	e := term.EventJSON(emu.Event{Serial: 1, Time: time.Now(), Major: 5, Minor: emu.MinorCard, EmployeeNo: "T001"})
+	if got := post(t, term.HTTPHost(), "application/json", e); got != http.StatusForbidden {
+		t.Errorf("a push from 127.0.0.1: got %d, want 403", got)
+	}
+	if n, _ := h.count(); n != 0 {
+		t.Errorf("readings: got %d, want 0", n)
+	}
+	if !logs.has("not the terminal") || src.Health().Dropped != 1 {
+		t.Errorf("want a log line and one dropped, got dropped %d", src.Health().Dropped)
+	}
 }
