@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event is one ISAPI event notification as the terminal sends it, whichever the encoding (JSON,
@@ -200,6 +201,10 @@ type flexString string
 
 func (f *flexString) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && utf8.Valid(b) {
+			*f = flexString(b[1 : len(b)-1]) // the usual case: nothing escaped
+			return nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
@@ -210,11 +215,10 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return err
+	if len(b) == 0 || !(b[0] == '-' || b[0] >= '0' && b[0] <= '9') {
+		return fmt.Errorf("want a string or a number, got %q", head(b))
 	}
-	*f = flexString(n.String())
+	*f = flexString(b) // encoding/json has already checked the number's syntax
 	return nil
 }
 
@@ -225,16 +229,19 @@ type flexInt struct {
 }
 
 func (f *flexInt) UnmarshalJSON(b []byte) error {
-	var s flexString
-	if err := s.UnmarshalJSON(b); err != nil {
-		return err
+	if string(b) == "null" {
+		return nil
 	}
-	if s == "" {
+	s := b
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		s = b[1 : len(b)-1]
+	}
+	if len(s) == 0 {
 		return nil
 	}
 	v, err := strconv.ParseInt(string(s), 10, 64)
 	if err != nil {
-		return fmt.Errorf("want an integer, got %q", string(s))
+		return fmt.Errorf("want an integer, got %q", head(b))
 	}
 	f.v, f.set = v, true
 	return nil

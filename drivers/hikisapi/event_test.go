@@ -152,7 +152,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if ev.HasSerial != (ev.SerialNo != 0 || ev.HasSerial) {
 			t.Fatalf("inconsistent serial")
 		}
-		if !utf8Valid(ev.Name) {
+		if !utf8Valid(ev.Name) || !utf8Valid(ev.EmployeeNo) {
 			t.Fatalf("name %q is not valid UTF-8", ev.Name)
 		}
 		if ev.PicturesNumber < 0 || ev.PicturesNumber > 8 || len(ev.Pictures) > 8 {
@@ -162,3 +162,20 @@ func FuzzDecodeEvent(f *testing.F) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "") == s }
+
+func TestDecodeEmployeeNoForms(t *testing.T) {
+	cases := map[string]string{
+		`"T001"`:          "T001",
+		`"T\u0030\u0031"`: "T01",
+		`"T\\1"`:          `T\1`,
+		`1234`:            "1234",
+		"\"T\xff1\"":      "T\uFFFD1",
+	}
+	for raw, want := range cases {
+		body := `{"eventType":"AccessControllerEvent","AccessControllerEvent":{"majorEventType":5,"subEventType":75,"employeeNoString":` + raw + `}}`
+		ev, err := hikisapi.DecodeEvent("application/json", []byte(body))
+		if err != nil || ev.EmployeeNo != want {
+			t.Errorf("employeeNoString %s: got %q, %v; want %q", raw, ev.EmployeeNo, err, want)
+		}
+	}
+}
