@@ -59,6 +59,10 @@ func (e *StatusError) Error() string {
 // authGate is what the source knows about its credentials, kept across reopens so that a
 // reopened source never tries a password the terminal rejected before its time.
 type authGate struct {
+	// probe is held by a request while the password is not known good, so that requests started
+	// together (the stream, the history, a person sync) send it once, not once each.
+	probe sync.Mutex
+
 	mu          sync.Mutex
 	rejected    string // the password the terminal rejected
 	until       time.Time
@@ -197,6 +201,16 @@ func (c *client) do(ctx context.Context, method, path, ctype string, body []byte
 	if err := c.checkGate(); err != nil {
 		return nil, err
 	}
+	c.gate.mu.Lock()
+	good := c.gate.provenGood
+	c.gate.mu.Unlock()
+	if !good {
+		c.gate.probe.Lock()
+		defer c.gate.probe.Unlock()
+		if err := c.checkGate(); err != nil {
+			return nil, err // rejected while this request waited its turn
+		}
+	}
 	u := *c.base
 	pu, err := url.Parse(path)
 	if err != nil {
@@ -247,7 +261,7 @@ func (c *client) do(ctx context.Context, method, path, ctype string, body []byte
 			return nil, fmt.Errorf("hikisapi: %s %s: 401 without a Digest challenge (is Digest enabled?)", method, path)
 		}
 		c.gate.mu.Lock()
-		good := c.gate.provenGood
+		good = c.gate.provenGood
 		c.gate.mu.Unlock()
 		// Not a rejection: the first request (no credentials yet), a stale nonce, or a nonce the
 		// terminal forgot while the password is known good. Anything else is a wrong password.

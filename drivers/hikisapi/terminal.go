@@ -45,13 +45,14 @@ type Terminal struct {
 	st    *state
 	allow []net.IP // the terminal's addresses: pushes from elsewhere are refused
 
-	out  chan drivers.Reading
-	gap  chan struct{}
-	quit chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
-	srv  *http.Server
-	now  func() time.Time
+	out   chan drivers.Reading
+	fatal chan error // the push receiver stopped: Next reports it once
+	gap   chan struct{}
+	quit  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+	srv   *http.Server
+	now   func() time.Time
 	// cbHost and cbPort are the push URL's host and port as configured on the terminal (the
 	// listener's own port when Listen asks for port 0).
 	cbHost, cbPort string
@@ -84,7 +85,7 @@ func Open(ctx context.Context, cfg Config, env drivers.Env) (*Terminal, error) {
 	}
 	st := stateFor(base.String() + "|" + cfg.Username)
 	t := &Terminal{cfg: cfg, name: env.Name, log: log, evs: env.Evidence, st: st,
-		out: make(chan drivers.Reading), gap: make(chan struct{}, 1), quit: make(chan struct{}), now: time.Now}
+		out: make(chan drivers.Reading), fatal: make(chan error, 1), gap: make(chan struct{}, 1), quit: make(chan struct{}), now: time.Now}
 	t.refusedLog.every = time.Minute
 	t.cl = newClient(base, cfg.Username, pass, time.Duration(cfg.RequestTimeout), time.Duration(cfg.AuthRetry), &st.gate)
 	t.cl.onDate = func(d time.Time) { t.clockSample(d, t.now()) }
@@ -121,7 +122,7 @@ func Open(ctx context.Context, cfg Config, env drivers.Env) (*Terminal, error) {
 		go func() {
 			defer t.wg.Done()
 			if err := t.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				t.log.Error("hikisapi: push receiver stopped", "err", err)
+				t.fatal <- fmt.Errorf("hikisapi: push receiver: %w", err)
 			}
 		}()
 	}
@@ -148,11 +149,14 @@ func Open(ctx context.Context, cfg Config, env drivers.Env) (*Terminal, error) {
 
 // Next returns the next reading, blocking until there is one, ctx is done or the source is
 // closed. Each reading's Done must be called: a pushed event is answered to the terminal only
-// then (200 when recorded, 503 when NotRecorded, so the terminal sends it again).
+// then (200 when recorded, 503 when NotRecorded, so the terminal sends it again). An error other
+// than ctx's (the push receiver stopped, ErrClosed) means the source must be closed and reopened.
 func (t *Terminal) Next(ctx context.Context) (drivers.Reading, error) {
 	select {
 	case r := <-t.out:
 		return r, nil
+	case err := <-t.fatal:
+		return drivers.Reading{}, err
 	case <-ctx.Done():
 		return drivers.Reading{}, ctx.Err()
 	case <-t.quit:

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,8 +212,28 @@ func TestSilentStreamReconnected(t *testing.T) {
 	}
 }
 
-// A wrong password is tried exactly once: the source, its reopen and a person sync all refuse
-// without asking the terminal again, and Health says until when.
+// A wrong password is tried exactly once: the stream, the history, their reopen and person syncs
+// all refuse without asking the terminal again, and Health says until when.
+func TestWrongPasswordTriedOnceStreaming(t *testing.T) {
+	r := newRig(t, emu.Config{}, func(c *hikisapi.Config) { c.Password = "wrong"; c.Receive = hikisapi.ReceiveStream })
+	waitFor(t, "the first attempt", func() bool { return r.term.AuthFailures() == 1 })
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.src.SyncPersons(context.Background(), nil); !errors.Is(err, hikisapi.ErrRejected) {
+				t.Errorf("sync: got %v, want ErrRejected", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := r.term.AuthFailures(); got != 1 {
+		t.Errorf("wrong passwords sent: got %d, want exactly 1", got)
+	}
+}
+
+// The same in push mode, across a reopen.
 func TestWrongPasswordTriedOnce(t *testing.T) {
 	r := newRig(t, emu.Config{}, func(c *hikisapi.Config) { c.Password = "wrong" })
 	waitFor(t, "the first attempt", func() bool { return r.term.AuthFailures() == 1 })
