@@ -486,15 +486,17 @@ func writeOK(w http.ResponseWriter) {
 }
 
 // maintain configures httpHosts (push mode) and fills gaps from the history: at once, on every
-// detected gap or reconnect, and every HistoryInterval. It never tries a rejected password
+// detected gap or reconnect, and every HistoryInterval (sooner after a failure). It never tries a rejected password
 // before its time (the client's gate refuses without a request).
 func (t *Terminal) maintain(ctx context.Context) {
-	tick := time.NewTicker(time.Duration(t.cfg.HistoryInterval))
-	defer tick.Stop()
+	interval := time.Duration(t.cfg.HistoryInterval)
+	retry := min(5*time.Second, interval)
 	hostsDone := t.cfg.Receive != ReceivePush
 	for {
+		failed := false
 		if !hostsDone {
 			if err := t.configureHosts(ctx); err != nil {
+				failed = true
 				t.fail("hikisapi: configuring httpHosts failed; pushes the terminal was set up for still arrive", err)
 			} else {
 				hostsDone = true
@@ -503,14 +505,26 @@ func (t *Terminal) maintain(ctx context.Context) {
 		}
 		if t.cfg.History == HistoryACSEvent {
 			if err := t.fillHistory(ctx); err != nil && ctx.Err() == nil {
+				failed = true
 				t.fail("hikisapi: history query failed", err)
 			}
 		}
+		// After a failure try again sooner (5 s doubling up to the interval); a locked account
+		// is not asked anything before its time whatever the pause (the client's gate).
+		wait := interval
+		if failed {
+			wait, retry = retry, min(2*retry, interval)
+		} else {
+			retry = min(5*time.Second, interval)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-tick.C:
+		case <-timer.C:
 		case <-t.gap:
+			timer.Stop()
 		}
 	}
 }
