@@ -57,6 +57,7 @@ func TestDecodeForms(t *testing.T) {
 	e := emu.Event{Serial: 42, Time: time.Date(2026, 3, 2, 8, 1, 28, 0, time.FixedZone("", 8*3600)), Major: 5, Minor: 38, EmployeeNo: "T007", Name: "a<b"}
 	pic := emu.JPEG(3)
 	mp, ctype := multipartBody(t, [2]string{"event_log", string(term.EventJSON(e))}, [2]string{"Picture", string(pic)})
+	mpx, ctypex := multipartBody(t, [2]string{"event_log", string(term.EventXML(e))}, [2]string{"Picture", string(pic)})
 	cases := []struct {
 		name, ctype string
 		body        []byte
@@ -68,6 +69,7 @@ func TestDecodeForms(t *testing.T) {
 		{"json without content type", "", term.EventJSON(e), 0},
 		{"multipart", ctype, mp, 1},
 		{"multipart without boundary parameter", "multipart/form-data", mp, 1},
+		{"multipart with an XML event_log", ctypex, mpx, 1},
 		{"employeeNo as a number", "application/json", []byte(`{"eventType":"AccessControllerEvent","AccessControllerEvent":{"majorEventType":"5","subEventType":38,"employeeNo":7,"serialNo":"42"}}`), 0},
 	}
 	for _, c := range cases {

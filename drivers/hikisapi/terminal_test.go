@@ -149,25 +149,30 @@ func TestGapFilledAfterCut(t *testing.T) {
 	}
 }
 
-// The alertStream delivers events with the JPEG part that follows them; heartbeats are no readings.
+// The alertStream delivers events (JSON or XML parts) with the JPEG part that follows them;
+// heartbeats are no readings.
 func TestAlertStream(t *testing.T) {
-	r := newRig(t, emu.Config{Heartbeat: 20 * time.Millisecond}, func(c *hikisapi.Config) {
-		c.Receive = hikisapi.ReceiveStream
-		c.HeartbeatTimeout = drivers.Duration(2 * time.Second)
-	})
-	waitFor(t, "the stream open", func() bool { return r.logs.has("alertStream open") })
-	face := punch(t, r.term, emu.Event{Minor: emu.MinorFacePass, EmployeeNo: "T001", Picture: emu.JPEG(9)})
-	fp := punch(t, r.term, emu.Event{Minor: emu.MinorFingerprint, EmployeeNo: "T005"})
-	waitFor(t, "two readings", func() bool { n, _ := r.h.count(); return n == 2 })
-	got, _ := r.h.get(r.key(face.Serial))
-	if got.Subject != "T001" || len(got.Evidence) != 1 || !bytes.Equal(r.ev.get(got.Evidence[0].SHA256), emu.JPEG(9)) {
-		t.Errorf("streamed face: got %+v, want T001 with its picture", got)
-	}
-	if got, _ := r.h.get(r.key(fp.Serial)); got.Method != drivers.Fingerprint || got.Subject != "T005" {
-		t.Errorf("streamed fingerprint: got %+v, want T005 fingerprint", got)
-	}
-	if n := r.term.Requests("/ISAPI/Event/notification/httpHosts/1"); n != 0 {
-		t.Errorf("stream mode wrote httpHosts %d times, want 0", n)
+	for _, xml := range []bool{false, true} {
+		t.Run(fmt.Sprintf("xml=%v", xml), func(t *testing.T) {
+			r := newRig(t, emu.Config{Heartbeat: 20 * time.Millisecond, StreamXML: xml}, func(c *hikisapi.Config) {
+				c.Receive = hikisapi.ReceiveStream
+				c.HeartbeatTimeout = drivers.Duration(2 * time.Second)
+			})
+			waitFor(t, "the stream open", func() bool { return r.logs.has("alertStream open") })
+			face := punch(t, r.term, emu.Event{Minor: emu.MinorFacePass, EmployeeNo: "T001", Picture: emu.JPEG(9)})
+			fp := punch(t, r.term, emu.Event{Minor: emu.MinorFingerprint, EmployeeNo: "T005"})
+			waitFor(t, "two readings", func() bool { n, _ := r.h.count(); return n == 2 })
+			got, _ := r.h.get(r.key(face.Serial))
+			if got.Subject != "T001" || len(got.Evidence) != 1 || !bytes.Equal(r.ev.get(got.Evidence[0].SHA256), emu.JPEG(9)) {
+				t.Errorf("streamed face: got %+v, want T001 with its picture", got)
+			}
+			if got, _ := r.h.get(r.key(fp.Serial)); got.Method != drivers.Fingerprint || got.Subject != "T005" {
+				t.Errorf("streamed fingerprint: got %+v, want T005 fingerprint", got)
+			}
+			if n := r.term.Requests("/ISAPI/Event/notification/httpHosts/1"); n != 0 {
+				t.Errorf("stream mode wrote httpHosts %d times, want 0", n)
+			}
+		})
 	}
 }
 

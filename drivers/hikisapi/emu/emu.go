@@ -70,6 +70,8 @@ type Config struct {
 	MaxResults int
 	// PushFormat is how events are posted to the httpHosts URL, default multipart.
 	PushFormat string
+	// StreamXML sends alertStream events as XML parts instead of JSON (firmware varies).
+	StreamXML bool
 	// PushTimeout bounds one push; PushRetries is how many times a push that was not answered
 	// 200 is sent again (default 2).
 	PushTimeout time.Duration
@@ -423,6 +425,9 @@ func (t *Terminal) EventXML(e Event) []byte {
 	if !e.NoSerial {
 		fmt.Fprintf(&b, "<serialNo>%d</serialNo>", e.Serial)
 	}
+	if len(e.Picture) > 0 {
+		b.WriteString("<picturesNumber>1</picturesNumber>")
+	}
 	b.WriteString("<currentVerifyMode>cardOrFaceOrFp</currentVerifyMode></AccessControllerEvent></EventNotificationAlert>")
 	return b.Bytes()
 }
@@ -728,7 +733,11 @@ func (t *Terminal) serveStream(w http.ResponseWriter, r *http.Request) {
 				rc.Flush()
 				panic(http.ErrAbortHandler)
 			}
-			part(`application/json; charset="UTF-8"`, b)
+			if t.cfg.StreamXML {
+				part(`application/xml; charset="UTF-8"`, t.EventXML(e))
+			} else {
+				part(`application/json; charset="UTF-8"`, b)
+			}
 			if len(e.Picture) > 0 {
 				part("image/jpeg", e.Picture)
 			}
