@@ -3,6 +3,7 @@ package hikisapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -87,6 +88,9 @@ type Config struct {
 	MaxBody int64 `toml:"max_body_bytes"`
 	// FaceLibrary is the FDID of the face library persons' photos go to.
 	FaceLibrary string `toml:"face_library"`
+	// KeepPersons lists employeeNos that SyncPersons leaves alone although the roster does not
+	// name them (the terminal's administrator, a teacher enrolled at the screen).
+	KeepPersons []string `toml:"keep_persons"`
 }
 
 // NewConfig returns a Config with its defaults set.
@@ -197,6 +201,11 @@ func (c *Config) Validate() error {
 	}
 	if c.FaceLibrary == "" {
 		add("face_library", "required")
+	}
+	for i, id := range c.KeepPersons {
+		if id == "" || len(id) > maxEmployeeNo {
+			add(fmt.Sprintf("keep_persons.%d", i), "%q: an employeeNo is 1..%d characters", id, maxEmployeeNo)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -72,7 +72,7 @@ var (
 // A multipart Content-Type without a boundary parameter is read with the boundary found on the
 // body's first line, as some firmware sends it.
 func DecodeEvent(contentType string, body []byte) (Event, error) {
-	mt, params, _ := mime.ParseMediaType(contentType)
+	mt, params, _ := mime.ParseMediaType(contentType) // a bad type: the body's first byte decides
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
 	case strings.HasPrefix(mt, "multipart/") || bytes.HasPrefix(trimmed, []byte("--")):

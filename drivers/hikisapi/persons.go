@@ -66,7 +66,7 @@ func (u userInfo) same(v userInfo) bool {
 
 // SyncPersons makes the terminal's persons equal to ps (employeeNo = trainee ID, Valid = the
 // voucher's validity) and uploads each photo that the terminal does not hold yet, one write at a
-// time. A person the terminal refuses (a bad photo, a face enrolled under another person) is in
+// time. Persons named in Config.KeepPersons are never deleted. A person the terminal refuses (a bad photo, a face enrolled under another person) is in
 // the report and does not stop the others; a faceDuplicate is logged as an alarm, shown in
 // Status and flags that trainee's readings. An error means the terminal could not be asked
 // (unreachable, locked account): nothing more was written.
@@ -113,7 +113,7 @@ func (t *Terminal) SyncPersons(ctx context.Context, ps []drivers.Person) (string
 	}
 	var gone []string
 	for id := range have {
-		if _, ok := want[id]; !ok {
+		if _, ok := want[id]; !ok && !slices.Contains(t.cfg.KeepPersons, id) {
 			gone = append(gone, id)
 		}
 	}

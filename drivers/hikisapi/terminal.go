@@ -731,7 +731,7 @@ func (t *Terminal) streamOnce(ctx context.Context) (parts int, err error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10)) // the status, if any, names the failure
 		if st := parseStatus(b); st != nil {
 			st.HTTP = resp.StatusCode
 			return 0, st
@@ -739,7 +739,7 @@ func (t *Terminal) streamOnce(ctx context.Context) (parts int, err error) {
 		return 0, fmt.Errorf("hikisapi: alertStream: %s", resp.Status)
 	}
 	br := bufio.NewReaderSize(resp.Body, 4<<10)
-	_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")) // no boundary: sniffed below
 	boundary := params["boundary"]
 	if boundary == "" {
 		peek, _ := br.Peek(100)

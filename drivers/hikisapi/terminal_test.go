@@ -300,7 +300,8 @@ func TestLockedAccount(t *testing.T) {
 // The roster's persons and photos go onto the terminal one write at a time; a photo that is
 // another person's face is refused with faceDuplicate, an alarm, and flags that trainee's punches.
 func TestSyncPersonsAndFaceDuplicate(t *testing.T) {
-	r := newRig(t, emu.Config{}, nil)
+	r := newRig(t, emu.Config{}, func(c *hikisapi.Config) { c.KeepPersons = []string{"ADMIN"} })
+	r.term.AddPerson(emu.Person{EmployeeNo: "ADMIN", Name: "管理员", Begin: "2020-01-01T00:00:00", End: "2037-12-31T23:59:59", Enable: true})
 	r.term.AddPerson(emu.Person{EmployeeNo: "GONE", Name: "left the course", Begin: "2026-01-01T00:00:00", End: "2026-02-01T00:00:00", Enable: true})
 	from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600))
 	until := time.Date(2026, 6, 30, 23, 59, 59, 0, time.FixedZone("CST", 8*3600))
@@ -329,8 +330,8 @@ func TestSyncPersonsAndFaceDuplicate(t *testing.T) {
 		t.Errorf("writes in progress at once: got %d (deviceBusy %d), want 1 (0)", m, busy)
 	}
 	persons := r.term.Persons()
-	if len(persons) != 4 || persons["GONE"].EmployeeNo != "" {
-		t.Errorf("persons on the terminal: got %v, want T001..T004 and not GONE", persons)
+	if len(persons) != 5 || persons["GONE"].EmployeeNo != "" || persons["ADMIN"].EmployeeNo != "ADMIN" {
+		t.Errorf("persons on the terminal: got %v, want T001..T004 and ADMIN (kept), not GONE", persons)
 	}
 	if p := persons["T001"]; p.Begin != "2026-03-01T00:00:00" || p.End != "2026-06-30T23:59:59" || !p.Enable || p.Name != "张三" {
 		t.Errorf("T001: got %+v, want Valid 2026-03-01T00:00:00..2026-06-30T23:59:59", p)
