@@ -632,7 +632,7 @@ func (t *Terminal) authenticate(w http.ResponseWriter, r *http.Request) bool {
 	locked := time.Now().Before(t.lockedUntil)
 	t.mu.Unlock()
 	if !strings.EqualFold(scheme, "Digest") || !known {
-		t.challenge(w, known == false && p["nonce"] != "", "")
+		t.challenge(w, !known && p["nonce"] != "", "")
 		return false
 	}
 	ha1 := t.hex(t.cfg.User + ":" + realm + ":" + t.cfg.Password)
