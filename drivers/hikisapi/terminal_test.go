@@ -415,7 +415,7 @@ func post(t *testing.T, url, ctype string, body []byte) int {
 
 // Bad pushes are refused with a status and a log line; good ones around them still record.
 func TestBadPushes(t *testing.T) {
-	r := newRig(t, emu.Config{}, func(c *hikisapi.Config) { c.MaxBody = 64 << 10; c.History = hikisapi.HistoryOff })
+	r := newRig(t, emu.Config{}, func(c *hikisapi.Config) { c.History = hikisapi.HistoryOff })
 	waitFor(t, "httpHosts configured", func() bool { return r.term.HTTPHost() != "" })
 	url := r.term.HTTPHost()
 
@@ -428,8 +428,8 @@ func TestBadPushes(t *testing.T) {
 	if got := post(t, url, "application/json", []byte(`{"eventType":"AccessControllerEvent","AccessControllerEvent":{"majorEventType":5,"subEventType":`)); got != http.StatusBadRequest {
 		t.Errorf("truncated JSON: got %d, want 400", got)
 	}
-	if got := post(t, url, "application/json", bytes.Repeat([]byte("x"), 100<<10)); got != http.StatusRequestEntityTooLarge {
-		t.Errorf("a body over the cap: got %d, want 413", got)
+	if got := post(t, url, "application/json", bytes.Repeat([]byte("x"), 10<<20)); got != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 10 MB body (cap 2 MiB): got %d, want 413", got)
 	}
 	if got := r.src.Health().Dropped; got != 3 {
 		t.Errorf("dropped: got %d, want 3", got)
