@@ -28,3 +28,16 @@ func FuzzHistoryPage(f *testing.F) {
 		}
 	})
 }
+
+func TestSameValidity(t *testing.T) {
+	u := userInfo{EmployeeNo: "T001", Name: "a", Valid: userValid{Enable: true, BeginTime: "2026-03-01T00:00:00", EndTime: "2026-06-30T23:59:59"}}
+	v := u
+	v.Valid.BeginTime, v.Valid.EndTime = "2026-03-01T00:00:00+08:00", "2026-06-30T15:59:59Z"
+	if !u.same(v) {
+		t.Errorf("the same validity with zone offsets: got different, want same")
+	}
+	v.Valid.EndTime = "2026-07-30T23:59:59"
+	if u.same(v) {
+		t.Errorf("another end: got same, want different")
+	}
+}

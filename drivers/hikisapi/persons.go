@@ -60,8 +60,20 @@ func personInfo(p drivers.Person) userInfo {
 		Valid: userValid{Enable: true, BeginTime: from.In(chinaTime).Format(validLayout), EndTime: until.In(chinaTime).Format(validLayout)}}
 }
 
+// same reports whether the terminal's record v already says what u says. Times compare as
+// instants: some firmware answers them with a zone offset ("2026-03-01T00:00:00+08:00").
 func (u userInfo) same(v userInfo) bool {
-	return u.Name == v.Name && u.Valid.Enable == v.Valid.Enable && u.Valid.BeginTime == v.Valid.BeginTime && u.Valid.EndTime == v.Valid.EndTime
+	return u.Name == v.Name && u.Valid.Enable == v.Valid.Enable && sameTime(u.Valid.BeginTime, v.Valid.BeginTime) &&
+		sameTime(u.Valid.EndTime, v.Valid.EndTime)
+}
+
+func sameTime(a, b string) bool {
+	ta, ea := parseTime(a)
+	tb, eb := parseTime(b)
+	if ea != nil || eb != nil {
+		return a == b
+	}
+	return ta.Equal(tb)
 }
 
 // SyncPersons makes the terminal's persons equal to ps (employeeNo = trainee ID, Valid = the
