@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,6 +168,8 @@ func (l *logCapture) has(sub string) bool {
 	return false
 }
 
+var rigs atomic.Int64
+
 const testSerial = "DS-K1T341AM20231120V030700ENE00000001"
 
 type rig struct {
@@ -183,12 +187,17 @@ type rig struct {
 func newRig(t testing.TB, ecfg emu.Config, mod func(*hikisapi.Config)) *rig {
 	t.Helper()
 	ecfg.Serial = testSerial
+	// The driver keeps a terminal's state (credentials' standing, recorded serials) per address
+	// and user for the life of the process; a loopback port can come back in a later test, so
+	// each rig has a user of its own.
+	ecfg.User = fmt.Sprintf("admin%d", rigs.Add(1))
 	term := emu.New(ecfg)
 	srv := httptest.NewServer(term)
 	t.Cleanup(srv.Close)
 	cfg := hikisapi.NewConfig()
 	cfg.Address = srv.URL
 	cfg.Serial = testSerial
+	cfg.Username = ecfg.User
 	cfg.Password = "12345abc"
 	cfg.Listen = "127.0.0.1:0"
 	cfg.RequestTimeout = drivers.Duration(2 * time.Second)

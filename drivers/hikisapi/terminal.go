@@ -187,14 +187,16 @@ func (t *Terminal) Close() error {
 // clock is off, and why it is not being asked anything (a locked account).
 type Status struct {
 	drivers.Health
-	LastContact  time.Time     `json:"last_contact"`
-	ClockOffset  time.Duration `json:"clock_offset_ns"` // terminal minus box
-	ClockKnown   bool          `json:"clock_known"`
-	Failures     uint64        `json:"failures"`   // ISAPI requests and streams that failed
-	Duplicates   uint64        `json:"duplicates"` // resent events answered without a reading
-	Ignored      uint64        `json:"ignored"`    // events of codes that are no reading
-	LockedUntil  time.Time     `json:"locked_until,omitzero"`
-	AuthRejected uint64        `json:"auth_rejected"` // authenticated requests the terminal refused
+	LastContact time.Time     `json:"last_contact"`
+	ClockOffset time.Duration `json:"clock_offset_ns"` // terminal minus box
+	ClockKnown  bool          `json:"clock_known"`
+	Failures    uint64        `json:"failures"`   // ISAPI requests and streams that failed
+	Duplicates  uint64        `json:"duplicates"` // resent events answered without a reading
+	Ignored     uint64        `json:"ignored"`    // events of codes that are no reading
+	// LockedUntil: nothing is sent to the terminal before this, the end of its lock or of the
+	// wait after a rejected password (LastErr says which).
+	LockedUntil  time.Time `json:"locked_until,omitzero"`
+	AuthRejected uint64    `json:"auth_rejected"` // authenticated requests the terminal refused
 	// FaceDuplicates lists trainees whose photo the terminal refused as another person's face.
 	FaceDuplicates map[string]string `json:"face_duplicates,omitempty"`
 }
@@ -206,15 +208,19 @@ func (t *Terminal) Health() drivers.Health { return t.Status().Health }
 func (t *Terminal) Status() Status {
 	g := &t.st.gate
 	g.mu.Lock()
-	until, rejected, locked := g.until, g.attempts, g.lastErr != nil
+	until, rejected, lockErr := g.until, g.attempts, g.lastErr
 	g.mu.Unlock()
 	s := t.st
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := Status{Health: s.health, LastContact: s.lastContact, ClockOffset: s.clockOffset, ClockKnown: s.clockKnown,
 		Failures: s.failures, Duplicates: s.duplicates, Ignored: s.ignored, AuthRejected: rejected}
-	if locked && t.now().Before(until) {
-		out.LockedUntil = until
+	if lockErr != nil && t.now().Before(until) {
+		// The credentials' standing is the gate's, shared by every open of this terminal.
+		out.LockedUntil, out.LastErr = until, lockErr.Error()
+		if out.State == drivers.StateOK || out.State == drivers.StateStarting {
+			out.State = drivers.StateDegraded
+		}
 	}
 	if len(s.faceDups) > 0 {
 		out.FaceDuplicates = make(map[string]string, len(s.faceDups))

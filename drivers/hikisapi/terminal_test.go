@@ -278,7 +278,7 @@ func TestWrongPasswordTriedOnce(t *testing.T) {
 func TestLockedAccount(t *testing.T) {
 	r := newRig(t, emu.Config{LockAfter: 1, LockFor: 20 * time.Minute}, func(c *hikisapi.Config) { c.Password = "wrong" })
 	waitFor(t, "the first attempt", func() bool { return r.term.AuthFailures() == 1 })
-	waitFor(t, "the lock seen", func() bool { return !r.src.Status().LockedUntil.IsZero() })
+	waitFor(t, "the lock seen", func() bool { return !r.src.Status().LockedUntil.IsZero() && r.logs.has("locked the account") })
 	st := r.src.Status()
 	if d := time.Until(st.LockedUntil); d < 19*time.Minute || d > 21*time.Minute {
 		t.Errorf("unlock in %v, want about 20m", d)
