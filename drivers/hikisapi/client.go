@@ -84,7 +84,7 @@ type client struct {
 	authRetry time.Duration
 	gate      *authGate
 	now       func() time.Time
-	onDate    func(time.Time) // the terminal's Date header, a clock sample
+	onDate    func(terminal, sent time.Time) // the terminal's Date header and when the request left
 	onContact func()
 
 	mu    sync.Mutex
@@ -238,6 +238,7 @@ func (c *client) do(ctx context.Context, method, path, ctype string, body []byte
 			}
 			req.Header.Set("Authorization", a)
 		}
+		sent := c.now()
 		resp, err := c.hc.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("hikisapi: %s %s: %w", method, path, err)
@@ -246,7 +247,7 @@ func (c *client) do(ctx context.Context, method, path, ctype string, body []byte
 			c.onContact()
 		}
 		if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil && c.onDate != nil {
-			c.onDate(d)
+			c.onDate(d, sent)
 		}
 		if resp.StatusCode != http.StatusUnauthorized {
 			if ch != nil {

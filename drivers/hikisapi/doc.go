@@ -18,13 +18,15 @@
 //     broken mid-part is dropped and reopened (1 s to 30 s apart).
 //   - history: POST /ISAPI/AccessControl/AcsEvent, paged by searchResultPosition with one
 //     searchID while responseStatusStrg is MORE, from the last event recorded (Backfill on the
-//     first run). It runs at open, every HistoryInterval, after every stream reconnect and
-//     whenever a live event's serialNo jumps: it fills what a network cut or a broken stream lost,
-//     fetching each capture from its pictureURL.
+//     first run). It runs at open, every HistoryInterval, after every stream reconnect, on the
+//     first live event of the process and whenever a live event's serialNo jumps: it fills what
+//     a network cut, a power cut mid-push or a broken stream lost, fetching each capture from its
+//     pictureURL.
 //
 // The dedupe key of a reading is "<terminal serial>:<serialNo>". The driver remembers the serials
 // it saw recorded (Done with anything but NotRecorded, up to 50,000) and answers a resent event
-// without a second reading; the agent's own dedupe by Key covers the rest. An event without a
+// without a second reading; a copy arriving while the first is with the agent waits for its
+// outcome. The agent's own dedupe by Key covers the rest (a restart of the process). An event without a
 // serialNo is keyed by its time, codes and employee number.
 //
 // SyncPersons (drivers.PersonSyncer) keeps the terminal's persons equal to the roster: employeeNo

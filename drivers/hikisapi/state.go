@@ -20,14 +20,16 @@ type state struct {
 	lastContact time.Time
 	clockOffset time.Duration // terminal minus box; valid when clockKnown
 	clockKnown  bool
+	clockAt     time.Time // the box's time of the last sample
 	failures    uint64
 	duplicates  uint64
 	ignored     uint64
 	faceDups    map[string]string // trainee -> what the terminal said, a fraud signal
 	faces       map[string]string // trainee -> SHA-256 of the photo on the terminal
 	recorded    map[uint64]struct{}
-	order       []uint64 // recorded serials, oldest first, to bound the set
-	maxSerial   uint64   // highest live serialNo seen
+	inflight    map[uint64]chan struct{} // serials being delivered; closed when done
+	order       []uint64                 // recorded serials, oldest first, to bound the set
+	maxSerial   uint64                   // highest live serialNo seen
 	lastEvent   time.Time
 	noHistory   bool // the terminal answered notSupport to AcsEvent
 }
@@ -44,13 +46,15 @@ func stateFor(key string) *state {
 	defer states.Unlock()
 	s, ok := states.m[key]
 	if !ok {
-		s = &state{faceDups: map[string]string{}, faces: map[string]string{}, recorded: map[uint64]struct{}{}}
+		s = &state{faceDups: map[string]string{}, faces: map[string]string{}, recorded: map[uint64]struct{}{},
+			inflight: map[uint64]chan struct{}{}}
 		s.health = drivers.Health{State: drivers.StateStarting, Since: time.Now()}
 		states.m[key] = s
 	}
 	return s
 }
 
+// isRecorded reports whether serial was recorded.
 func (s *state) isRecorded(serial uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

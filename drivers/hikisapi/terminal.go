@@ -88,7 +88,7 @@ func Open(ctx context.Context, cfg Config, env drivers.Env) (*Terminal, error) {
 		out: make(chan drivers.Reading), fatal: make(chan error, 1), gap: make(chan struct{}, 1), quit: make(chan struct{}), now: time.Now}
 	t.refusedLog.every = time.Minute
 	t.cl = newClient(base, cfg.Username, pass, time.Duration(cfg.RequestTimeout), time.Duration(cfg.AuthRetry), &st.gate)
-	t.cl.onDate = func(d time.Time) { t.clockSample(d, t.now()) }
+	t.cl.onDate = func(d, sent time.Time) { t.clockSample(d, sent) }
 	t.cl.onContact = func() { st.count(func(s *state) { s.lastContact = t.now() }) }
 	st.gate.mu.Lock()
 	st.gate.onLockEvent = t.onLock
@@ -243,12 +243,19 @@ func (t *Terminal) onLock(e *LockError) {
 	t.st.setState(drivers.StateDegraded, msg)
 }
 
-// clockSample records the terminal's clock (an event's dateTime or a Date header) against the box's.
+// clockSample records the terminal's clock (an event's dateTime, or a Date header) against the
+// box's at the moment the terminal read its clock (for a Date header: when the request left, as
+// the answer may come back after a newer sample). An older sample than the last is ignored.
 func (t *Terminal) clockSample(terminal, box time.Time) {
 	if terminal.IsZero() {
 		return
 	}
-	t.st.count(func(s *state) { s.clockOffset, s.clockKnown = terminal.Sub(box), true })
+	t.st.count(func(s *state) {
+		if box.Before(s.clockAt) {
+			return
+		}
+		s.clockOffset, s.clockKnown, s.clockAt = terminal.Sub(box), true, box
+	})
 }
 
 func (t *Terminal) clockOff() (time.Duration, bool) {
@@ -302,18 +309,29 @@ func (t *Terminal) deliver(ctx context.Context, ev Event, via string) error {
 		t.log.Debug("hikisapi: event is no reading", "major", ev.Major, "minor", ev.Minor, "serial_no", ev.SerialNo, "via", via)
 		return nil
 	}
-	if ev.HasSerial && t.st.isRecorded(ev.SerialNo) {
-		t.st.count(func(s *state) { s.duplicates++ })
-		t.log.Debug("hikisapi: event already recorded, answered without a reading", "serial_no", ev.SerialNo, "via", via)
-		return nil
+	if ev.HasSerial {
+		// One reading per serialNo at a time: a resend or a history entry arriving while the
+		// same event is with the agent waits for its outcome instead of being handed over twice.
+		release, dup, err := t.claim(ctx, ev.SerialNo)
+		if err != nil {
+			return err
+		}
+		if dup {
+			t.st.count(func(s *state) { s.duplicates++ })
+			t.log.Debug("hikisapi: event already recorded, answered without a reading", "serial_no", ev.SerialNo, "via", via)
+			return nil
+		}
+		defer release()
 	}
-	if via != "history" && ev.HasSerial {
+	if ev.HasSerial {
+		// A live event whose serialNo jumps past the highest seen is a gap; so is the first live
+		// event of the process, which cannot tell (one history query settles it).
 		var gap bool
 		t.st.count(func(s *state) {
-			gap = s.maxSerial > 0 && ev.SerialNo > s.maxSerial+1
+			gap = s.maxSerial == 0 || ev.SerialNo > s.maxSerial+1
 			s.maxSerial = max(s.maxSerial, ev.SerialNo)
 		})
-		if gap {
+		if gap && via != "history" {
 			t.requestGapFill()
 		}
 	}
@@ -398,6 +416,40 @@ func (t *Terminal) deliver(ctx context.Context, ev Event, via string) error {
 		})
 	}
 	return nil
+}
+
+// claim makes the caller the one who delivers serial, waiting while another does. dup is true
+// when the serial is recorded (before or by the one waited for); otherwise release must be called
+// once the delivery is over.
+func (t *Terminal) claim(ctx context.Context, serial uint64) (release func(), dup bool, err error) {
+	s := t.st
+	for {
+		s.mu.Lock()
+		if _, ok := s.recorded[serial]; ok {
+			s.mu.Unlock()
+			return nil, true, nil
+		}
+		ch, busy := s.inflight[serial]
+		if !busy {
+			ch = make(chan struct{})
+			s.inflight[serial] = ch
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.inflight, serial)
+				s.mu.Unlock()
+				close(ch)
+			}, false, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-t.quit:
+			return nil, false, ErrClosed
+		}
+	}
 }
 
 // key is the reading's dedupe key: the terminal's serial and the event's serialNo. An event

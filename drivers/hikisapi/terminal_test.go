@@ -519,3 +519,27 @@ func TestPushFromAnotherHostRefused(t *testing.T) {
 		t.Errorf("want a log line and one dropped, got dropped %d", src.Health().Dropped)
 	}
 }
+
+// A push cut off halfway by a power cut is refused with a log line; the event, in the terminal's
+// log, comes back through the history query when the next push shows the gap.
+func TestPowerCutMidPush(t *testing.T) {
+	r := newRig(t, emu.Config{}, nil)
+	waitFor(t, "the first history query", func() bool { return r.logs.has("history query done") })
+	r.term.PowerCutMidPush()
+	lost, err := r.term.Punch(context.Background(), emu.Event{Minor: emu.MinorFacePass, EmployeeNo: "T001", Picture: emu.JPEG(1)})
+	if err == nil {
+		t.Fatalf("the cut push: got no error, want the emulator's power cut")
+	}
+	waitFor(t, "the half body refused", func() bool { return r.logs.has("reading a pushed body failed") })
+	if n, _ := r.h.count(); n != 0 {
+		t.Fatalf("a half body: got %d readings, want 0", n)
+	}
+	punch(t, r.term, emu.Event{Minor: emu.MinorCard, EmployeeNo: "T002"})
+	waitFor(t, "the lost event back", func() bool { _, ok := r.h.get(r.key(lost.Serial)); return ok })
+	if got, _ := r.h.get(r.key(lost.Serial)); got.Subject != "T001" || len(got.Evidence) != 1 {
+		t.Errorf("recovered: got %+v, want T001 with its capture", got)
+	}
+	if rec, handed := r.h.count(); rec != 2 || handed != 2 {
+		t.Errorf("got %d recorded of %d handed, want 2 of 2", rec, handed)
+	}
+}

@@ -29,8 +29,10 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,6 +111,7 @@ type Terminal struct {
 	cut         bool
 	cutCh       chan struct{} // closed when a cut starts
 	midPart     bool
+	powerCut    bool
 	events      []Event
 	nextSerial  uint64
 	nonces      map[string]bool
@@ -215,6 +218,14 @@ func (t *Terminal) Cut(on bool) {
 func (t *Terminal) StopMidPart() {
 	t.mu.Lock()
 	t.midPart = true
+	t.mu.Unlock()
+}
+
+// PowerCutMidPush makes the next push stop halfway through its body, the connection dropped, as
+// when the terminal loses power mid-upload. The event stays in the log (its history).
+func (t *Terminal) PowerCutMidPush() {
+	t.mu.Lock()
+	t.powerCut = true
 	t.mu.Unlock()
 }
 
@@ -356,6 +367,13 @@ func (t *Terminal) Pushed() int {
 
 func (t *Terminal) push(ctx context.Context, url string, e Event) error {
 	body, ctype := t.pushBody(e)
+	t.mu.Lock()
+	cut := t.powerCut
+	t.powerCut = false
+	t.mu.Unlock()
+	if cut {
+		return t.halfPush(ctx, url, ctype, body)
+	}
 	var last error
 	for try := 0; try <= t.cfg.PushRetries; try++ {
 		pctx, cancel := context.WithTimeout(ctx, t.cfg.PushTimeout)
@@ -386,6 +404,26 @@ func (t *Terminal) push(ctx context.Context, url string, e Event) error {
 		t.log.Debug("emu: push failed, retrying", "serial", e.Serial, "err", err)
 	}
 	return last
+}
+
+// halfPush sends the request line, the headers and half the body, then drops the connection.
+func (t *Terminal) halfPush(ctx context.Context, rawURL, ctype string, body []byte) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", u.RequestURI(), u.Host, ctype, len(body))
+	if _, err := c.Write(body[:len(body)/2]); err != nil {
+		return err
+	}
+	t.log.Info("emu: power cut in the middle of a push")
+	return errors.New("emu: power cut mid-push")
 }
 
 // EventJSON is the event's notification as the terminal sends it in JSON.

@@ -32,6 +32,7 @@ type Step struct {
 //	6s   cut 20s               the network is gone for 20 s (events stay in the log)
 //	8s   clock +10m            the terminal's clock runs 10 minutes ahead
 //	9s   midpart               the next streamed event stops in the middle of its part
+//	9s   powercut              the next push stops in the middle of its body
 //	10s  replay 5              the last 5 events are pushed again
 //
 // Offsets rise; an offset earlier than the previous one is an error.
@@ -73,7 +74,7 @@ func ParseScript(r io.Reader) ([]Step, error) {
 			if v, err := strconv.Atoi(s.Args[0]); err != nil || v <= 0 {
 				return nil, fmt.Errorf("emu: script line %d: replay count %q", n, s.Args[0])
 			}
-		case "stranger", "door", "midpart":
+		case "stranger", "door", "midpart", "powercut":
 		default:
 			return nil, fmt.Errorf("emu: script line %d: unknown verb %q", n, s.Verb)
 		}
@@ -128,6 +129,9 @@ func (t *Terminal) step(ctx context.Context, s Step) error {
 		return nil
 	case "midpart":
 		t.StopMidPart()
+		return nil
+	case "powercut":
+		t.PowerCutMidPush()
 		return nil
 	case "replay":
 		n, _ := strconv.Atoi(s.Args[0])
