@@ -58,6 +58,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Decide|MapLookup' -benchtime 2s ./agent/checkin
 	@echo "== fingerprint: one identification vs a bare request/response over the same pty"
 	$(GO) test -run '^$$' -bench 'Identify|BareRoundTrip' -benchtime 2s ./drivers/zfm
+	@echo "== hikvision: event decode vs bare encoding/json and mime/multipart; a push end to end vs a bare loopback POST (ratios in one loop)"
+	$(GO) test -run '^$$' -bench 'DecodeEvent' -benchtime 2s ./drivers/hikisapi
+	$(GO) test -run '^$$' -bench 'PushEvent' -benchtime 3000x ./drivers/hikisapi
 	@echo "== sync: a 100,000-event drain through mosquitto to the ingester and back (and the agent's memory) vs a bare paho publisher (target >= 1.0x)"
 	$(GO) test -run '^$$' -bench 'Drain' -benchtime 5x -timeout 20m ./sync/uplink
 	@echo "== sync: Append to ack at 10 events/s, p50 and p99"
