@@ -15,6 +15,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/driverstest"
+	hikemu "github.com/kaoqin/kaoqin/drivers/hikisapi/emu"
 	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
 	zfmemu "github.com/kaoqin/kaoqin/drivers/zfm/emu"
 	zkemu "github.com/kaoqin/kaoqin/drivers/zkpush/emu"
@@ -62,6 +63,10 @@ func TestEveryFileInConfigsLoads(t *testing.T) {
 			case name == "demo-qr.script":
 				if _, err := lineemu.ParseScript(strings.NewReader(string(b))); err != nil {
 					t.Fatalf("%s: %v", name, err)
+				}
+			case name == "demo-hik.script":
+				if steps, err := hikemu.ParseScript(strings.NewReader(string(b))); err != nil || len(steps) == 0 {
+					t.Fatalf("%s: %d steps, %v", name, len(steps), err)
 				}
 			case name == "demo-zkpush.script":
 				// Played against a server that acknowledges everything: every step parses and runs.

@@ -107,6 +107,16 @@ func TestSourceSeams(t *testing.T) {
 		t.Errorf("templates synced: got %d, want the roster's 4", len(f.Templates()))
 	}
 
+	// A terminal that knows people itself is given the trainees with a usable voucher.
+	if !testkit.WaitFor(t, func() bool { return len(f.Persons()) == 3 }, 5*time.Second) {
+		t.Errorf("persons synced: got %+v, want T001-T003 (T004 is enrolled in no class)", f.Persons())
+	}
+	for _, p := range f.Persons() {
+		if p.Name == "" || p.ValidUntil.IsZero() {
+			t.Errorf("person %+v: want a name and the voucher's validity", p)
+		}
+	}
+
 	// Evidence is written by the source before the reading; the event names it.
 	ref, err := env.Evidence.PutEvidence(drivers.Crop, []byte("\xff\xd8 a face \xff\xd9"))
 	if err != nil {

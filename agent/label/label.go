@@ -174,6 +174,7 @@ var flags = map[string][2]string{
 	"absent_at_spot_check": {"随机抽查不在场", "absent at spot check"},
 	"terminal_clock_off":   {"终端时钟偏差过大", "terminal clock off"},
 	"terminal_new_address": {"终端从新地址连接", "terminal at a new address"},
+	"face_duplicate":       {"人脸与他人重复", "face registered under another person"},
 }
 
 var methods = map[string][2]string{

@@ -91,6 +91,7 @@ const (
 	FlagAbsentSpotCheck Flag = "absent_at_spot_check"
 	FlagTerminalClock   Flag = "terminal_clock_off"   // the terminal's own clock is off the box's beyond the tolerance
 	FlagTerminalAddress Flag = "terminal_new_address" // a known terminal called from an address it never used
+	FlagFaceDuplicate   Flag = "face_duplicate"       // the terminal holds this trainee's face under another person too
 )
 
 // Clock is when an event happened, as well as a box without a real-time clock can say.

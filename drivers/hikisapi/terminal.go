@@ -202,7 +202,23 @@ type Status struct {
 }
 
 // Health reports the source's state and counters for kaoqin status.
-func (t *Terminal) Health() drivers.Health { return t.Status().Health }
+func (t *Terminal) Health() drivers.Health {
+	s := t.Status()
+	h := s.Health
+	h.LastContact = s.LastContact
+	h.Info = map[string]string{"failures": fmt.Sprint(s.Failures), "duplicates": fmt.Sprint(s.Duplicates),
+		"ignored": fmt.Sprint(s.Ignored), "auth_rejected": fmt.Sprint(s.AuthRejected)}
+	if s.ClockKnown {
+		h.Info["clock_offset"] = s.ClockOffset.String()
+	}
+	if !s.LockedUntil.IsZero() {
+		h.Info["locked_until"] = s.LockedUntil.Format(time.RFC3339)
+	}
+	for trainee, other := range s.FaceDuplicates {
+		h.Info["face_duplicate "+trainee] = other
+	}
+	return h
+}
 
 // Status reports the terminal's state in full.
 func (t *Terminal) Status() Status {

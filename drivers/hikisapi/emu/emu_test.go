@@ -2,7 +2,6 @@ package emu_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -58,17 +57,5 @@ func TestRunStopsWithContext(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("got %v, want nil after cancel", err)
-	}
-}
-
-func TestDemoScriptParses(t *testing.T) {
-	f, err := os.Open("testdata/demo.script")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	steps, err := emu.ParseScript(f)
-	if err != nil || len(steps) != 11 {
-		t.Fatalf("demo script: %d steps, %v; want 11", len(steps), err)
 	}
 }
