@@ -83,6 +83,9 @@ func TestBootIn1970SignInThenNTP(t *testing.T) {
 	if v := push(t, f, "T001"); v != drivers.Recorded {
 		t.Fatalf("sign-in in 1970: verdict got %v, want recorded (never refused for the clock)", v)
 	}
+	if f.Env().ClockTrusted() {
+		t.Errorf("drivers.Env.ClockTrusted in 1970: got true, want false")
+	}
 	evs := allEvents(t, client)
 	readings := ofKind(evs, ledger.Reading)
 	if len(readings) != 1 || len(ofKind(evs, ledger.SignIn))+len(ofKind(evs, ledger.Refusal)) != 0 {
@@ -120,6 +123,9 @@ func TestBootIn1970SignInThenNTP(t *testing.T) {
 	}
 	if !in.HasFlag(ledger.FlagTimeAnchored) || in.HasFlag(ledger.FlagTimePending) || in.HasFlag(ledger.FlagClockUnsynced) || in.HasFlag(ledger.FlagLate) {
 		t.Errorf("decided sign-in flags: got %v, want time_anchored only (not late: the true time is 5 minutes after the start)", in.Flags)
+	}
+	if !f.Env().ClockTrusted() {
+		t.Errorf("drivers.Env.ClockTrusted after NTP: got false, want true")
 	}
 	// The reading itself is not rewritten.
 	if again := ofKind(evs, ledger.Reading); len(again) != 1 || again[0].Kind != ledger.Reading || !again[0].Time.Wall.Equal(epoch1970) {
