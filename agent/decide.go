@@ -210,7 +210,8 @@ func (a *Agent) settle(h *checkin.History) (checkin.Clock, error) {
 			"wall", raw.Wall, "synced", raw.Synced, "last_trusted", h.LastTrusted())
 	}
 	held := h.Decidable()
-	for i, hd := range held {
+	n := 0
+	for _, hd := range held {
 		e := a.rules.DecideHeld(hd, a.roster.Load(), h)
 		rec, err := a.record(e, h)
 		if err != nil {
@@ -219,8 +220,12 @@ func (a *Agent) settle(h *checkin.History) (checkin.Clock, error) {
 			}
 			break // the disk reserve: the rest wait for the next try
 		}
-		a.log.Info("pending reading decided", "reading", hd.Event.Seq, "seq", rec.Seq, "kind", rec.Kind, "reason", rec.Reason,
-			"trainee", rec.Trainee, "wall", rec.Time.Wall, "left", len(held)-i-1)
+		n++
+		a.log.Debug("pending reading decided", "reading", hd.Event.Seq, "seq", rec.Seq, "kind", rec.Kind, "reason", rec.Reason,
+			"trainee", rec.Trainee, "wall", rec.Time.Wall)
+	}
+	if n > 0 {
+		a.log.Info("pending readings decided at their anchored time", "decided", n, "left", len(h.Waiting()))
 	}
 	return clk, nil
 }
