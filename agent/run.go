@@ -147,15 +147,18 @@ func (a *Agent) loadState() (*checkin.History, error) {
 // still reads 1970 has readings of 1970 waiting, and no "last day" by its own clock).
 //
 // It reads back from the head. A trusted event more than a day before the latest trusted time
-// seen so far is old; like store.Recent it stops after tailSlack old events (clocks jump).
+// seen so far is old; like store.Recent it stops after tailSlack old events (clocks jump). A
+// reading already decided is left out: its decision, after it in the ledger, was read first, even
+// when the decision's own (anchored) time is too old to be returned.
 func (a *Agent) tail() ([]ledger.Event, error) {
 	const tailSlack, page = 1000, 256
 	var (
-		back  []ledger.Event // newest first
-		last  time.Time      // the latest trusted wall time seen
-		olds  int
-		trust = func(e *ledger.Event) bool { return e.Time.Synced && e.Kind != ledger.Reading }
-		old   = func(e *ledger.Event) bool {
+		back    []ledger.Event      // newest first
+		last    time.Time           // the latest trusted wall time seen
+		decided = map[string]bool{} // readings named by a later event, old or not
+		olds    int
+		trust   = func(e *ledger.Event) bool { return e.Time.Synced && e.Kind != ledger.Reading }
+		old     = func(e *ledger.Event) bool {
 			return e.Kind != ledger.Reading && e.Kind != ledger.TimeAnchor && e.Time.Wall.Before(last.Add(-24*time.Hour))
 		}
 	)
@@ -176,6 +179,12 @@ func (a *Agent) tail() ([]ledger.Event, error) {
 			}
 			if trust(&e) && e.Time.Wall.After(last) {
 				last = e.Time.Wall
+			}
+			if e.Ref != "" {
+				decided[e.Ref] = true
+			}
+			if e.Kind == ledger.Reading && decided[e.ID] {
+				continue // its decision came later, maybe with a time too old to be read back
 			}
 			if old(&e) {
 				olds++

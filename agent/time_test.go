@@ -262,3 +262,32 @@ func TestPendingReadingsSurviveARestart(t *testing.T) {
 		t.Errorf("sign-ins: got %d, want 1 (T001's boot has no anchor)", n)
 	}
 }
+
+// A reading decided more than a day after it was taken (a box offline over a weekend) is decided
+// once: a restart reads the decision back, although its anchored time is older than the day of
+// events the rules remember.
+func TestReadingDecidedOnceAcrossARestart(t *testing.T) {
+	real := time.Now().Truncate(time.Second)
+	dir := t.TempDir()
+	clk := clock.NewFake("boot-w", epoch1970, false)
+	client, f, stop := fakeDaemonAt(t, t.Name(), dir, clk, demo.Roster(real, 4, 1))
+	if v := push(t, f, "T001"); v != drivers.Recorded {
+		t.Fatalf("reading: verdict got %v, want recorded", v)
+	}
+	clk.Advance(30 * time.Hour)
+	clk.Set(real.Add(30*time.Hour), true)
+	waitEvent(t, client, "the decided sign-in", func(e *ledger.Event) bool { return e.Kind == ledger.SignIn })
+	stop()
+
+	clk.Advance(time.Minute)
+	client, f, _ = fakeDaemonAt(t, t.Name(), dir, clk, nil)
+	// A reading after the restart: the loop has assessed the time (and decided anything held)
+	// before it is recorded.
+	if v := push(t, f, "T002"); v != drivers.Refused {
+		t.Fatalf("T002 a day later: verdict got %v, want refused (no session then)", v)
+	}
+	evs := allEvents(t, client)
+	if n, a := len(ofKind(evs, ledger.SignIn)), len(ofKind(evs, ledger.TimeAnchor)); n != 1 || a != 1 {
+		t.Errorf("after the restart: got %d sign-ins and %d anchors (%s), want 1 and 1", n, a, kindsOf(evs))
+	}
+}
