@@ -7,13 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent"
 	"github.com/kaoqin/kaoqin/agent/api"
+	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/driverstest"
@@ -25,9 +28,20 @@ import (
 // fakeDaemon runs the agent with one driverstest source fed by feed, and imports the demo roster.
 func fakeDaemon(t *testing.T, feed string) (*api.Client, *driverstest.Feed) {
 	t.Helper()
-	dir := t.TempDir()
-	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
-		t.Fatal(err)
+	client, f, _ := fakeDaemonAt(t, feed, t.TempDir(), clock.Running("seams-boot", true), demo.Roster(time.Now(), 4, 1))
+	return client, f
+}
+
+// fakeDaemonAt is fakeDaemon with its folder (a daemon restarted on the same ledger), its clock
+// and its roster (nil: the ledger has one already). stop stops the daemon (once; the test's
+// cleanup calls it too).
+func fakeDaemonAt(t *testing.T, feed, dir string, clk clock.Source, r *roster.Roster) (client *api.Client, f *driverstest.Feed, stop func()) {
+	t.Helper()
+	opens := driverstest.Get(feed).Opens()
+	if _, err := os.Stat(filepath.Join(dir, "state", "keys")); err != nil {
+		if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := fmt.Sprintf(`device = "test-seams"
 institution = "0001"
@@ -52,31 +66,36 @@ feed = %q
 	if err != nil {
 		t.Fatal(err)
 	}
+	agent.SetClock(a, clk)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs)
-		}
-	})
-	var client *api.Client
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if t.Failed() {
+				t.Logf("daemon log:\n%s", logs)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	if !testkit.WaitFor(t, func() bool { client, err = api.Dial(c.Socket); return err == nil }, 10*time.Second) {
 		t.Fatalf("daemon socket: %v", err)
 	}
-	f := driverstest.Get(feed)
-	if !testkit.WaitFor(t, func() bool { return f.Opens() > 0 }, 10*time.Second) {
+	f = driverstest.Get(feed)
+	if !testkit.WaitFor(t, func() bool { return f.Opens() > opens }, 10*time.Second) {
 		t.Fatal("the agent never opened the source")
 	}
-	r := demo.Roster(time.Now(), 4, 1)
-	if _, err := client.ImportRoster(context.Background(), rosterJSON(t, r)); err != nil {
-		t.Fatal(err)
+	if r != nil {
+		if _, err := client.ImportRoster(context.Background(), rosterJSON(t, r)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return client, f
+	return client, f, stop
 }
 
 func allEvents(t *testing.T, c *api.Client) []ledger.Event {

@@ -51,7 +51,7 @@ func (a *Agent) openSource(ctx context.Context, sc *SourceConfig, log *slog.Logg
 		Log:          log,
 		Evidence:     a.st,
 		Expected:     func(at time.Time) []string { return a.expected(sc.Name, at) },
-		ClockTrusted: func() bool { return a.clock.Read().Synced },
+		ClockTrusted: a.clockTrusted, // the decision loop's assessment; a Read here would take its jump report
 	})
 	if err != nil {
 		return nil, err
