@@ -235,6 +235,11 @@ func (m *mailbox) put(b []byte, at time.Time) (overwrote bool) {
 func (m *mailbox) take(ctx context.Context) ([]byte, time.Time, uint64, error) {
 	for {
 		select {
+		case <-m.closed:
+			return nil, time.Time{}, 0, ErrClosed
+		default:
+		}
+		select {
 		case <-ctx.Done():
 			return nil, time.Time{}, 0, ctx.Err()
 		case <-m.closed:
