@@ -11,7 +11,11 @@ import (
 
 func TestConfigValid(t *testing.T) {
 	for _, c := range []Config{
-		func() Config { c := DefaultConfig(); c.Mode, c.URL = RTSP, "rtsp://192.0.2.10:554/Streaming/Channels/102"; return c }(),
+		func() Config {
+			c := DefaultConfig()
+			c.Mode, c.URL = RTSP, "rtsp://192.0.2.10:554/Streaming/Channels/102"
+			return c
+		}(),
 		func() Config {
 			c := DefaultConfig()
 			c.Mode, c.URL, c.Username, c.PasswordFile = Snapshot, "http://192.0.2.10/onvif/snapshot", "viewer", "/etc/kaoqin/cam.password"
