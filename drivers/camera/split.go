@@ -26,10 +26,10 @@ type Splitter struct {
 	r   io.Reader
 	max int
 
-	buf       []byte // buf[:n] holds unread bytes; buf[0] is a frame's first byte when inFrame
-	n         int
+	buf       []byte // buf[off:n] holds unread bytes; buf[off] is a frame's first byte when inFrame
+	off, n    int
 	inFrame   bool
-	pos       int  // how far into buf[:n] the current frame has been parsed
+	pos       int  // how far into buf[off:n] the current frame has been parsed
 	entropy   bool // pos is inside entropy-coded data (after an SOS header)
 	err       error
 	skipped   uint64
@@ -64,8 +64,8 @@ func (s *Splitter) Next() ([]byte, error) {
 		if s.err != nil {
 			if s.inFrame {
 				s.corrupt++
-				s.skipped += uint64(s.n)
-				s.inFrame, s.n = false, 0
+				s.skipped += uint64(s.n - s.off)
+				s.inFrame, s.n, s.off = false, 0, 0
 			}
 			return nil, s.err
 		}
@@ -75,6 +75,10 @@ func (s *Splitter) Next() ([]byte, error) {
 
 // fill reads once from r into the free end of buf, growing it while it holds a frame in progress.
 func (s *Splitter) fill() {
+	if s.off > 0 { // move the unread bytes to the front, once per read rather than per frame
+		s.n = copy(s.buf, s.buf[s.off:s.n])
+		s.off = 0
+	}
 	if len(s.buf)-s.n < s.readChunk/2 {
 		nb := make([]byte, max(2*len(s.buf), s.n+s.readChunk))
 		copy(nb, s.buf[:s.n])
@@ -89,10 +93,12 @@ func (s *Splitter) fill() {
 	}
 }
 
-// drop discards buf[:k], shifting the rest down.
+// drop consumes the first k unread bytes.
 func (s *Splitter) drop(k int) {
-	copy(s.buf, s.buf[k:s.n])
-	s.n -= k
+	s.off += k
+	if s.off == s.n {
+		s.off, s.n = 0, 0
+	}
 }
 
 // abandon drops the frame in progress as corrupt and looks for the next SOI after its first byte.
@@ -107,7 +113,7 @@ func (s *Splitter) abandon(at int) {
 func (s *Splitter) scan() []byte {
 	for {
 		if !s.inFrame {
-			d := s.buf[:s.n]
+			d := s.buf[s.off:s.n]
 			i := bytes.Index(d, []byte{0xFF, markSOI})
 			if i < 0 {
 				keep := 0
@@ -122,12 +128,12 @@ func (s *Splitter) scan() []byte {
 			s.drop(i)
 			s.inFrame, s.pos, s.entropy = true, 2, false
 		}
-		d := s.buf[:s.n]
+		d := s.buf[s.off:s.n]
 		end, state := s.parse(d)
 		switch state {
 		case parseMore:
 			if s.pos > s.max {
-				s.abandon(min(s.pos, s.n))
+				s.abandon(min(s.pos, len(d)))
 				continue
 			}
 			return nil
@@ -136,8 +142,7 @@ func (s *Splitter) scan() []byte {
 				s.abandon(end)
 				continue
 			}
-			frame := make([]byte, end)
-			copy(frame, d[:end])
+			frame := bytes.Clone(d[:end]) // no zeroing before the copy
 			s.drop(end)
 			s.inFrame = false
 			return frame
