@@ -129,6 +129,24 @@ func readAll(t testing.TB, names []string) [][]byte {
 	return out
 }
 
+// syncBuffer is a bytes.Buffer for a logger written from the source's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // testConfig is a valid config of the given mode with fast timings.
 func testConfig(mode Mode) Config {
 	c := DefaultConfig()

@@ -201,7 +201,7 @@ func TestMJPEGDigest(t *testing.T) {
 	f.Close()
 
 	cfg.PasswordFile = passwordFile(t, "wrong")
-	var logs bytes.Buffer
+	var logs syncBuffer
 	f, err = Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +231,7 @@ func TestV4L2MissingDevice(t *testing.T) {
 	if want := "-f v4l2 -input_format mjpeg -video_size 1280x720 -i " + string(cfg.Device); !strings.Contains(args, want) {
 		t.Fatalf("args: got %q, want it to contain %q", args, want)
 	}
-	var logs bytes.Buffer
+	var logs syncBuffer
 	f, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -303,15 +303,14 @@ while :; do sleep 1; done`, fx.colour[0], fx.colour[1]))
 	cfg := testConfig(RTSP)
 	cfg.URL = "rtsp://127.0.0.1:9/unused"
 	cfg.FFmpeg = prog
-	var logs bytes.Buffer
+	var logs syncBuffer
 	f, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := readPids(t, pids)
 	nextWithin(t, f, 5*time.Second)
 	waitFor(t, "a second run of the fake ffmpeg", 8*time.Second, func() bool { return len(readPids(t, pids)) >= 2 })
-	first = readPids(t, pids)[:1]
+	first := readPids(t, pids)[:1]
 	if left := leftBehind(first[0]); left != nil {
 		t.Errorf("first run's process group %d after the restart: got %v left, want nothing", first[0], left)
 	}
@@ -433,5 +432,33 @@ func TestOpenMissingFFmpeg(t *testing.T) {
 	cfg.FFmpeg = drivers.Path(filepath.Join(t.TempDir(), "no-ffmpeg"))
 	if _, err := Open(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "camera: ffmpeg") {
 		t.Errorf("got %v, want an error naming ffmpeg", err)
+	}
+}
+
+// TestWatchdogDies: an ffmpeg that sends one frame and exits is restarted each time, the backoff
+// starting over after each run that had a frame, and each run is reaped.
+func TestWatchdogDies(t *testing.T) {
+	fx := fixtures(t)
+	prog, pids := fakeFFmpeg(t, fmt.Sprintf("cat %q\necho 'fake ffmpeg: connection lost' >&2\nexit 1", fx.colour[6]))
+	cfg := testConfig(RTSP)
+	cfg.URL = "rtsp://127.0.0.1:9/unused"
+	cfg.FFmpeg = prog
+	cfg.BackoffMax = drivers.Duration(time.Minute)
+	f, err := Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ { // without the reset the 4th would come after 0.25+0.5+1+2 s at least
+		nextWithin(t, f, 3*time.Second)
+	}
+	f.Close()
+	h := f.Health()
+	if h.Restarts < 3 || h.State == drivers.StateDown || !strings.Contains(h.LastErr, "exit status 1") {
+		t.Errorf("health: got %+v, want 3 or more restarts, not down (frames come), exit status 1", h)
+	}
+	for _, pg := range readPids(t, pids) {
+		if left := leftBehind(pg); left != nil {
+			t.Errorf("process group %d: got %v left, want nothing", pg, left)
+		}
 	}
 }
