@@ -207,7 +207,8 @@ func TestMJPEGDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	waitFor(t, "a restart", 15*time.Second, func() bool { return f.Health().Restarts >= 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if fr, err := f.Next(ctx); err != context.DeadlineExceeded {
 		t.Fatalf("wrong password: got frame %d, err %v; want no frame (deadline exceeded)", fr.Seq, err)
@@ -232,20 +233,25 @@ func TestV4L2MissingDevice(t *testing.T) {
 		t.Fatalf("args: got %q, want it to contain %q", args, want)
 	}
 	var logs syncBuffer
+	start := time.Now()
 	f, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	waitFor(t, "three restarts", 15*time.Second, func() bool { return f.Health().Restarts >= 3 })
+	// Backoff, not a hot loop: the waits after the first two failures are at least 0.25 s and
+	// 0.5 s (half of 0.5 s and of 1 s).
+	if d := time.Since(start); d < 750*time.Millisecond {
+		t.Errorf("three restarts took %v, want at least 750ms of backoff", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := f.Next(ctx); err != context.DeadlineExceeded {
-		t.Fatalf("got %v, want deadline exceeded", err)
+		t.Fatalf("got %v, want no frame (deadline exceeded)", err)
 	}
-	h := f.Health()
-	// Starts at 0, then after about 0.25-0.5 s, 0.5-1 s, 0.5-1 s: never a hot loop.
-	if h.Restarts < 2 || h.Restarts > 6 {
-		t.Errorf("got %d restarts in 2.5 s, want 2..6 (backoff from 0.5 s, capped at 1 s)", h.Restarts)
+	if h := f.Health(); h.State != drivers.StateDown || h.Frames != 0 {
+		t.Errorf("health: got %+v, want down, no frames", h)
 	}
 	if !strings.Contains(logs.String(), "video9") || strings.Count(logs.String(), "ffmpeg restarting") != 1 {
 		t.Errorf("log: got %q, want one report (rate-limited) naming the device", logs.String())
@@ -448,13 +454,15 @@ func TestWatchdogDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 4; i++ { // without the reset the 4th would come after 0.25+0.5+1+2 s at least
-		nextWithin(t, f, 3*time.Second)
+	// With the reset every wait is at most 0.5 s. Without it the wait before the 5th run would be
+	// 2 to 4 s (half to all of 4 s), and the 5th frame would miss its 2 s.
+	for i := 0; i < 5; i++ {
+		nextWithin(t, f, 2*time.Second)
 	}
 	f.Close()
 	h := f.Health()
-	if h.Restarts < 3 || h.State == drivers.StateDown || !strings.Contains(h.LastErr, "exit status 1") {
-		t.Errorf("health: got %+v, want 3 or more restarts, not down (frames come), exit status 1", h)
+	if h.Restarts < 4 || h.State == drivers.StateDown || !strings.Contains(h.LastErr, "exit status 1") {
+		t.Errorf("health: got %+v, want 4 or more restarts, not down (frames come), exit status 1", h)
 	}
 	for _, pg := range readPids(t, pids) {
 		if left := leftBehind(pg); left != nil {
