@@ -47,15 +47,17 @@ func TestReplay(t *testing.T) {
 		file string
 		seq  uint64
 	}{{fx.colour[0], 1}, {fx.colour[2], 3}, {fx.colour[5], 6}, {fx.colour[0], 7}}
+	var last Frame
 	for _, w := range want {
 		fr := nextWithin(t, f, 2*time.Second)
+		last = fr
 		b, _ := os.ReadFile(w.file)
 		if string(fr.JPEG) != string(b) || fr.Seq != w.seq || fr.Width != 320 || fr.Height != 240 {
 			t.Fatalf("got seq %d, %d bytes, %dx%d; want seq %d, %s (%d bytes), 320x240", fr.Seq, len(fr.JPEG), fr.Width, fr.Height, w.seq, filepath.Base(w.file), len(b))
 		}
 	}
-	if h := f.Health(); h.Frames != 4 || h.Gray != 2 || h.Corrupt != 1 {
-		t.Errorf("health: got %+v, want 4 frames, 2 grey, 1 corrupt", h)
+	if h := f.Health(); h.Frames != 4 || h.Gray != 2 || h.Corrupt != 1 || !h.LastFrame.Equal(last.At) || h.State != drivers.StateOK {
+		t.Errorf("health: got %+v, want 4 frames, 2 grey, 1 corrupt, ok, last frame at %v", h, last.At)
 	}
 }
 
