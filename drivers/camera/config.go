@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/kaoqin/kaoqin/drivers"
@@ -74,8 +76,9 @@ type Config struct {
 	RequestTimeout drivers.Duration `toml:"request_timeout"`
 	// BackoffMax caps the wait between restarts (it doubles from half a second, with jitter).
 	BackoffMax drivers.Duration `toml:"backoff_max"`
-	// FFmpeg is the ffmpeg program: a name looked up in PATH or a path.
-	FFmpeg drivers.Path `toml:"ffmpeg"`
+	// FFmpeg is the ffmpeg program: a name looked up in PATH, or an absolute path. A string, not a
+	// drivers.Path, so that the agent leaves the bare name "ffmpeg" alone.
+	FFmpeg string `toml:"ffmpeg"`
 	// MaxFrameKiB drops frames larger than this many KiB as corrupt.
 	MaxFrameKiB int `toml:"max_frame_kib"`
 	// MinChroma is the colour check's floor (see inspect): frames with less colour than this are
@@ -194,6 +197,8 @@ func (c Config) Validate() error {
 	}
 	if c.Mode.usesFFmpeg() && c.FFmpeg == "" {
 		bad("ffmpeg", "required: the ffmpeg program (\"ffmpeg\" looks in PATH)")
+	} else if strings.Contains(c.FFmpeg, "/") && !filepath.IsAbs(c.FFmpeg) {
+		bad("ffmpeg", "%q: want a name looked up in PATH or an absolute path", c.FFmpeg)
 	}
 	if c.MaxFrameKiB < 16 || c.MaxFrameKiB > 65536 {
 		bad("max_frame_kib", "%d is outside 16..65536", c.MaxFrameKiB)

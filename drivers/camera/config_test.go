@@ -60,6 +60,7 @@ func TestConfigInvalid(t *testing.T) {
 		}, []string{"backoff_max", "fps", "max_frame_kib", "min_chroma", "quality", "request_timeout", "role", "stall_timeout", "width"}},
 		{"stall shorter than two frames", func(c *Config) { c.Mode, c.Dir, c.FPS = Dir, "d", 0.5 }, []string{"stall_timeout"}},
 		{"no ffmpeg", func(c *Config) { c.Mode, c.URL, c.FFmpeg = RTSP, "rtsp://h/", "" }, []string{"ffmpeg"}},
+		{"relative ffmpeg path", func(c *Config) { c.Mode, c.URL, c.FFmpeg = RTSP, "rtsp://h/", "bin/ffmpeg" }, []string{"ffmpeg"}},
 	}
 	for _, c := range cases {
 		cfg := DefaultConfig()

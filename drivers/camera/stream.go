@@ -50,7 +50,7 @@ type stream struct {
 var _ Frames = (*stream)(nil)
 
 func openStream(cfg Config, password string, log *slog.Logger) (*stream, error) {
-	prog, err := exec.LookPath(string(cfg.FFmpeg))
+	prog, err := exec.LookPath(cfg.FFmpeg)
 	if err != nil {
 		return nil, fmt.Errorf("camera: ffmpeg: %w (install Debian's ffmpeg package, or set ffmpeg to its path)", err)
 	}

@@ -308,7 +308,7 @@ echo "fake ffmpeg: stalling" >&2
 while :; do sleep 1; done`, fx.colour[0], fx.colour[1]))
 	cfg := testConfig(RTSP)
 	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = prog
+	cfg.FFmpeg = string(prog)
 	var logs syncBuffer
 	f, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -345,7 +345,7 @@ func TestWatchdogLatestFrameWins(t *testing.T) {
 	prog, _ := fakeFFmpeg(t, "cat "+strings.Join(files, " ")+"\nexec sleep 1000")
 	cfg := testConfig(RTSP)
 	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = prog
+	cfg.FFmpeg = string(prog)
 	cfg.StallTimeout = drivers.Duration(30 * time.Second)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
@@ -383,7 +383,7 @@ func TestBadFramesSkipped(t *testing.T) {
 	prog, _ := fakeFFmpeg(t, body.String())
 	cfg := testConfig(RTSP)
 	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = prog
+	cfg.FFmpeg = string(prog)
 	cfg.StallTimeout = drivers.Duration(30 * time.Second)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
@@ -406,7 +406,7 @@ func TestCloseWhileStarting(t *testing.T) {
 	prog, pids := fakeFFmpeg(t, "exec sleep 1000")
 	cfg := testConfig(RTSP)
 	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = prog
+	cfg.FFmpeg = string(prog)
 	cfg.StallTimeout = drivers.Duration(30 * time.Second)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
@@ -435,7 +435,7 @@ func TestCloseWhileStarting(t *testing.T) {
 func TestOpenMissingFFmpeg(t *testing.T) {
 	cfg := testConfig(RTSP)
 	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = drivers.Path(filepath.Join(t.TempDir(), "no-ffmpeg"))
+	cfg.FFmpeg = filepath.Join(t.TempDir(), "no-ffmpeg")
 	if _, err := Open(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "camera: ffmpeg") {
 		t.Errorf("got %v, want an error naming ffmpeg", err)
 	}
@@ -448,7 +448,7 @@ func TestWatchdogDies(t *testing.T) {
 	prog, pids := fakeFFmpeg(t, fmt.Sprintf("cat %q\necho 'fake ffmpeg: connection lost' >&2\nexit 1", fx.colour[6]))
 	cfg := testConfig(RTSP)
 	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = prog
+	cfg.FFmpeg = string(prog)
 	cfg.BackoffMax = drivers.Duration(time.Minute)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
