@@ -1,12 +1,16 @@
 package camera
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kaoqin/kaoqin/drivers"
+	"github.com/pelletier/go-toml/v2"
 )
 
 func TestConfigValid(t *testing.T) {
@@ -102,5 +106,50 @@ func TestFFmpegArgs(t *testing.T) {
 	c.Width = 0
 	if got := strings.Join(c.ffmpegArgs(""), " "); strings.Contains(got, "scale") {
 		t.Errorf("width 0: got %q, want no scale filter", got)
+	}
+}
+
+// TestExampleConfig decodes the commented camera source of configs/agent.example.toml strictly,
+// as the agent decodes a [[source]] table, and checks that it is valid and that it shows every
+// key with its default.
+func TestExampleConfig(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "configs", "agent.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(b), "# [[source]]\n# name = \"room-cam\"\n# kind = \"camera\"\n")
+	if !ok {
+		t.Fatal("configs/agent.example.toml: no commented [[source]] named room-cam of kind camera")
+	}
+	var table strings.Builder
+	for _, line := range strings.Split(block, "\n") {
+		rest, ok := strings.CutPrefix(line, "# ")
+		if !ok {
+			break
+		}
+		if !strings.HasPrefix(rest, " ") { // a continued comment
+			table.WriteString(rest + "\n")
+		}
+	}
+	cfg := DefaultConfig()
+	dec := toml.NewDecoder(strings.NewReader(table.String()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatalf("decoding the example:\n%s\ngot %v", table.String(), err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("the example: got %v, want valid", err)
+	}
+	def := DefaultConfig()
+	def.Mode, def.URL = cfg.Mode, cfg.URL
+	if !reflect.DeepEqual(cfg, def) {
+		t.Errorf("the example's values:\ngot  %+v\nwant %+v (the defaults)", cfg, def)
+	}
+	rt := reflect.TypeOf(cfg)
+	for i := range rt.NumField() {
+		key := rt.Field(i).Tag.Get("toml")
+		if !strings.Contains(table.String(), "\n"+key+" = ") && !strings.HasPrefix(table.String(), key+" = ") {
+			t.Errorf("key %s: not in the example", key)
+		}
 	}
 }
