@@ -53,8 +53,8 @@ type Config struct {
 	// FPS is the frames per second delivered (ffmpeg's fps filter, the snapshot poll rate, the
 	// replay rate): 0.1 to 30.
 	FPS float64 `toml:"fps"`
-	// Width scales ffmpeg's frames to this width, keeping the aspect ratio; never up. 0 keeps the
-	// camera's size. Snapshot and dir frames are passed as they are.
+	// Width scales frames to this width, keeping the aspect ratio; never up: ffmpeg's, and the
+	// replay's files. Snapshots are passed as the camera sends them. 0 keeps every frame's size.
 	Width int `toml:"width"`
 	// Quality is ffmpeg's JPEG quality scale, 2 (best, largest) to 31.
 	Quality int `toml:"quality"`

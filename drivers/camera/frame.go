@@ -116,32 +116,38 @@ const (
 // its chroma on a sample of pixels: below minChroma the frame counts as grey. An infrared camera's
 // night image is three-channel but has (almost) no chroma spread, whatever its tint.
 func inspect(b []byte, minChroma float64) (w, h int, v verdict, err error) {
+	_, w, h, v, err = inspectImage(b, minChroma)
+	return w, h, v, err
+}
+
+// inspectImage is inspect that also returns the decoded image (nil when only the headers were
+// read).
+func inspectImage(b []byte, minChroma float64) (img image.Image, w, h int, v verdict, err error) {
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
-		return 0, 0, frameCorrupt, err
+		return nil, 0, 0, frameCorrupt, err
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > 1<<14 || cfg.Height > 1<<14 {
-		return cfg.Width, cfg.Height, frameCorrupt, fmt.Errorf("size %dx%d", cfg.Width, cfg.Height)
+	w, h = cfg.Width, cfg.Height
+	if w <= 0 || h <= 0 || w > 1<<14 || h > 1<<14 {
+		return nil, w, h, frameCorrupt, fmt.Errorf("size %dx%d", w, h)
 	}
 	if minChroma <= 0 {
-		return cfg.Width, cfg.Height, frameOK, nil
+		return nil, w, h, frameOK, nil
 	}
-	img, err := jpeg.Decode(bytes.NewReader(b))
+	img, err = jpeg.Decode(bytes.NewReader(b))
 	if err != nil {
-		return cfg.Width, cfg.Height, frameCorrupt, err
+		return nil, w, h, frameCorrupt, err
 	}
 	switch m := img.(type) {
 	case *image.Gray:
-		return cfg.Width, cfg.Height, frameGray, nil
+		return img, w, h, frameGray, nil
 	case *image.YCbCr:
 		if chromaSpread(m) < minChroma {
-			return cfg.Width, cfg.Height, frameGray, nil
+			return img, w, h, frameGray, nil
 		}
-		return cfg.Width, cfg.Height, frameOK, nil
-	default:
-		// CMYK: no camera sends it; decoded, so whole, and in colour as far as we can tell.
-		return cfg.Width, cfg.Height, frameOK, nil
 	}
+	// CMYK: no camera sends it; decoded, so whole, and in colour as far as we can tell.
+	return img, w, h, frameOK, nil
 }
 
 // chromaSpread measures how much colour an image has beyond a tint: over a grid of about 4,096

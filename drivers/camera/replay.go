@@ -1,8 +1,10 @@
 package camera
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"log/slog"
 	"os"
@@ -17,7 +19,8 @@ import (
 
 // replay plays the JPEG files of a folder in name order, at most FPS a second, for demonstrations
 // and tests. It is paced by its consumer: a slow one slows the replay and skips no file, so a demo
-// sees every photo.
+// sees every photo. Files wider than Width are scaled down (decoded, box-filtered, encoded with
+// image/jpeg) once and kept, so a loop over large photos costs their decoding once.
 type replay struct {
 	cfg    Config
 	log    *slog.Logger
@@ -25,6 +28,8 @@ type replay struct {
 	i      int
 	good   bool // a usable frame was found in this pass
 	seq    uint64
+	cache  map[int]replayed // by file index: scaled frames and bad files, not re-read each loop
+	cached int              // bytes of JPEG in cache
 	due    time.Time
 	c      counters
 	closed chan struct{}
@@ -50,7 +55,7 @@ func openReplay(cfg Config, log *slog.Logger) (*replay, error) {
 		return nil, fmt.Errorf("camera: dir: no .jpg files in %s", dir)
 	}
 	slices.Sort(files)
-	r := &replay{cfg: cfg, log: log, files: files, closed: make(chan struct{})}
+	r := &replay{cfg: cfg, log: log, files: files, cache: map[int]replayed{}, closed: make(chan struct{})}
 	r.c.setState(drivers.StateOK, nil)
 	return r, nil
 }
@@ -74,20 +79,18 @@ func (r *replay) Next(ctx context.Context) (Frame, error) {
 			return Frame{}, err
 		}
 		now := time.Now()
-		name := r.files[r.i]
+		i := r.i
 		r.i++
 		r.seq++
-		b, err := os.ReadFile(name)
-		if err != nil {
-			r.c.corrupt.Add(1)
-			r.log.Debug("camera: replay file unreadable", "file", name, "err", err)
-			continue
+		e, ok := r.cache[i]
+		if !ok {
+			e = r.load(r.files[i])
+			if e.keep && r.cached+len(e.jpeg) <= maxReplayCache {
+				r.cache[i] = e
+				r.cached += len(e.jpeg)
+			}
 		}
-		if len(b) > r.cfg.MaxFrameKiB<<10 {
-			r.c.corrupt.Add(1)
-			continue
-		}
-		w, h, v, _ := inspect(b, r.cfg.MinChroma)
+		b, w, h, v := bytes.Clone(e.jpeg), e.w, e.h, e.v // the consumer owns its copy
 		switch v {
 		case frameCorrupt:
 			r.c.corrupt.Add(1)
@@ -101,6 +104,43 @@ func (r *replay) Next(ctx context.Context) (Frame, error) {
 		r.c.delivered(now)
 		return Frame{JPEG: b, At: now, Seq: r.seq, Width: w, Height: h}, nil
 	}
+}
+
+// maxReplayCache bounds the bytes of scaled frames a replay keeps.
+const maxReplayCache = 16 << 20
+
+// replayed is one file as the replay delivers it.
+type replayed struct {
+	jpeg []byte
+	w, h int
+	v    verdict
+	keep bool // worth caching: small, or the verdict alone
+}
+
+// load reads, checks and, if it is wider than width, scales down one file.
+func (r *replay) load(name string) replayed {
+	b, err := os.ReadFile(name)
+	if err != nil || len(b) > r.cfg.MaxFrameKiB<<10 {
+		r.log.Debug("camera: replay file unreadable or too large", "file", name, "err", err)
+		return replayed{v: frameCorrupt}
+	}
+	img, w, h, v, err := inspectImage(b, r.cfg.MinChroma)
+	if v != frameOK {
+		r.log.Debug("camera: replay file skipped", "file", name, "err", err)
+		return replayed{v: v, keep: true}
+	}
+	if r.cfg.Width > 0 && w > r.cfg.Width {
+		if img == nil {
+			img, err = jpeg.Decode(bytes.NewReader(b))
+		}
+		if err != nil {
+			return replayed{v: frameCorrupt, keep: true}
+		}
+		if small, sw, sh, ok := shrinkJPEG(img, r.cfg.Width); ok {
+			return replayed{jpeg: small, w: sw, h: sh, v: frameOK, keep: true}
+		}
+	}
+	return replayed{jpeg: b, w: w, h: h, v: frameOK}
 }
 
 func (r *replay) Health() Health { return r.c.health() }

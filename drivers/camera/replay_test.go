@@ -1,8 +1,10 @@
 package camera
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"image/jpeg"
 	"io"
 	"os"
 	"path/filepath"
@@ -126,4 +128,58 @@ func TestInspect(t *testing.T) {
 	if _, _, v, _ := inspect([]byte{0xFF, 0xD8, 0xFF, 0xD9}, 0); v != frameCorrupt {
 		t.Errorf("empty image: got verdict %d, want corrupt", v)
 	}
+}
+
+// TestReplayScales: files wider than width are scaled down once (a 320-pixel frame to 160, the
+// shared photos, up to 3,000 pixels wide, to 640) and stay colour frames.
+func TestReplayScales(t *testing.T) {
+	fx := fixtures(t)
+	dir := t.TempDir()
+	link(t, fx.colour[0], filepath.Join(dir, "a.jpg"))
+	big := filepath.Join(testdataDir(t), "faces", "group", "pristin.jpg")
+	abs, _ := filepath.Abs(big)
+	link(t, abs, filepath.Join(dir, "b.jpg"))
+	bw, bh := jpegSize(t, abs)
+	cfg := testConfig(Dir)
+	cfg.Dir = drivers.Path(dir)
+	cfg.FPS = 30
+	cfg.Width = 160
+	f, err := Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var first [][]byte
+	for i := 0; i < 4; i++ {
+		fr := nextWithin(t, f, 5*time.Second)
+		wantH := 120
+		if i%2 == 1 {
+			wantH = (bh*160 + bw/2) / bw
+		}
+		if fr.Width != 160 || fr.Height != wantH {
+			t.Fatalf("frame %d: got %dx%d, want 160x%d", fr.Seq, fr.Width, fr.Height, wantH)
+		}
+		if w, h, v, err := inspect(fr.JPEG, DefaultMinChroma); v != frameOK || w != fr.Width || h != fr.Height {
+			t.Fatalf("frame %d: got %dx%d verdict %d (%v), want a %dx%d colour JPEG", fr.Seq, w, h, v, err, fr.Width, fr.Height)
+		}
+		if i < 2 {
+			first = append(first, bytes.Clone(fr.JPEG))
+		} else if !bytes.Equal(fr.JPEG, first[i-2]) {
+			t.Errorf("frame %d: the second loop's bytes differ from the first's", fr.Seq)
+		}
+		fr.JPEG[0] = 0 // the consumer's copy: the next loop must not see this
+	}
+}
+
+func jpegSize(t *testing.T, name string) (int, int) {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := jpeg.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Width, c.Height
 }
