@@ -6,6 +6,9 @@ BIN       := bin/kaoqin
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kaoqin/kaoqin/agent.Version=$(VERSION)
 DEB_PKGS  := mosquitto systemd
+# Cameras (drivers/camera): ffmpeg reads them; the tests serve RTSP with GStreamer's rtsp-server.
+DEB_PKGS  += ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+             gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 FUZZTIME  ?= 60s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STATICCHECK_VERSION := v0.8.2
@@ -72,6 +75,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'TodayAndHours' -benchtime 50x ./agent/report
 	@echo "== export: a 100,000-event bundle vs the CSV export alone (target ratio >= 0.5)"
 	$(GO) test -run '^$$' -bench 'Bundle' -benchtime 3x -timeout 20m ./agent/export
+
+	@echo "== camera: the JPEG splitter vs a bare bytes.Index scan; the colour check vs a header-only check"
+	$(GO) test -run '^$$' -bench 'Splitter|Inspect' -benchtime 2s ./drivers/camera
 
 # Each fuzz target for FUZZTIME (default 60s); crashers land in testdata/fuzz and fail `make test`.
 fuzz:
