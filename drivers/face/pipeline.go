@@ -211,7 +211,24 @@ func (p *Pipeline) Decide(jpg []byte, expected []string) (*Frame, error) {
 	for i := range dets {
 		fr.Faces[i] = p.decideOne(img, &dets[i], g, expected)
 	}
+	oneEach(fr.Faces)
 	return fr, nil
+}
+
+// oneEach refuses, as ambiguous, every face of a frame accepted as a trainee whom another face
+// of the same frame was accepted as too: one of them is wrong, and the frame cannot say which.
+func oneEach(fs []Face) {
+	n := map[string]int{}
+	for _, f := range fs {
+		if f.Outcome == Accepted {
+			n[f.Trainee]++
+		}
+	}
+	for i := range fs {
+		if fs[i].Outcome == Accepted && n[fs[i].Trainee] > 1 {
+			fs[i].Outcome, fs[i].Trainee = Ambiguous, ""
+		}
+	}
 }
 
 func (p *Pipeline) decideOne(img image.Image, d *Detection, g *Gallery, expected []string) Face {

@@ -83,6 +83,7 @@ func (s *Stream) Push(ctx context.Context, jpg []byte, at time.Time) ([]drivers.
 	for i := range dets {
 		fr.Faces = append(fr.Faces, s.p.decideOne(img, &dets[i], g, expected))
 	}
+	oneEach(fr.Faces)
 	s.lastFaces = len(fr.Faces)
 
 	var acc []string
