@@ -140,7 +140,8 @@ func fmtDist(d float64) string {
 type Frame struct {
 	Faces []Face
 	jpeg  []byte
-	img   image.Image // decoded by the gate; nil when no face was found
+	img   image.Image // the decoded frame, for the gate and the crops
+	dets  []Detection
 }
 
 // Pipeline decides faces: detect (Recognizer), gate, match against the gallery, decide. It holds
@@ -191,28 +192,58 @@ var _ drivers.TemplateSyncer = (*Pipeline)(nil)
 // gallery) and decides each on its own: exactly the per-frame decision of the daemon, which
 // `kaoqin face identify` prints. A frame that does not decode is an error wrapping ErrBadFrame.
 func (p *Pipeline) Decide(jpg []byte, expected []string) (*Frame, error) {
-	dets, err := p.rec.Faces(jpg)
+	fr, err := p.detect(jpg, nil)
 	if err != nil {
 		return nil, err
 	}
-	fr := &Frame{jpeg: jpg}
-	if len(dets) == 0 {
-		return fr, nil
+	p.decideAll(fr, expected)
+	return fr, nil
+}
+
+// detect runs the recognizer on jpg. The quality gate needs the frame's pixels, so unless img is
+// already decoded the frame is decoded in Go at the same time, on another core: dlib's detector
+// runs on one core, and the decode then costs the frame no time.
+func (p *Pipeline) detect(jpg []byte, img image.Image) (*Frame, error) {
+	type decoded struct {
+		img image.Image
+		err error
 	}
-	img, err := jpeg.Decode(bytes.NewReader(jpg))
+	var ch chan decoded
+	if img == nil {
+		ch = make(chan decoded, 1)
+		go func() {
+			m, err := jpeg.Decode(bytes.NewReader(jpg))
+			ch <- decoded{m, err}
+		}()
+	}
+	dets, err := p.rec.Faces(jpg)
+	if ch != nil {
+		d := <-ch
+		img = d.img
+		if err == nil && d.err != nil {
+			err = fmt.Errorf("face: %w: %w", ErrBadFrame, d.err)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("face: %w: %w", ErrBadFrame, err)
+		return nil, err
 	}
-	fr.img = img
+	fr := &Frame{jpeg: jpg, img: img}
+	for i := range dets {
+		fr.Faces = append(fr.Faces, Face{Rect: dets[i].Rect})
+	}
+	fr.dets = dets
+	return fr, nil
+}
+
+// decideAll gates, matches and decides every face found in fr.
+func (p *Pipeline) decideAll(fr *Frame, expected []string) {
 	p.mu.RLock()
 	g := p.gallery
 	p.mu.RUnlock()
-	fr.Faces = make([]Face, len(dets))
-	for i := range dets {
-		fr.Faces[i] = p.decideOne(img, &dets[i], g, expected)
+	for i := range fr.dets {
+		fr.Faces[i] = p.decideOne(fr.img, &fr.dets[i], g, expected)
 	}
 	oneEach(fr.Faces)
-	return fr, nil
 }
 
 // oneEach refuses, as ambiguous, every face of a frame accepted as a trainee whom another face

@@ -54,16 +54,20 @@ func (p *Pipeline) NewStream(env drivers.Env, intent drivers.Intent) *Stream {
 // caller counts and skips it. Evidence is written before Push returns.
 func (s *Stream) Push(ctx context.Context, jpg []byte, at time.Time) ([]drivers.Reading, error) {
 	s.Frames++
-	img, err := jpeg.Decode(bytes.NewReader(jpg))
-	if err != nil {
-		return nil, fmt.Errorf("face: %w: %w", ErrBadFrame, err)
+	var img image.Image
+	if s.ChangeFloor >= 0 && s.lastFaces == 0 {
+		// The doorway was empty: look whether anything changed before searching for faces.
+		m, err := jpeg.Decode(bytes.NewReader(jpg))
+		if err != nil {
+			return nil, fmt.Errorf("face: %w: %w", ErrBadFrame, err)
+		}
+		th := thumbnail(m)
+		if s.thumb != nil && meanAbsDiff(th, s.thumb) < s.ChangeFloor {
+			s.Skipped++
+			return nil, nil
+		}
+		s.thumb, img = th, m
 	}
-	th := thumbnail(img)
-	if s.ChangeFloor >= 0 && s.thumb != nil && s.lastFaces == 0 && meanAbsDiff(th, s.thumb) < s.ChangeFloor {
-		s.Skipped++
-		return nil, nil
-	}
-	s.thumb = th
 	s.Searched++
 	var expected []string
 	if s.env.Expected != nil {
@@ -72,18 +76,14 @@ func (s *Stream) Push(ctx context.Context, jpg []byte, at time.Time) ([]drivers.
 			expected = []string{}
 		}
 	}
-	dets, err := s.p.rec.Faces(jpg)
+	fr, err := s.p.detect(jpg, img)
 	if err != nil {
 		return nil, err
 	}
-	fr := &Frame{jpeg: jpg, img: img}
-	s.p.mu.RLock()
-	g := s.p.gallery
-	s.p.mu.RUnlock()
-	for i := range dets {
-		fr.Faces = append(fr.Faces, s.p.decideOne(img, &dets[i], g, expected))
+	if img == nil && s.ChangeFloor >= 0 {
+		s.thumb = thumbnail(fr.img)
 	}
-	oneEach(fr.Faces)
+	s.p.decideAll(fr, expected)
 	s.lastFaces = len(fr.Faces)
 
 	var acc []string

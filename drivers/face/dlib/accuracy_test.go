@@ -33,7 +33,7 @@ var (
 )
 
 // classDataset enrols the six trainees once per test binary (with jitter).
-func classDataset(t *testing.T) *face.Dataset {
+func classDataset(t testing.TB) *face.Dataset {
 	t.Helper()
 	classOnce.Do(func() {
 		ds := &face.Dataset{Format: face.DatasetFormat, Model: dlib.Model}
@@ -53,7 +53,7 @@ func classDataset(t *testing.T) *face.Dataset {
 	return class
 }
 
-func classPipeline(t *testing.T) *face.Pipeline {
+func classPipeline(t testing.TB) *face.Pipeline {
 	t.Helper()
 	p, err := face.NewPipeline(plain, face.DefaultPolicy())
 	if err != nil {
