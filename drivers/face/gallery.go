@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 
 	"github.com/kaoqin/kaoqin/drivers"
 )
@@ -17,6 +18,15 @@ type Gallery struct {
 	index map[string]int // trainee -> position in ids
 	vecs  []float32      // len(ids)*128, the means, contiguous for a fast scan
 	count []int          // descriptors averaged per trainee
+
+	// last caches the positions of the last expected list, which a camera passes again and again
+	// during a session: resolving 10,000 IDs through the map costs more than matching against them.
+	last atomic.Pointer[resolved]
+}
+
+type resolved struct {
+	ids []string // a copy of the expected list
+	pos []int32
 }
 
 // NewGallery makes a gallery from the roster's templates. Templates of another kind are ignored;
@@ -127,12 +137,11 @@ func (g *Gallery) Match(d *Descriptor, expected []string) Match {
 		}
 		n = len(g.ids)
 	} else {
-		for _, id := range expected {
-			if i, ok := g.index[id]; ok {
-				consider(i)
-				n++
-			}
+		pos := g.resolve(expected)
+		for _, i := range pos {
+			consider(int(i))
 		}
+		n = len(pos)
 	}
 	m := Match{BestDist: math.Inf(1), RunnerDist: math.Inf(1), Candidates: n}
 	if bi >= 0 {
@@ -144,16 +153,40 @@ func (g *Gallery) Match(d *Descriptor, expected []string) Match {
 	return m
 }
 
+// resolve turns expected trainee IDs into gallery positions, skipping those without a template;
+// the same slice passed again is resolved from the cache.
+func (g *Gallery) resolve(expected []string) []int32 {
+	if len(expected) == 0 {
+		return nil
+	}
+	if r := g.last.Load(); r != nil && slices.Equal(r.ids, expected) {
+		return r.pos // equal strings sharing their bytes compare at the cost of a pointer check
+	}
+	pos := make([]int32, 0, len(expected))
+	for _, id := range expected {
+		if i, ok := g.index[id]; ok {
+			pos = append(pos, int32(i))
+		}
+	}
+	g.last.Store(&resolved{ids: slices.Clone(expected), pos: pos})
+	return pos
+}
+
 // sqDist is the squared distance from d to v, abandoned (returning a value >= bound) as soon as
 // the partial sum passes bound: only the two nearest matter.
 func sqDist(d *Descriptor, v []float32, bound float64) float64 {
 	v = v[:128]
 	var s float32
-	for k := 0; k < 128; k += 16 {
-		for j := k; j < k+16; j++ {
-			x := d[j] - v[j]
-			s += x * x
+	for k := 0; k < 128; k += 32 {
+		var s0, s1, s2, s3 float32
+		for j := k; j < k+32; j += 4 {
+			x0, x1, x2, x3 := d[j]-v[j], d[j+1]-v[j+1], d[j+2]-v[j+2], d[j+3]-v[j+3]
+			s0 += x0 * x0
+			s1 += x1 * x1
+			s2 += x2 * x2
+			s3 += x3 * x3
 		}
+		s += s0 + s1 + s2 + s3
 		if float64(s) >= bound {
 			return float64(s)
 		}
