@@ -57,7 +57,7 @@ func DefaultPolicy() Policy {
 		N:             5,
 		Cooldown:      10 * time.Minute,
 		MinFacePixels: 80,
-		MinSharpness:  30,
+		MinSharpness:  100,
 		MinChroma:     3,
 	}
 }

@@ -207,3 +207,31 @@ type memStore struct{}
 func (memStore) PutEvidence(kind drivers.EvidenceKind, b []byte) (drivers.EvidenceRef, error) {
 	return drivers.EvidenceRef{Kind: kind, Size: int64(len(b))}, nil
 }
+
+// BenchmarkEnrolDescriptor: one enrolment descriptor (jitter 10: ten passes of the ResNet) on a
+// photo cropped around its face, in process CPU time and wall time. The network's convolutions
+// are BLAS matrix products, so this is the benchmark that tells ATLAS from OpenBLAS: run it once
+// as is and once with LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/atlas (docs/BENCHMARKS.md).
+func BenchmarkEnrolDescriptor(b *testing.B) {
+	img, err := jpeg.Decode(bytes.NewReader(readPhoto(b, "probe/bona2.jpg")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	crop := img.(interface {
+		SubImage(image.Rectangle) image.Image
+	}).SubImage(image.Rect(150, 270, 460, 580))
+	jpg := encode(b, crop)
+	var cpu float64
+	var wall time.Duration
+	for b.Loop() {
+		t0, c0 := time.Now(), cpuSeconds()
+		fs, err := jittered.Faces(jpg)
+		if err != nil || len(fs) != 1 {
+			b.Fatalf("got %d faces, %v; want 1", len(fs), err)
+		}
+		cpu += cpuSeconds() - c0
+		wall += time.Since(t0)
+	}
+	b.ReportMetric(cpu/float64(b.N)*1000, "cpu-ms")
+	b.ReportMetric(float64(wall.Milliseconds())/float64(b.N), "wall-ms")
+}

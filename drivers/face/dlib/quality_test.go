@@ -94,7 +94,7 @@ func TestBlurGate(t *testing.T) {
 			t.Errorf("radius %d: sharpness %.1f did not fall (was %.1f)", r, q.Sharpness, last)
 		}
 		last = q.Sharpness
-		if r >= 8 && q.Reason != face.Blurred {
+		if r >= 4 && q.Reason != face.Blurred {
 			t.Errorf("radius %d: got %q, want the face refused as blurred", r, q.Reason)
 		}
 		if r == 0 && q.Reason != "" {
