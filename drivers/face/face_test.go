@@ -516,3 +516,26 @@ func (anyFace) Faces(jpg []byte) ([]Detection, error) {
 }
 
 func (anyFace) Model() Model { return testModel }
+
+func TestConfig(t *testing.T) {
+	c := Config{}
+	var keys []string
+	for _, fe := range drivers.FieldErrors(c.Validate()) {
+		keys = append(keys, fe.Key)
+	}
+	if strings.Join(keys, ",") != "models" {
+		t.Errorf("an empty config: got errors on %v, want on models only", keys)
+	}
+	c = Config{Models: "m", K: 6, Margin: 0.5, MinChroma: -1}
+	keys = nil
+	for _, fe := range drivers.FieldErrors(c.Validate()) {
+		keys = append(keys, fe.Key)
+	}
+	if strings.Join(keys, ",") != "margin,k,min_chroma" {
+		t.Errorf("got errors on %v, want margin, k, min_chroma", keys)
+	}
+	c = Config{Models: "m", Threshold: 0.35, Cooldown: drivers.Duration(time.Minute)}
+	if p := c.Policy(); p.Threshold != 0.35 || p.Margin != DefaultPolicy().Margin || p.Cooldown != time.Minute || p.K != 3 {
+		t.Errorf("got %+v, want the defaults with threshold 0.35 and a one-minute cooldown", p)
+	}
+}

