@@ -234,9 +234,10 @@ func decideOne(t *testing.T, p *Pipeline, jpg []byte) Face {
 
 // memEvidence is an evidence store in memory, content-addressed like the agent's.
 type memEvidence struct {
-	mu   sync.Mutex
-	puts map[string][]byte
-	fail error
+	mu     sync.Mutex
+	puts   map[string][]byte
+	frames int // frames put, counting repeats
+	fail   error
 }
 
 func (m *memEvidence) PutEvidence(kind drivers.EvidenceKind, b []byte) (drivers.EvidenceRef, error) {
@@ -247,6 +248,9 @@ func (m *memEvidence) PutEvidence(kind drivers.EvidenceKind, b []byte) (drivers.
 	}
 	if _, err := jpeg.DecodeConfig(bytes.NewReader(b)); err != nil {
 		return drivers.EvidenceRef{}, fmt.Errorf("evidence is not a JPEG: %w", err)
+	}
+	if kind == drivers.Frame {
+		m.frames++
 	}
 	s := sha256.Sum256(b)
 	h := hex.EncodeToString(s[:])
@@ -384,6 +388,9 @@ func TestSpotCheck(t *testing.T) {
 	}
 	if rs[1].Subject != "" || !strings.Contains(rs[1].Detail, "votes=1/3 want 3") {
 		t.Errorf("second face: got %q %q, want unidentified, accepted in 1 of 3 frames", rs[1].Subject, rs[1].Detail)
+	}
+	if ev.frames != 1 || rs[0].Evidence[1] != rs[1].Evidence[1] {
+		t.Errorf("the frame was put %d times, want once for both faces", ev.frames)
 	}
 	if _, err := p.SpotCheck(context.Background(), drivers.Env{}, [][]byte{[]byte("x")}, time.Unix(0, 0)); !errors.Is(err, ErrBadFrame) {
 		t.Errorf("a burst of corrupt frames: got %v, want ErrBadFrame", err)

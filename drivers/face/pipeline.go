@@ -148,6 +148,8 @@ type Frame struct {
 	jpeg  []byte
 	img   image.Image // the decoded frame, for the gate and the crops
 	dets  []Detection
+
+	frameRef *drivers.EvidenceRef // the frame, once stored
 }
 
 // Pipeline decides faces: detect (Recognizer), gate, match against the gallery, decide. It holds
@@ -313,7 +315,7 @@ func (fr *Frame) crop(r image.Rectangle) ([]byte, error) {
 }
 
 // evidence stores the face's crop and the frame; nil store keeps none. The frame is stored once
-// however many faces name it (content-addressed).
+// however many faces of it are reported.
 func (fr *Frame) evidence(store drivers.EvidenceStore, f *Face) ([]drivers.EvidenceRef, error) {
 	if store == nil {
 		return nil, nil
@@ -326,11 +328,14 @@ func (fr *Frame) evidence(store drivers.EvidenceStore, f *Face) ([]drivers.Evide
 	if err != nil {
 		return nil, fmt.Errorf("face: evidence: %w", err)
 	}
-	fref, err := store.PutEvidence(drivers.Frame, fr.jpeg)
-	if err != nil {
-		return nil, fmt.Errorf("face: evidence: %w", err)
+	if fr.frameRef == nil {
+		ref, err := store.PutEvidence(drivers.Frame, fr.jpeg)
+		if err != nil {
+			return nil, fmt.Errorf("face: evidence: %w", err)
+		}
+		fr.frameRef = &ref
 	}
-	return []drivers.EvidenceRef{cr, fref}, nil
+	return []drivers.EvidenceRef{cr, *fr.frameRef}, nil
 }
 
 // reading makes the reading of one face decision.
