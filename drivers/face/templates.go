@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -175,6 +174,3 @@ func isHexSHA256(s string) bool {
 	b, err := hex.DecodeString(s)
 	return err == nil && len(b) == 32 && s == strings.ToLower(s)
 }
-
-// errEmpty is a gallery with nobody in it.
-var errEmpty = errors.New("face: no face templates")
