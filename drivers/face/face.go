@@ -11,6 +11,16 @@
 //
 // The package is pure Go; the cgo lives in drivers/face/dlib alone. Pipeline is used both by the
 // camera sources and by `kaoqin face identify`, so the command prints the daemon's own decision.
+//
+// A camera source embeds Config in its [[source]] table and, in Open, makes its pipeline with
+// dlib.NewPipeline (one set of models shared by every camera). Then:
+//
+//   - a door camera makes a Stream (Pipeline.NewStream) and pushes every frame: Push returns the
+//     readings the frame completes, usually none; a frame that does not decode is ErrBadFrame, to
+//     count and skip;
+//   - a room camera's Capture (the spot check) takes a short burst and calls Pipeline.SpotCheck:
+//     one reading per face of the fullest frame, the headcount;
+//   - SyncTemplates (drivers.TemplateSyncer) is Pipeline.SyncTemplates.
 package face
 
 import (
