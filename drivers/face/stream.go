@@ -51,8 +51,13 @@ func (p *Pipeline) NewStream(env drivers.Env, intent drivers.Intent) *Stream {
 // Push decides one frame taken at at and returns the readings it completes: an accepted
 // trainee's sign-in (K of N), or one refusal when a face stayed unrecognised for K of N frames.
 // Most frames return none. A frame that does not decode is an error wrapping ErrBadFrame: the
-// caller counts and skips it. Evidence is written before Push returns.
+// caller counts and skips it. Evidence is written before Push returns; an evidence store that
+// refuses (its budget is full) is an error, and the reading is made again from a later frame.
+// Push does not block beyond the time dlib takes on the frame (about 0.1-0.5 s).
 func (s *Stream) Push(ctx context.Context, jpg []byte, at time.Time) ([]drivers.Reading, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	s.Frames++
 	var img image.Image
 	if s.ChangeFloor >= 0 && s.lastFaces == 0 {
