@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +46,8 @@ type stream struct {
 
 	// Written only by run; read by tests after Close.
 	pgids []int
+	// maxBackoff is the longest backoff a restart waited on (its wait is half to all of it).
+	maxBackoff atomic.Int64
 }
 
 var _ Frames = (*stream)(nil)
@@ -180,6 +183,9 @@ func (s *stream) run(ctx context.Context) {
 			lastReport, suppressed = now, 0
 		} else {
 			suppressed++
+		}
+		if int64(backoff) > s.maxBackoff.Load() {
+			s.maxBackoff.Store(int64(backoff))
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		t := time.NewTimer(wait)

@@ -454,12 +454,15 @@ func TestWatchdogDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// With the reset every wait is at most 0.5 s. Without it the wait before the 5th run would be
-	// 2 to 4 s (half to all of 4 s), and the 5th frame would miss its 2 s.
+	// With the reset every restart backs off by the first step; without it the 5th would wait on
+	// 4 s. Judged by the backoff the watchdog chose, not by a clock: a loaded machine is slow.
 	for i := 0; i < 5; i++ {
-		nextWithin(t, f, 2*time.Second)
+		nextWithin(t, f, 20*time.Second)
 	}
 	f.Close()
+	if got := time.Duration(f.(*stream).maxBackoff.Load()); got > firstBackoff {
+		t.Errorf("longest backoff over 5 runs that each had a frame: got %v, want %v (reset after every run with a frame)", got, firstBackoff)
+	}
 	h := f.Health()
 	if h.Restarts < 4 || h.State == drivers.StateDown || !strings.Contains(h.LastErr, "exit status 1") {
 		t.Errorf("health: got %+v, want 4 or more restarts, not down (frames come), exit status 1", h)
