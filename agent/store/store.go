@@ -282,9 +282,12 @@ func (s *Store) fresh(note string, salvaged *Salvaged) error {
 // errors until they read again.
 func (s *Store) heal(why string) error {
 	s.dbMu.Lock()
-	s.db.Close()
+	old := s.db
 	s.db = nil
 	s.dbMu.Unlock()
+	// bbolt may have panicked holding a lock of its own; closing could wait on it for ever. The
+	// old file is released in the background, or with the process.
+	go old.Close()
 	note, salvaged, err := s.moveAside(why)
 	if err != nil {
 		return err
