@@ -14,6 +14,7 @@ require (
 
 require (
 	github.com/gorilla/websocket v1.5.3 // indirect
+	golang.org/x/crypto v0.42.0 // indirect
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.20.0 // indirect
 )
