@@ -2,7 +2,6 @@ package store
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -48,25 +47,6 @@ func (s *Store) Roster() (*roster.Roster, RosterInfo, error) {
 	return r, info, nil
 }
 
-// SetRoster makes raw (the JSON of r, already validated by the caller) the active roster in one
-// transaction. It refuses a roster that is not newer than the active one, or that reuses the code
-// of an institution retired by an earlier roster: retired codes are never reassigned.
-func (s *Store) SetRoster(raw []byte, r *roster.Roster, from string) (RosterInfo, error) {
-	if s.readOnly {
-		return RosterInfo{}, ErrReadOnly
-	}
-	var info RosterInfo
-	err := s.update(func(tx *bolt.Tx) error {
-		var err error
-		info, err = setRoster(tx, raw, r, from)
-		return err
-	})
-	if err != nil {
-		return RosterInfo{}, fmt.Errorf("store: set roster: %w", err)
-	}
-	return info, nil
-}
-
 // setRoster is SetRoster inside a transaction: the checks and the writes, shared with the swap of
 // a staged roster dataset (SwapRoster).
 func setRoster(tx *bolt.Tx, raw []byte, r *roster.Roster, from string) (RosterInfo, error) {
@@ -84,16 +64,18 @@ func setRoster(tx *bolt.Tx, raw []byte, r *roster.Roster, from string) (RosterIn
 	}
 	var problems roster.Problems
 	for _, in := range r.Institutions {
-		if when := ret.Get([]byte(in.Code)); when != nil && !in.Retired {
-			problems = append(problems, fmt.Sprintf("institution %q: code retired on %s is never reassigned", in.Code, when))
+		key := retiredKey(cert.Issuer{City: in.City, County: in.County, Institution: in.Code})
+		if when := ret.Get(key); when != nil && !in.Retired {
+			problems = append(problems, fmt.Sprintf("institution %q (%s): code retired on %s is never reassigned", in.Code, key, when))
 		}
 	}
 	if problems != nil {
 		return info, problems
 	}
 	for _, in := range r.Institutions {
-		if in.Retired && ret.Get([]byte(in.Code)) == nil {
-			if err := ret.Put([]byte(in.Code), []byte(time.Now().Format(time.DateOnly))); err != nil {
+		key := retiredKey(cert.Issuer{City: in.City, County: in.County, Institution: in.Code})
+		if in.Retired && ret.Get(key) == nil {
+			if err := ret.Put(key, []byte(time.Now().Format(time.DateOnly))); err != nil {
 				return info, err
 			}
 		}
@@ -121,34 +103,3 @@ func decodeInfo(b []byte, i *RosterInfo) error {
 	return err
 }
 
-// NextCert allocates the next certificate serial of an institution for a year and category. The
-// sequence is per institution and year, persisted before the serial is returned, and never
-// reused; a code retired by any roster is refused with cert.ErrRetired.
-func (s *Store) NextCert(iss cert.Issuer, year int, cat cert.Category) (cert.Serial, error) {
-	if s.readOnly {
-		return cert.Serial{}, ErrReadOnly
-	}
-	var sn cert.Serial
-	err := s.update(func(tx *bolt.Tx) error {
-		if when := tx.Bucket(bucketRetired).Get([]byte(iss.Institution)); when != nil {
-			return fmt.Errorf("%w: %s since %s", cert.ErrRetired, iss.Institution, when)
-		}
-		b := tx.Bucket(bucketCerts)
-		key := []byte(iss.Key(year))
-		last := 0
-		if v := b.Get(key); len(v) == 4 {
-			last = int(binary.BigEndian.Uint32(v))
-		}
-		var err error
-		if sn, err = cert.Next(iss, year, cat, last); err != nil {
-			return err
-		}
-		v := make([]byte, 4)
-		binary.BigEndian.PutUint32(v, uint32(sn.Seq))
-		return b.Put(key, v)
-	})
-	if err != nil {
-		return cert.Serial{}, fmt.Errorf("store: next cert: %w", err)
-	}
-	return sn, nil
-}

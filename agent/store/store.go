@@ -84,6 +84,11 @@ type Config struct {
 	MinFreeBytes uint64
 	// EvidenceBudget caps the evidence directory in bytes; zero means no cap beyond MinFreeBytes.
 	EvidenceBudget int64
+	// Institution is the box's institution: a roster without it is refused (it would empty the room).
+	Institution string
+	// AllowUnsigned is the development switch that lets unsigned datasets in from a file. While it
+	// is set, and while an unsigned roster is active, every event carries the unsigned_dataset flag.
+	AllowUnsigned bool
 }
 
 // Store is an open ledger. Append and the other writes may be called from any goroutine; they are
@@ -100,6 +105,8 @@ type Store struct {
 	headHash [32]byte
 	fatal    error
 	evBytes  int64
+	// unsignedRoster is set while the active roster came in unsigned (AllowUnsigned).
+	unsignedRoster bool
 
 	appended chan struct{}
 }
@@ -282,6 +289,10 @@ func (s *Store) load(checkHead bool) error {
 		s.epoch = binary.BigEndian.Uint64(ep)
 		s.headSeq = binary.BigEndian.Uint64(hs)
 		copy(s.headHash[:], hh)
+		if v := tx.Bucket(bucketRoster).Get(keyRosterInfo); v != nil {
+			var info RosterInfo
+			s.unsignedRoster = decodeInfo(v, &info) == nil && info.From == OriginUnsigned
+		}
 		if s.headSeq == 0 || !checkHead {
 			return nil
 		}
@@ -392,7 +403,12 @@ func (s *Store) Appended() <-chan struct{} { return s.appended }
 // Epoch, Seq, ID and Prev filled in. Captures (every kind but Alarm) are refused with ErrDiskFull
 // when the free space is under the reserve. An error wrapping ErrFatal means the commit failed:
 // the event may not be on disk and the daemon must exit.
-func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
+func (s *Store) Append(e ledger.Event) (ledger.Event, error) { return s.appendWith(e, nil) }
+
+// appendWith appends e in the same transaction as fn's writes: both are durable or neither. fn
+// may complete e before it is sealed. An error from fn aborts the transaction, appends nothing and
+// is returned as it is (it is not a failed commit).
+func (s *Store) appendWith(e ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event) error) (ledger.Event, error) {
 	if s.readOnly {
 		return e, ErrReadOnly
 	}
@@ -410,12 +426,23 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 	if e.ID == "" {
 		e.ID = ledger.NewID(e.Time.Wall)
 	}
-	rec, err := ledger.Seal(&e, s.headHash, s.cfg.Key)
-	if err != nil {
-		return e, err
-	}
-	hash := rec.Hash()
-	err = s.update(func(tx *bolt.Tx) error {
+	var fnErr error
+	var hash [32]byte
+	err := s.update(func(tx *bolt.Tx) error {
+		if fn != nil {
+			if fnErr = fn(tx, &e); fnErr != nil {
+				return fnErr
+			}
+		}
+		if s.unsigned() && !e.HasFlag(ledger.FlagUnsignedDataset) {
+			e.Flags = append(e.Flags, ledger.FlagUnsignedDataset)
+		}
+		rec, err := ledger.Seal(&e, s.headHash, s.cfg.Key)
+		if err != nil {
+			fnErr = err
+			return err
+		}
+		hash = rec.Hash()
 		key := u64(e.Seq)
 		if err := events(tx).Put(key, rec); err != nil {
 			return err
@@ -441,6 +468,9 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 		}
 		return nil
 	})
+	if fnErr != nil {
+		return e, fnErr
+	}
 	if err != nil {
 		s.fatal = fmt.Errorf("%w: append seq %d: %v", ErrFatal, e.Seq, err)
 		return e, s.fatal
