@@ -102,4 +102,3 @@ func decodeInfo(b []byte, i *RosterInfo) error {
 	i.Applied = t
 	return err
 }
-
