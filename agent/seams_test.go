@@ -14,6 +14,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/driverstest"
@@ -29,6 +30,7 @@ func fakeDaemon(t *testing.T, feed string) (*api.Client, *driverstest.Feed) {
 	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
 		t.Fatal(err)
 	}
+	central := centralKey(t, dir)
 	cfg := fmt.Sprintf(`device = "test-seams"
 institution = "0001"
 state_dir = "state"
@@ -38,6 +40,9 @@ socket = "kaoqin.sock"
 name = "door"
 kind = "driverstest"
 feed = %q
+
+[uplink]
+central_key = "central.pub"
 `, feed)
 	path := filepath.Join(dir, "agent.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -73,7 +78,7 @@ feed = %q
 		t.Fatal("the agent never opened the source")
 	}
 	r := demo.Roster(time.Now(), 4, 1)
-	if _, err := client.ImportRoster(context.Background(), rosterJSON(t, r)); err != nil {
+	if _, err := client.ImportDataset(context.Background(), ops.ImportRequest{Bundle: signedRoster(t, central, "test-seams", r)}); err != nil {
 		t.Fatal(err)
 	}
 	return client, f

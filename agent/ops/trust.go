@@ -121,13 +121,16 @@ func (s *Service) ImportDataset(ctx context.Context, req ImportRequest) (ImportR
 	if err != nil {
 		return ImportResult{}, err
 	}
-	if r != nil || req.Operator != "" {
-		if _, err := s.Authenticate(ctx, req.Credentials, roster.RightImport, "dataset import"); err != nil {
+	operator := ""
+	if r != nil {
+		op, err := s.Authenticate(ctx, req.Credentials, roster.RightImport, "dataset import")
+		if err != nil {
 			return ImportResult{}, err
 		}
+		operator = op.Name
 	}
 	now := clock.Now()
-	in := store.DatasetIn{Operator: req.Operator, Time: now}
+	in := store.DatasetIn{Operator: operator, Time: now}
 	b, err := wire.DecodeBundle(req.Bundle)
 	switch {
 	case err != nil && s.Trust.AllowUnsigned:

@@ -400,10 +400,20 @@ func (s *Store) PublicKey() (ed25519.PublicKey, error) {
 func (s *Store) Appended() <-chan struct{} { return s.appended }
 
 // Append seals e as the next event of the ledger and returns once it is durable, with Device,
-// Epoch, Seq, ID and Prev filled in. Captures (every kind but Alarm) are refused with ErrDiskFull
+// Epoch, Seq, ID and Prev filled in. Captures (see captured) are refused with ErrDiskFull
 // when the free space is under the reserve. An error wrapping ErrFatal means the commit failed:
 // the event may not be on disk and the daemon must exit.
 func (s *Store) Append(e ledger.Event) (ledger.Event, error) { return s.appendWith(e, nil) }
+
+// captured reports whether events of kind k are captures, refused under the disk reserve. Alarms
+// and the rare administrative events (datasets, serials, denied actions) may use the reserve.
+func captured(k ledger.Kind) bool {
+	switch k {
+	case ledger.Alarm, ledger.Dataset, ledger.Certificate, ledger.Denied:
+		return false
+	}
+	return true
+}
 
 // appendWith appends e in the same transaction as fn's writes: both are durable or neither. fn
 // may complete e before it is sealed. An error from fn aborts the transaction, appends nothing and
@@ -417,7 +427,7 @@ func (s *Store) appendWith(e ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event)
 	if s.fatal != nil {
 		return e, s.fatal
 	}
-	if e.Kind != ledger.Alarm && s.cfg.MinFreeBytes > 0 {
+	if captured(e.Kind) && s.cfg.MinFreeBytes > 0 {
 		if free, err := freeBytes(s.cfg.Path); err == nil && free < s.cfg.MinFreeBytes {
 			return e, fmt.Errorf("%w (%d MiB free, reserve %d MiB)", ErrDiskFull, free>>20, s.cfg.MinFreeBytes>>20)
 		}
