@@ -181,4 +181,3 @@ func TestCertNeedsAdministratorAndBlocks(t *testing.T) {
 		t.Fatalf("allocation event: got %+v, want a certificate event with serial, trainee, programme, operator", e)
 	}
 }
-
