@@ -181,3 +181,25 @@ func TestCertNeedsAdministratorAndBlocks(t *testing.T) {
 		t.Fatalf("allocation event: got %+v, want a certificate event with serial, trainee, programme, operator", e)
 	}
 }
+
+// The development switch: a plain roster is taken, recorded as unsigned, every event flagged, and
+// the status says so for the inspector's page.
+func TestUnsignedSwitch(t *testing.T) {
+	h := start(t, options{extra: "[trust]\nallow_unsigned_datasets = true\n"})
+	ctx := context.Background()
+	res, err := h.client.ImportDataset(ctx, ops.ImportRequest{Bundle: rosterJSON(t, demo.Roster(time.Now(), 4, 1))})
+	if err != nil || res.Version != 1 {
+		t.Fatalf("unsigned import under the switch: got %+v %v, want version 1 applied", res, err)
+	}
+	e := lastEvent(t, h.client)
+	if e.Kind != ledger.Dataset || e.Dataset.Origin != "unsigned-file" || !e.HasFlag(ledger.FlagUnsignedDataset) {
+		t.Fatalf("import event: got %s %+v flags %v, want a dataset event of origin unsigned-file flagged unsigned_dataset", e.Kind, e.Dataset, e.Flags)
+	}
+	out, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T001", Operator: demo.Teacher, Secret: demo.TeacherSecret, Reason: "dry finger"})
+	if err != nil || !out.Event.HasFlag(ledger.FlagUnsignedDataset) {
+		t.Fatalf("sign-in under the switch: flags %v, %v; want unsigned_dataset", out.Event.Flags, err)
+	}
+	if s := h.status(); !s.UnsignedDatasets {
+		t.Fatalf("status: unsigned_datasets %v, want true", s.UnsignedDatasets)
+	}
+}
