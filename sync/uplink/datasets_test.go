@@ -246,11 +246,25 @@ func TestDatasets(t *testing.T) {
 	defer st.Close()
 	cfg := env.UplinkConfig(device, b.URL())
 	applied := make(chan uint64, 10)
-	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
+	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+		if d.Roster != nil {
+			applied <- d.Roster.Version
+		}
+	})
 	env.StartUplink(st, cfg)
 	key := synctest.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
 	c.waitOnline()
+
+	// Certificate serial blocks arrive as a dataset too, and apply for this device only.
+	blocks := []byte(`{"version":1,"device":"` + device + `","issued":"2026-01-01T00:00:00Z","blocks":[{"city":"3701","county":"02","institution":"0001","year":2026,"category":"A","first":1,"last":50}]}`)
+	c.send("certblocks", c.dataset("certblocks", 1, blocks, key, device))
+	if a := c.report(); a.Status != wire.StatusApplied || a.Dataset != "certblocks" || a.Version != 1 {
+		t.Fatalf("certblocks: report %+v, want applied version 1", a)
+	}
+	if bs, err := st.CertBlocks(); err != nil || bs == nil || bs.Blocks[0].Last != 50 {
+		t.Fatalf("certblocks in the store: %+v %v, want the block 1-50", bs, err)
+	}
 
 	good := c.dataset("roster", 2, rosterJSON(t, 2), key, device)
 	c.send("roster", good)
@@ -284,6 +298,7 @@ func TestDatasets(t *testing.T) {
 		{"version differs", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 4), key, device)) }, "says version 4"},
 		{"another device", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 3), key, "jn-0001-r102")) }, `for device "jn-0001-r102"`},
 		{"unknown dataset", func() { c.send("templates", c.dataset("templates", 3, []byte("x"), key, device)) }, "not supported"},
+		{"empty roster, signed", func() { c.send("roster", c.dataset("roster", 3, []byte(`{"version":3}`), key, device)) }, "no institution 0001"},
 	} {
 		before := len(refusals(t, st))
 		tc.send()
