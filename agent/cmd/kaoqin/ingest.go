@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/cert"
 	"github.com/kaoqin/kaoqin/sync/ingest"
 )
 
@@ -79,6 +80,10 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 			fmt.Fprintf(stdout, "signed bundle of %s for device %s written to %s (valid %s)\n", *dataset, *device, *out, *valid)
 			return nil
+		}
+		if *dataset == cert.BlocksDataset {
+			// Blocks are one box's: sent to every device, the others would refuse them again and again.
+			return usagef("ingest publish: %s is per device: make a bundle with --out FILE --device NAME", cert.BlocksDataset)
 		}
 		if err := ingest.Publish(ctx, cfg, *dataset, *version, fs.Arg(0)); err != nil {
 			return err
