@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -62,10 +64,17 @@ func setRoster(tx *bolt.Tx, raw []byte, r *roster.Roster, from string) (RosterIn
 			return info, fmt.Errorf("%w: version %d, active is %d", ErrNotNewer, r.Version, cur.Version)
 		}
 	}
+	if err := migrateRetired(tx); err != nil {
+		return info, err
+	}
 	var problems roster.Problems
 	for _, in := range r.Institutions {
 		key := retiredKey(cert.Issuer{City: in.City, County: in.County, Institution: in.Code})
-		if when := ret.Get(key); when != nil && !in.Retired {
+		when := ret.Get(key)
+		if when == nil {
+			when = ret.Get([]byte(in.Code)) // a code retired by an older version, prefix unknown: refused as before
+		}
+		if when != nil && !in.Retired {
 			problems = append(problems, fmt.Sprintf("institution %q (%s): code retired on %s is never reassigned", in.Code, key, when))
 		}
 	}
@@ -101,4 +110,42 @@ func decodeInfo(b []byte, i *RosterInfo) error {
 	t, err := time.Parse(time.RFC3339, applied)
 	i.Applied = t
 	return err
+}
+
+// migrateRetired rekeys the retired codes an older version kept by the 4-digit code alone to the
+// whole city + county + institution prefix, taking the prefix from the active roster, where the
+// code is marked retired. A code the active roster does not name keeps its old key, and still
+// blocks that code under every prefix.
+func migrateRetired(tx *bolt.Tx) error {
+	ret := tx.Bucket(bucketRetired)
+	var legacy [][]byte
+	ret.ForEach(func(k, _ []byte) error {
+		if len(k) == 4 {
+			legacy = append(legacy, bytes.Clone(k))
+		}
+		return nil
+	})
+	if legacy == nil {
+		return nil
+	}
+	raw := tx.Bucket(bucketRoster).Get(keyRosterActive)
+	if raw == nil {
+		return nil
+	}
+	old, err := roster.Decode(raw)
+	if err != nil {
+		return nil
+	}
+	for _, k := range legacy {
+		for _, in := range old.Institutions {
+			if in.Code == string(k) && in.Retired {
+				when := bytes.Clone(ret.Get(k))
+				if err := errors.Join(ret.Put(retiredKey(cert.Issuer{City: in.City, County: in.County, Institution: in.Code}), when), ret.Delete(k)); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
+	return nil
 }

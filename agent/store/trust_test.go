@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/kaoqin/kaoqin/agent/cert"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
@@ -259,5 +261,31 @@ func TestUnsignedSwitchFlagsEveryEvent(t *testing.T) {
 	e, err := s.Append(signIn("T1"))
 	if err != nil || !e.HasFlag(ledger.FlagUnsignedDataset) || !s.Unsigned() {
 		t.Fatalf("event under the switch: flags %v, %v; want unsigned_dataset", e.Flags, err)
+	}
+}
+
+// A code retired by an older version (kept by the 4-digit code alone) is rekeyed to its prefix
+// from the active roster: Jinan's stays retired, Qingdao's 0001 is free.
+func TestLegacyRetiredCodeMigrated(t *testing.T) {
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	r := testRoster(1, true) // Jinan 0001, retired
+	if _, err := s.ApplyDataset(rosterIn(t, r)); err != nil {
+		t.Fatal(err)
+	}
+	// Make the file look like an older version's: the code alone.
+	s.update(func(tx *bolt.Tx) error {
+		ret := tx.Bucket(bucketRetired)
+		ret.Delete([]byte("3701000001"))
+		return ret.Put([]byte("0001"), []byte("2026-01-01"))
+	})
+	next := testRoster(2, false)
+	next.Institutions = []roster.Institution{{Code: "0001", City: "3702", County: "00", Name: "青岛技能培训中心"}}
+	if _, err := s.ApplyDataset(rosterIn(t, next)); err != nil {
+		t.Fatalf("Qingdao's 0001 beside Jinan's retired 0001: %v", err)
+	}
+	back := testRoster(3, false)
+	if _, err := s.ApplyDataset(rosterIn(t, back)); err == nil || !strings.Contains(err.Error(), "never reassigned") {
+		t.Fatalf("Jinan's 0001 made active again: got %v, want refused", err)
 	}
 }
