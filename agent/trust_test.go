@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"crypto/ed25519"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,10 @@ func TestDatasetImportAttacks(t *testing.T) {
 		if s := h.status(); s.RosterVersion != 1 || s.Trainees != 4 {
 			t.Errorf("%s: roster version %d with %d trainees, want version 1 with 4 kept", tc.name, s.RosterVersion, s.Trainees)
 		}
+	}
+	// The module's templates were never touched by a refused roster.
+	if got, want := h.library(), templatesOf(demo.Roster(time.Now(), 4, 1)); !slices.Equal(got, want) {
+		t.Errorf("module library after the refused rosters: got %v, want %v", got, want)
 	}
 	// A teacher may not import; a wrong PIN may not either.
 	for _, c := range []ops.Credentials{{Operator: demo.Teacher, Secret: demo.TeacherSecret}, {Operator: demo.Admin, Secret: "000000"}, {}} {
