@@ -151,8 +151,6 @@ type Event struct {
 	Ref         string  `json:"ref,omitempty"`      // ID of an event this one refers to
 	Key         string  `json:"key,omitempty"`      // the device's own identity of the reading (a terminal's record serial)
 	Data        []byte  `json:"data,omitempty"`     // an enrolled template
-	// Confirmer is the second operator who confirmed an override above the session's limit.
-	Confirmer string `json:"confirmer,omitempty"`
 	// Dataset is the dataset of a dataset event: what arrived, from where, applied or not.
 	Dataset *DatasetRef `json:"dataset,omitempty"`
 	// Cert is the serial a certificate event allocated (Trainee and Detail, the programme, say for whom).
