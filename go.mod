@@ -9,6 +9,7 @@ require (
 	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/tarm/serial v0.0.0-20180830185346-98f6abe2eb07
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/crypto v0.42.0
 	golang.org/x/sys v0.45.0
 	golang.org/x/text v0.29.0
 )

@@ -216,7 +216,7 @@ func TestManualSignIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	out, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "finger too dry"})
+	out, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Secret: demo.TeacherSecret, Reason: "finger too dry"})
 	e := out.Event
 	if err != nil || e.Kind != ledger.SignIn || e.Trainee != "T002" || !e.HasFlag(ledger.FlagManualOverride) ||
 		e.Source != agent.ManualSource || e.Operator != "王老师" || e.Note != "finger too dry" || e.Seq == 0 {
@@ -235,17 +235,16 @@ func TestManualSignIn(t *testing.T) {
 		t.Errorf("ledger events flagged manual_override: got %s, %v; want the one sign-in %s", kinds(flagged), err, e.ID)
 	}
 
-	for _, req := range []api.SignInRequest{
-		{Trainee: "T003", Reason: "no operator named"},
-		{Trainee: "T003", Operator: "王老师"},
-	} {
-		out, err := h.client.SignIn(ctx, req)
-		e := out.Event
-		if err != nil || e.Kind != ledger.Refusal || e.Reason != ledger.ReasonOverrideIncomplete || e.Seq == 0 {
-			t.Errorf("manual sign-in %+v: got %s seq %d, %v; want a recorded refusal/override_incomplete", req, kinds([]ledger.Event{e}), e.Seq, err)
-		}
+	// Without an operator: denied before the rules, and recorded.
+	if _, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T003", Reason: "no operator named"}); err == nil || !strings.Contains(err.Error(), "no_operator") {
+		t.Errorf("manual sign-in without an operator: got %v, want denied no_operator", err)
 	}
-	out, err = h.client.SignIn(ctx, api.SignInRequest{Trainee: "T003", Operator: "王老师", Reason: "late bus"})
+	req := api.SignInRequest{Trainee: "T003", Operator: "王老师", Secret: demo.TeacherSecret}
+	out, err = h.client.SignIn(ctx, req)
+	if e := out.Event; err != nil || e.Kind != ledger.Refusal || e.Reason != ledger.ReasonOverrideIncomplete || e.Seq == 0 {
+		t.Errorf("manual sign-in %+v: got %s seq %d, %v; want a recorded refusal/override_incomplete", req, kinds([]ledger.Event{e}), e.Seq, err)
+	}
+	out, err = h.client.SignIn(ctx, api.SignInRequest{Trainee: "T003", Operator: "王老师", Secret: demo.TeacherSecret, Reason: "late bus"})
 	if err != nil || out.Event.Kind != ledger.SignIn || out.Event.Trainee != "T003" {
 		t.Errorf("complete override of T003 after two refused ones: got %s, %v; want sign_in/T003 (refusals do not count)",
 			kinds([]ledger.Event{out.Event}), err)
@@ -371,7 +370,7 @@ func TestDiskReserveRefusesCaptures(t *testing.T) {
 		t.Fatalf("touch with the disk full: got %s, want one alarm/disk_full", kinds(evs))
 	}
 
-	_, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
+	_, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Secret: demo.TeacherSecret, Reason: "test"})
 	if !errors.Is(err, api.ErrDaemon) || !strings.Contains(err.Error(), "disk reserve") {
 		t.Errorf("manual sign-in with the disk full: got %v, want the daemon's disk reserve error", err)
 	}
@@ -382,7 +381,7 @@ func TestDiskReserveRefusesCaptures(t *testing.T) {
 	}
 	h.lift()
 	// Through the same loop as the touch, after it: once it is refused, the touch was decided.
-	if _, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T004", Operator: "王老师", Reason: "test"}); err == nil {
+	if _, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T004", Operator: "王老师", Secret: demo.TeacherSecret, Reason: "test"}); err == nil {
 		t.Errorf("second manual sign-in with the disk full: got nil error, want refused")
 	}
 

@@ -76,9 +76,19 @@ func (b *backend) Submit(ctx context.Context, rd drivers.Reading) (checkin.Outco
 // enrolment event for the central system, which adds it to the roster it sends back.
 func (b *backend) Enroll(ctx context.Context, req api.EnrollRequest, progress func(string)) (ledger.Event, error) {
 	a := b.a
+	op, err := b.Authenticate(ctx, ops.Credentials{Operator: req.Operator, Secret: req.Secret}, roster.RightEnrol, "enrolment of "+req.Trainee)
+	if err != nil {
+		return ledger.Event{}, err
+	}
 	x := a.roster.Load()
 	if x == nil || x.Trainee(req.Trainee) == nil {
 		return ledger.Event{}, fmt.Errorf("agent: enroll: trainee %q is not in the roster", req.Trainee)
+	}
+	// The identity check: the ID number read from the trainee's card, typed by the operator, is
+	// the roster's. Anyone's finger is not taken for anyone.
+	if want := x.Trainee(req.Trainee).IDNumber; req.IDNumber != want {
+		return ledger.Event{}, b.Deny(ledger.DeniedIdentityCheck, op.Name, "enrolment of "+req.Trainee,
+			fmt.Sprintf("agent: enroll: the ID number typed (%s) is not trainee %s's (%s): check the ID card", roster.MaskID(req.IDNumber), req.Trainee, roster.MaskID(want)))
 	}
 	var en drivers.Enroller
 	a.open.Range(func(k, v any) bool {
@@ -105,7 +115,8 @@ func (b *backend) Enroll(ctx context.Context, req api.EnrollRequest, progress fu
 	}
 	e := ledger.Event{Kind: ledger.Enrollment, Time: a.now().Clock, Source: req.Source, Method: string(method),
 		Trainee: t.ID, IDMasked: roster.MaskID(t.IDNumber), Institution: a.cfg.Institution, Detail: req.Finger, Data: tmpl.Data,
-		Note: "template enrolled on site; the central system adds it to the roster"}
+		Operator: op.Name,
+		Note:     "template enrolled on site, identity checked: the ID number typed is the roster's; the central system adds it to the roster"}
 	return a.st.Append(e)
 }
 

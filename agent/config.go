@@ -44,6 +44,7 @@ type Config struct {
 	Checkin CheckinConfig  `toml:"checkin"`
 	Sources []SourceConfig `toml:"source"`
 	Uplink  UplinkConfig   `toml:"uplink"`
+	Trust   TrustConfig    `toml:"trust"`
 
 	file  string
 	lines map[string]int
@@ -371,5 +372,6 @@ func (c *Config) DBPath() string { return filepath.Join(c.StateDir, "kaoqin.db")
 // load it themselves).
 func (c *Config) LedgerConfig() store.Config {
 	return store.Config{Path: c.DBPath(), EvidenceDir: filepath.Join(c.StateDir, "evidence"), Device: c.Device,
-		MinFreeBytes: c.Store.MinFreeMiB << 20, EvidenceBudget: c.Store.EvidenceBudgetMiB << 20}
+		MinFreeBytes: c.Store.MinFreeMiB << 20, EvidenceBudget: c.Store.EvidenceBudgetMiB << 20,
+		Institution: c.Institution, AllowUnsigned: c.Trust.AllowUnsigned}
 }

@@ -67,7 +67,7 @@ func TestCommitFailureStopsTheDaemon(t *testing.T) {
 	}
 	defer restore()
 	if !full {
-		_, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "test"})
+		_, err := h.client.SignIn(ctx, api.SignInRequest{Trainee: "T002", Operator: "王老师", Secret: demo.TeacherSecret, Reason: "test"})
 		if err == nil {
 			t.Errorf("manual sign-in on a failed disk: got recorded, want an error")
 		}

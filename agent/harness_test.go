@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -74,6 +75,7 @@ station = "registration"
 
 [uplink]
 enabled = false
+central_key = "central.pub"
 %s`
 
 // options vary the test daemon and its devices.
@@ -86,13 +88,14 @@ type options struct {
 
 // harness is a running daemon with its devices.
 type harness struct {
-	t      *testing.T
-	dir    string
-	cfg    *agent.Config
-	module *zfmemu.Emulator
-	qr     *lineemu.Emulator
-	client *api.Client
-	logs   *testkit.LogBuffer
+	t       *testing.T
+	dir     string
+	central ed25519.PrivateKey // the central system's key: it signs the rosters imported
+	cfg     *agent.Config
+	module  *zfmemu.Emulator
+	qr      *lineemu.Emulator
+	client  *api.Client
+	logs    *testkit.LogBuffer
 
 	cancel  context.CancelFunc
 	done    chan error // Run's result
@@ -115,6 +118,7 @@ func start(t *testing.T, o options) *harness {
 	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(h.dir, "state", "keys"), "device"); err != nil {
 		t.Fatal(err)
 	}
+	h.central = centralKey(t, h.dir)
 	mc := o.module
 	mc.OnPacket = h.onPacket
 	h.module = zfmemu.New(mc)
@@ -216,9 +220,9 @@ func (h *harness) importRoster(r *roster.Roster) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := h.client.ImportRoster(ctx, rosterJSON(h.t, r))
-	if err != nil || s.Version != r.Version {
-		h.t.Fatalf("import roster %d: got version %d, %v; want it active", r.Version, s.Version, err)
+	res, err := h.client.ImportDataset(ctx, ops.ImportRequest{Credentials: admin, Bundle: signedRoster(h.t, h.central, h.cfg.Device, r)})
+	if err != nil || res.Version != r.Version {
+		h.t.Fatalf("import roster %d: got version %d, %v; want it active", r.Version, res.Version, err)
 	}
 	want := templatesOf(r)
 	if !testkit.WaitFor(h.t, func() bool { return slices.Equal(h.library(), want) }, 10*time.Second) {

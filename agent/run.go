@@ -28,6 +28,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.st = st
 	a.ops = ops.New(st, a.cfg.Institution)
 	a.ops.OnRoster = a.setRoster
+	if a.ops.Trust, err = a.cfg.OpsTrust(); err != nil {
+		return err
+	}
+	if a.cfg.Trust.AllowUnsigned {
+		a.log.Warn("unsigned datasets are accepted (trust.allow_unsigned_datasets): every event is flagged unsigned_dataset")
+	}
 	a.log.Info("ledger open", "file", sc.Path, "device", st.Device(), "epoch", st.Epoch())
 
 	h, err := a.loadState()

@@ -16,6 +16,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
@@ -43,6 +44,7 @@ func fakeDaemonAt(t *testing.T, feed, dir string, clk clock.Source, r *roster.Ro
 			t.Fatal(err)
 		}
 	}
+	central := centralKey(t, dir)
 	cfg := fmt.Sprintf(`device = "test-seams"
 institution = "0001"
 state_dir = "state"
@@ -52,6 +54,9 @@ socket = "kaoqin.sock"
 name = "door"
 kind = "driverstest"
 feed = %q
+
+[uplink]
+central_key = "central.pub"
 `, feed)
 	path := filepath.Join(dir, "agent.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -91,7 +96,7 @@ feed = %q
 		t.Fatal("the agent never opened the source")
 	}
 	if r != nil {
-		if _, err := client.ImportRoster(context.Background(), rosterJSON(t, r)); err != nil {
+		if _, err := client.ImportDataset(context.Background(), ops.ImportRequest{Bundle: signedRoster(t, central, "test-seams", r)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -43,9 +43,12 @@ INGEST=(--broker "tcp://127.0.0.1:$PORT" --db "$D/ingest/ingest.db" --device-key
 	--central-key "$D/keys/central.key" --datasets "$D/ingest/datasets")
 "$BIN" ingest run "${INGEST[@]}" 2>"$D/ingest.log" & pids+=($!)
 
-# Today's roster (a session open now), imported on the box and published centrally.
+# Today's roster (a session open now), signed for the box and imported on it (the way a box
+# without a network gets it, on a USB stick), and published centrally. The demo's operator
+# accounts and their PINs are in agent/demo (张管理 administration 112233, 王老师 teaching 246810).
 "$BIN" emulate roster --out "$D/roster.json" --trainees 5
-"$BIN" roster import --config "$CFG" "$D/roster.json" || true
+"$BIN" ingest publish "${INGEST[@]}" --dataset roster --out "$D/roster.bundle" --device demo-r101 "$D/roster.json"
+KAOQIN_SECRET=112233 "$BIN" roster import --config "$CFG" --operator "张管理" "$D/roster.bundle" || true
 "$BIN" ingest publish "${INGEST[@]}" --dataset roster "$D/roster.json" || true
 
 "$BIN" emulate zfm --link "$D/zfm0" --script configs/demo-zfm.script 2>"$D/zfm.log" & pids+=($!)
@@ -56,7 +59,7 @@ INGEST=(--broker "tcp://127.0.0.1:$PORT" --db "$D/ingest/ingest.db" --device-key
 
 sleep 4
 echo "== a manual sign-in (the override path): T004's finger cannot be read"
-"$BIN" signin --config "$CFG" --trainee T004 --operator "王老师" --reason "finger too dry to read" || true
+KAOQIN_SECRET=246810 "$BIN" signin --config "$CFG" --trainee T004 --operator "王老师" --reason "finger too dry to read" || true
 echo "== the inspector view: http://127.0.0.1:8088/   the log: $BIN log --config $CFG"
 
 show() {

@@ -1,7 +1,8 @@
 // Package api is the agent's local JSON API and its client: the CLI's way into the running daemon.
 // On the unix socket (admin) it takes the writes the CLI makes: manual sign-ins, roster imports,
 // certificate serials, enrolment, snapshots. Beside the inspector's pages on a TCP port it is
-// read-only. The socket's file permissions are its authentication.
+// read-only. The socket's file permissions let a caller in; each privileged write also names an
+// operator of the roster and their secret (agent/ops: Authenticate), and is recorded with them.
 package api
 
 import (
@@ -25,8 +26,13 @@ import (
 type SignInRequest struct {
 	Trainee  string         `json:"trainee"`
 	Operator string         `json:"operator"`
+	Secret   string         `json:"secret,omitempty"`
 	Reason   string         `json:"reason"`
 	Intent   drivers.Intent `json:"intent,omitempty"`
+	// ConfirmOperator and ConfirmSecret are the second operator, needed above the session's
+	// limit of manual sign-ins.
+	ConfirmOperator string `json:"confirm_operator,omitempty"`
+	ConfirmSecret   string `json:"confirm_secret,omitempty"`
 }
 
 // EnrollRequest enrols a trainee's finger at a fingerprint reader.
@@ -34,6 +40,12 @@ type EnrollRequest struct {
 	Source  string `json:"source"`
 	Trainee string `json:"trainee"`
 	Finger  string `json:"finger"`
+	// Operator and Secret are the registration operator who enrols.
+	Operator string `json:"operator,omitempty"`
+	Secret   string `json:"secret,omitempty"`
+	// IDNumber is the trainee's resident ID number as the operator read it from the ID card and
+	// typed it: it must be the roster's.
+	IDNumber string `json:"id_number,omitempty"`
 }
 
 // Backend is what the handler needs from the daemon: the ledger service (agent/ops) and the
@@ -45,8 +57,11 @@ type Backend interface {
 	// Events calls fn for each event matching f from seq from on, in order.
 	Events(ctx context.Context, f ledger.Filter, from uint64, fn func(*ledger.Event) error) error
 	Roster(ctx context.Context) (ops.RosterSummary, error)
-	ImportRoster(ctx context.Context, raw []byte) (ops.RosterSummary, error)
+	// ImportDataset applies a signed dataset bundle from a file (ops.Service.ImportDataset).
+	ImportDataset(ctx context.Context, req ops.ImportRequest) (ops.ImportResult, error)
 	NextCert(ctx context.Context, req ops.CertRequest) (cert.Serial, error)
+	// AuthorizeOverride checks a manual sign-in's operators (ops.Service.AuthorizeOverride).
+	AuthorizeOverride(ctx context.Context, req ops.OverrideRequest) (confirmer string, err error)
 	// Enroll captures a template at a reader and records it as an event.
 	Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error)
 	// Snapshot writes a consistent copy of the ledger file.
@@ -81,8 +96,19 @@ func Handler(b Backend, admin bool) http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		out, err := b.Submit(r.Context(), drivers.Reading{Source: ManualSource, Method: drivers.Manual, Subject: req.Trainee,
-			Operator: req.Operator, Reason: req.Reason, Intent: req.Intent, At: time.Now()})
+		confirmer, err := b.AuthorizeOverride(r.Context(), ops.OverrideRequest{Credentials: ops.Credentials{Operator: req.Operator, Secret: req.Secret},
+			Confirm: ops.Credentials{Operator: req.ConfirmOperator, Secret: req.ConfirmSecret}, Trainee: req.Trainee})
+		if err != nil {
+			writeErr(w, errStatus(err), err)
+			return
+		}
+		rd := drivers.Reading{Source: ManualSource, Method: drivers.Manual, Subject: req.Trainee,
+			Operator: req.Operator, Reason: req.Reason, Intent: req.Intent, At: time.Now()}
+		if confirmer != "" {
+			rd.Detail = "confirmed by " + confirmer
+			rd.Flags = append(rd.Flags, string(ledger.FlagSecondOperator))
+		}
+		out, err := b.Submit(r.Context(), rd)
 		if err != nil {
 			writeErr(w, http.StatusServiceUnavailable, err)
 			return
@@ -90,14 +116,16 @@ func Handler(b Backend, admin bool) http.Handler {
 		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /v1/roster", func(w http.ResponseWriter, r *http.Request) {
-		raw, err := io.ReadAll(io.LimitReader(r.Body, 256<<20))
-		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
+		var req ops.ImportRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 512<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
 			return
 		}
-		s, err := b.ImportRoster(r.Context(), raw)
+		s, err := b.ImportDataset(r.Context(), req)
 		if err != nil {
-			writeErr(w, http.StatusUnprocessableEntity, err)
+			writeErr(w, errStatus(err), err)
 			return
 		}
 		writeJSON(w, http.StatusOK, s)
@@ -109,7 +137,7 @@ func Handler(b Backend, admin bool) http.Handler {
 		}
 		sn, err := b.NextCert(r.Context(), req)
 		if err != nil {
-			writeErr(w, http.StatusUnprocessableEntity, err)
+			writeErr(w, errStatus(err), err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"serial": sn.String()})
@@ -233,6 +261,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// errStatus is 403 for an action denied to its operator, 422 for any other refusal.
+func errStatus(err error) int {
+	if errors.Is(err, ops.ErrDenied) {
+		return http.StatusForbidden
+	}
+	return http.StatusUnprocessableEntity
 }
 
 func writeErr(w http.ResponseWriter, code int, err error) {

@@ -42,8 +42,11 @@ func (f *fakeBackend) Events(ctx context.Context, flt ledger.Filter, from uint64
 func (f *fakeBackend) Roster(context.Context) (ops.RosterSummary, error) {
 	return ops.RosterSummary{}, errors.New("no roster")
 }
-func (f *fakeBackend) ImportRoster(ctx context.Context, raw []byte) (ops.RosterSummary, error) {
-	return ops.RosterSummary{}, nil
+func (f *fakeBackend) ImportDataset(ctx context.Context, req ops.ImportRequest) (ops.ImportResult, error) {
+	return ops.ImportResult{}, nil
+}
+func (f *fakeBackend) AuthorizeOverride(ctx context.Context, req ops.OverrideRequest) (string, error) {
+	return "", nil
 }
 func (f *fakeBackend) NextCert(ctx context.Context, req ops.CertRequest) (cert.Serial, error) {
 	return cert.Serial{}, nil

@@ -102,15 +102,10 @@ func (c *Client) Roster(ctx context.Context) (ops.RosterSummary, error) {
 	return s, c.call(ctx, "GET", "/v1/roster", nil, &s)
 }
 
-// ImportRoster makes raw the active roster.
-func (c *Client) ImportRoster(ctx context.Context, raw []byte) (ops.RosterSummary, error) {
-	var s ops.RosterSummary
-	resp, err := c.do(ctx, "POST", "/v1/roster", bytes.NewReader(raw))
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+// ImportDataset applies a signed dataset bundle carried to the box as a file.
+func (c *Client) ImportDataset(ctx context.Context, req ops.ImportRequest) (ops.ImportResult, error) {
+	var r ops.ImportResult
+	return r, c.call(ctx, "POST", "/v1/roster", req, &r)
 }
 
 // NextCert allocates a certificate serial.

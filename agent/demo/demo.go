@@ -6,6 +6,7 @@ package demo
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/roster"
@@ -33,6 +34,39 @@ func IDNumber(n int) string {
 	return roster.WithCheckChar(fmt.Sprintf("370102%04d%02d%02d%03d", 1990+n%16, 1+n%12, 1+n%28, n%1000))
 }
 
+// The demo classroom's operator accounts and their secrets (PINs): one per role, and a second
+// teacher who confirms manual sign-ins above a session's limit.
+const (
+	Teacher             = "王老师"
+	TeacherSecret       = "246810"
+	SecondTeacher       = "赵老师"
+	SecondTeacherSecret = "975310"
+	Registrar           = "李登记"
+	RegistrarSecret     = "135790"
+	Admin               = "张管理"
+	AdminSecret         = "112233"
+)
+
+// operators hashes the demo accounts once (argon2id is slow on purpose).
+var operators = sync.OnceValue(func() []roster.Operator {
+	var out []roster.Operator
+	for _, a := range []struct {
+		name, secret string
+		role         roster.Role
+	}{{Teacher, TeacherSecret, roster.Teaching}, {SecondTeacher, SecondTeacherSecret, roster.Teaching},
+		{Registrar, RegistrarSecret, roster.Registration}, {Admin, AdminSecret, roster.Administration}} {
+		o, err := roster.NewOperator(a.name, a.role, a.secret)
+		if err != nil {
+			panic(err) // the system's random source failed
+		}
+		out = append(out, o)
+	}
+	return out
+})
+
+// Operators are the demo classroom's operator accounts.
+func Operators() []roster.Operator { return append([]roster.Operator(nil), operators()...) }
+
 // Roster returns a roster of n trainees (n >= 2) in class C-DEMO, whose session started 5 minutes
 // before now and lasts 3 hours, at version. Trainee n holds RegistrationVoucher, not yet checked in.
 func Roster(now time.Time, n int, version uint64) *roster.Roster {
@@ -47,6 +81,7 @@ func Roster(now time.Time, n int, version uint64) *roster.Roster {
 		Programmes: []roster.Programme{{ID: "P-ELEC", Institution: Institution, Occupation: "电工", Category: "A", Hours: 80}},
 		Sessions: []roster.Session{{ID: "S-" + start.Format("20060102-1504"), Programme: "P-ELEC", Class: "C-DEMO",
 			Start: start, End: start.Add(3 * time.Hour), LateAfter: roster.Duration(10 * time.Minute)}},
+		Operators: Operators(),
 	}
 	from, to := now.AddDate(0, -1, 0), now.AddDate(0, 6, 0)
 	for i := 1; i <= n; i++ {

@@ -133,6 +133,9 @@ var kinds = map[string][2]string{
 	"attachment":      {"补传证据照片", "photos sent after the event"},
 	"reading":         {"待定打卡（时间未校准）", "reading pending trusted time"},
 	"time_anchor":     {"时间校准锚点", "time anchor"},
+	"dataset":         {"数据集下发", "dataset"},
+	"certificate":     {"证书编号分配", "certificate serial"},
+	"denied":          {"操作被拒绝", "action denied"},
 }
 
 var reasons = map[string][2]string{
@@ -162,6 +165,21 @@ var reasons = map[string][2]string{
 	"disk_full":       {"磁盘空间不足，拒绝新采集", "disk full, captures refused"},
 	"ack_beyond_sent": {"中心确认超出已发送记录", "central ack beyond what was sent"},
 	"dataset_refused": {"数据集被拒绝", "dataset refused"},
+	// Refused datasets and denied actions.
+	"dataset_unsigned":       {"数据集未经中心签名", "dataset not signed by the central system"},
+	"dataset_bad_signature":  {"数据集签名无效", "dataset signature invalid"},
+	"dataset_wrong_device":   {"数据集不是发给本设备的", "dataset signed for another device"},
+	"dataset_expired":        {"数据集已过有效期", "dataset expired"},
+	"dataset_replayed":       {"数据集版本不新于现用版本（重放）", "dataset not newer (replayed)"},
+	"dataset_invalid":        {"数据集内容无效", "dataset invalid"},
+	"dataset_empties_room":   {"数据集会清空本机构或在上课次的学员", "dataset would empty the room"},
+	"dataset_unsupported":    {"本设备不支持该数据集", "dataset not supported"},
+	"no_operator":            {"未指明操作员", "no operator named"},
+	"bad_secret":             {"操作员身份验证失败", "operator authentication failed"},
+	"role_lacks_right":       {"操作员角色无此权限", "operator's role lacks the right"},
+	"second_operator_needed": {"超过补签上限，需第二名操作员确认", "a second operator must confirm"},
+	"identity_check_failed":  {"身份证号核对不符", "identity check failed"},
+	"outside_serial_block":   {"超出中心分配的证书编号段", "outside the assigned serial blocks"},
 }
 
 var flags = map[string][2]string{
@@ -180,6 +198,8 @@ var flags = map[string][2]string{
 	"face_duplicate":       {"人脸与他人重复", "face registered under another person"},
 	"time_pending":         {"时间未校准，待判定", "pending trusted time"},
 	"time_anchored":        {"时间按校准锚点推算", "time from the anchor"},
+	"unsigned_dataset":     {"本机接受未签名数据集（开发模式）", "unsigned datasets accepted (development)"},
+	"second_operator":      {"第二操作员已确认", "confirmed by a second operator"},
 }
 
 var methods = map[string][2]string{

@@ -43,7 +43,10 @@ const (
 	// TimeAnchor maps a boot's monotonic clock to trusted wall time: its Time is a trusted read of
 	// that boot (wall, mono), so the wall time of any event of the boot is its mono moved by the
 	// difference (clock.Anchored).
-	TimeAnchor Kind = "time_anchor"
+	TimeAnchor  Kind = "time_anchor"
+	Dataset     Kind = "dataset"     // a dataset from the central system applied or refused; Dataset says which
+	Certificate Kind = "certificate" // a certificate serial allocated; Cert names it, Operator who asked
+	Denied      Kind = "denied"      // a privileged action refused: no operator, a wrong secret, a role without the right
 )
 
 // Counted reports whether events of this kind count as attendance.
@@ -85,6 +88,24 @@ const (
 	AlarmRosterRefused Reason = "dataset_refused"
 )
 
+// Reasons of a refused dataset (kind dataset) and of a denied action (kind denied).
+const (
+	DatasetUnsigned     Reason = "dataset_unsigned"       // not a signed bundle: the central system did not sign it
+	DatasetBadSignature Reason = "dataset_bad_signature"  // a signature that the central key does not verify, or content that differs from what was signed
+	DatasetWrongDevice  Reason = "dataset_wrong_device"   // signed for another box
+	DatasetExpired      Reason = "dataset_expired"        // signed with a validity that has passed
+	DatasetReplayed     Reason = "dataset_replayed"       // not newer than the one applied: an old dataset sent again
+	DatasetInvalid      Reason = "dataset_invalid"        // fails decoding or validation
+	DatasetEmptiesRoom  Reason = "dataset_empties_room"   // would drop this box's institution or every trainee of a session still running
+	DatasetUnsupported  Reason = "dataset_unsupported"    // a dataset this box does not know
+	DeniedNoOperator    Reason = "no_operator"            // a privileged action without an operator
+	DeniedBadSecret     Reason = "bad_secret"             // an operator whose secret did not verify, or who is not in the roster
+	DeniedRole          Reason = "role_lacks_right"       // an operator whose role does not carry the right
+	DeniedNeedsSecond   Reason = "second_operator_needed" // an override above the session's limit without a second operator
+	DeniedIdentityCheck Reason = "identity_check_failed"  // enrolment whose typed ID number is not the trainee's
+	DeniedOutsideBlock  Reason = "outside_serial_block"   // a certificate serial asked for outside the blocks the central system assigned
+)
+
 // Flag is a doubt flag (疑点) carried by an accepted event for review after the fact.
 type Flag string
 
@@ -105,6 +126,8 @@ const (
 	FlagFaceDuplicate   Flag = "face_duplicate"       // the terminal holds this trainee's face under another person too
 	FlagTimePending     Flag = "time_pending"         // a reading whose decision waits for trusted time
 	FlagTimeAnchored    Flag = "time_anchored"        // the wall time was computed from the boot's time_anchor
+	FlagUnsignedDataset Flag = "unsigned_dataset"     // recorded while the box accepts unsigned datasets (a development switch)
+	FlagSecondOperator  Flag = "second_operator"      // an override a second operator confirmed
 )
 
 // Clock is when an event happened, as well as a box without a real-time clock can say.
@@ -146,6 +169,19 @@ type Event struct {
 	Ref         string  `json:"ref,omitempty"`      // ID of an event this one refers to
 	Key         string  `json:"key,omitempty"`      // the device's own identity of the reading (a terminal's record serial)
 	Data        []byte  `json:"data,omitempty"`     // an enrolled template
+	// Dataset is the dataset of a dataset event: what arrived, from where, applied or not.
+	Dataset *DatasetRef `json:"dataset,omitempty"`
+	// Cert is the serial a certificate event allocated (Trainee and Detail, the programme, say for whom).
+	Cert string `json:"cert,omitempty"`
+}
+
+// DatasetRef names a dataset as it arrived.
+type DatasetRef struct {
+	Name    string `json:"name"` // roster, certblocks
+	Version uint64 `json:"version"`
+	SHA256  string `json:"sha256,omitempty"` // of the content, as signed; empty if it never got that far
+	Origin  string `json:"origin"`           // downlink (MQTT) or file (a signed bundle imported on the box)
+	Applied bool   `json:"applied"`
 }
 
 // Photo names one evidence JPEG of an event by its content.

@@ -28,6 +28,8 @@ const PageSize = 512
 type Service struct {
 	st          *store.Store
 	institution string
+	// Trust is how datasets and operators are checked (see trust.go); set it before use.
+	Trust Trust
 	// OnRoster, if set, is called with each roster this service makes active (the daemon points
 	// it at its rules and its template sync).
 	OnRoster func(*roster.Index)
@@ -52,6 +54,11 @@ type Status struct {
 	Version       string                    `json:"version,omitempty"`
 	Sources       map[string]drivers.Health `json:"sources,omitempty"`
 	Started       time.Time                 `json:"started,omitzero"`
+	// UnsignedDatasets is set while the box accepts unsigned datasets (a development switch) or
+	// runs on one: every event carries the unsigned_dataset flag; the inspector shows it in red.
+	UnsignedDatasets bool `json:"unsigned_datasets,omitempty"`
+	// CertBlocksVersion is the version of the certificate serial blocks in use (0: none).
+	CertBlocksVersion uint64 `json:"cert_blocks_version,omitempty"`
 }
 
 // Status reports the ledger's side of the box's state.
@@ -68,6 +75,10 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 	}
 	if r != nil {
 		st.RosterVersion, st.Trainees = info.Version, len(r.Trainees)
+	}
+	st.UnsignedDatasets = s.st.Unsigned()
+	if v, err := s.st.DatasetVersions(); err == nil {
+		st.CertBlocksVersion = v[cert.BlocksDataset]
 	}
 	return st, nil
 }
@@ -115,6 +126,7 @@ type RosterSummary struct {
 	Sessions     []roster.Session     `json:"sessions"`
 	Trainees     []TraineeSummary     `json:"trainees"`
 	Vouchers     int                  `json:"vouchers"`
+	Operators    int                  `json:"operators"`
 }
 
 // TraineeSummary is a trainee without sensitive data.
@@ -128,7 +140,7 @@ type TraineeSummary struct {
 
 // Summarize masks a roster for display.
 func Summarize(r *roster.Roster) RosterSummary {
-	s := RosterSummary{Version: r.Version, Institutions: r.Institutions, Programmes: r.Programmes, Sessions: r.Sessions, Vouchers: len(r.Vouchers)}
+	s := RosterSummary{Version: r.Version, Institutions: r.Institutions, Programmes: r.Programmes, Sessions: r.Sessions, Vouchers: len(r.Vouchers), Operators: len(r.Operators)}
 	for _, t := range r.Trainees {
 		ts := TraineeSummary{ID: t.ID, Name: t.Name, IDMasked: roster.MaskID(t.IDNumber), Fingerprints: len(t.Fingerprints)}
 		for _, e := range t.Enrolments {
@@ -140,7 +152,7 @@ func Summarize(r *roster.Roster) RosterSummary {
 }
 
 // ErrNoRoster means no roster has been imported or received yet.
-var ErrNoRoster = errors.New("ops: no roster has been imported yet (kaoqin roster import FILE)")
+var ErrNoRoster = errors.New("ops: no roster has been imported yet (kaoqin roster import BUNDLE, a signed bundle from kaoqin ingest publish --out)")
 
 // Roster returns the active roster, masked for display.
 func (s *Service) Roster(ctx context.Context) (RosterSummary, error) {
@@ -154,62 +166,6 @@ func (s *Service) Roster(ctx context.Context) (RosterSummary, error) {
 	sum := Summarize(r)
 	sum.SHA256, sum.Applied, sum.From = info.SHA256, info.Applied, info.From
 	return sum, nil
-}
-
-// ImportRoster validates a roster and makes it the active one; on any problem the old roster stays
-// and the error lists every problem.
-func (s *Service) ImportRoster(ctx context.Context, raw []byte) (RosterSummary, error) {
-	r, err := roster.Decode(raw)
-	if err != nil {
-		return RosterSummary{}, err
-	}
-	x, err := roster.Build(r, time.Now())
-	if err != nil {
-		return RosterSummary{}, err
-	}
-	if _, err := s.st.SetRoster(raw, r, "import"); err != nil {
-		return RosterSummary{}, err
-	}
-	if s.OnRoster != nil {
-		s.OnRoster(x)
-	}
-	return s.Roster(ctx)
-}
-
-// CertRequest asks for the next certificate serial.
-type CertRequest struct {
-	Institution string `json:"institution"`
-	Category    string `json:"category"`
-	Year        int    `json:"year"`
-}
-
-// NextCert allocates a certificate serial for an institution of the active roster.
-func (s *Service) NextCert(ctx context.Context, req CertRequest) (cert.Serial, error) {
-	cat, err := cert.ParseCategory(req.Category)
-	if err != nil {
-		return cert.Serial{}, err
-	}
-	r, _, err := s.st.Roster()
-	if err != nil {
-		return cert.Serial{}, err
-	}
-	if r == nil {
-		return cert.Serial{}, errors.New("cert: no roster: the institution's city and county come from it")
-	}
-	for _, in := range r.Institutions {
-		if in.Code != req.Institution {
-			continue
-		}
-		if in.Retired {
-			return cert.Serial{}, fmt.Errorf("%w: %s (%s)", cert.ErrRetired, in.Code, in.Name)
-		}
-		year := req.Year
-		if year == 0 {
-			year = time.Now().Year()
-		}
-		return s.st.NextCert(cert.Issuer{City: in.City, County: in.County, Institution: in.Code}, year, cat)
-	}
-	return cert.Serial{}, fmt.Errorf("cert: institution %q is not in the active roster", req.Institution)
 }
 
 // Snapshot writes a consistent copy of the ledger file to w. The copy is first made beside the

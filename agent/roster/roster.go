@@ -22,6 +22,9 @@ type Roster struct {
 	Sessions     []Session     `json:"sessions"`
 	Trainees     []Trainee     `json:"trainees"`
 	Vouchers     []Voucher     `json:"vouchers"`
+	// Operators are the people who may act on the box: enrol, override, allocate certificates,
+	// import datasets. Without them every privileged action is refused.
+	Operators []Operator `json:"operators,omitempty"`
 }
 
 // Institution is a training institution (培训机构).

@@ -214,6 +214,24 @@ func (r *Roster) Validate(now time.Time) error {
 			cards[c] = t.ID
 		}
 	}
+	names := map[string]bool{}
+	for i := range r.Operators {
+		o := &r.Operators[i]
+		where := fmt.Sprintf("operators[%d] %q", i, o.Name)
+		if o.Name == "" {
+			bad("%s: name is empty", where)
+		}
+		if names[o.Name] {
+			bad("%s: duplicate name", where)
+		}
+		names[o.Name] = true
+		if !validRole(o.Role) {
+			bad("%s: role %q: want registration, teaching or administration", where, o.Role)
+		}
+		if len(o.Salt) < SaltLen || len(o.Hash) != KDFLen {
+			bad("%s: want a salt of %d bytes or more and an argon2id hash of %d", where, SaltLen, KDFLen)
+		}
+	}
 	if len(p) > 0 {
 		return p
 	}

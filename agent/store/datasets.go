@@ -2,13 +2,17 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/kaoqin/kaoqin/agent/cert"
+	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
 )
 
@@ -198,23 +202,55 @@ func (s *Store) Discard(dataset string, version uint64) error {
 // RosterDataset is the name of the roster dataset.
 const RosterDataset = "roster"
 
-// SwapRoster makes the staged roster at version the active roster and drops the staging, in one
-// transaction. check is called inside the transaction with the staged manifest and the whole
-// content; it verifies them (hash, signature, strict decoding, validation) and returns the roster.
-// The swap then goes through the same checks as SetRoster (newer than the active roster, no
-// retired institution code reused). On any error nothing changes: the staging stays, for the
-// caller to discard, and the active roster stays. from is recorded in the roster info.
+// SwapRoster makes the staged roster at version the active roster and drops the staging, through
+// the gate of ApplyDataset (one dataset event, applied or refused). check verifies the staged
+// manifest and the whole content (hash, signature) and returns the roster it decodes. On any
+// error the staging stays, for the caller to discard, and the active roster stays. from is the
+// origin recorded.
 func (s *Store) SwapRoster(version uint64, from string, check func(manifest, content []byte) (*roster.Roster, error)) (RosterInfo, error) {
 	if s.readOnly {
 		return RosterInfo{}, ErrReadOnly
 	}
-	var info RosterInfo
-	err := s.update(func(tx *bolt.Tx) error {
-		b := stagingBucket(tx, RosterDataset)
+	manifest, content, err := s.StagedContent(RosterDataset, version)
+	if err != nil {
+		return RosterInfo{}, err
+	}
+	ref := ledger.DatasetRef{Name: RosterDataset, Version: version, SHA256: hexSHA(content), Origin: from}
+	r, err := check(manifest, content)
+	if err != nil {
+		_, aerr := s.ApplyDataset(DatasetIn{Ref: ref, Refused: ledger.DatasetInvalid, Why: err})
+		return RosterInfo{}, errors.Join(fmt.Errorf("store: swap roster v%d: %w", version, err), ignoreRefusal(aerr))
+	}
+	if r.Version != version {
+		err := fmt.Errorf("store: the roster says version %d, its manifest %d", r.Version, version)
+		_, aerr := s.ApplyDataset(DatasetIn{Ref: ref, Refused: ledger.DatasetInvalid, Why: err})
+		return RosterInfo{}, errors.Join(err, ignoreRefusal(aerr))
+	}
+	a, err := s.ApplyDataset(DatasetIn{Ref: ref, Content: content, Unstage: true})
+	if err != nil {
+		return RosterInfo{}, fmt.Errorf("store: swap roster v%d: %w", version, err)
+	}
+	return a.Info, nil
+}
+
+// ignoreRefusal drops the *DatasetError a recorded refusal returns, keeping any other error.
+func ignoreRefusal(err error) error {
+	var de *DatasetError
+	if errors.As(err, &de) {
+		return nil
+	}
+	return err
+}
+
+// StagedContent returns the manifest and the whole content of a complete staging of dataset at
+// version, for the caller to verify and hand to ApplyDataset (with Unstage).
+func (s *Store) StagedContent(dataset string, version uint64) (manifest, content []byte, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		b := stagingBucket(tx, dataset)
 		if b == nil {
 			return ErrNotStaged
 		}
-		st, err := readStaged(RosterDataset, b)
+		st, err := readStaged(dataset, b)
 		if err != nil {
 			return err
 		}
@@ -224,29 +260,19 @@ func (s *Store) SwapRoster(version uint64, from string, check func(manifest, con
 		if !st.Complete() {
 			return fmt.Errorf("%w: chunks %v missing", ErrIncomplete, st.Missing)
 		}
-		var content []byte
+		manifest = st.Manifest
 		for i := 0; i < st.Chunks; i++ {
 			content = append(content, b.Get(chunkKey(i))...)
 		}
-		r, err := check(st.Manifest, content)
-		if err != nil {
-			return err
-		}
-		if r.Version != version {
-			return fmt.Errorf("store: the roster says version %d, its manifest %d", r.Version, version)
-		}
-		if info, err = setRoster(tx, content, r, from); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketStaging).DeleteBucket([]byte(RosterDataset))
+		return nil
 	})
 	if err != nil {
-		return RosterInfo{}, fmt.Errorf("store: swap roster v%d: %w", version, err)
+		return nil, nil, fmt.Errorf("store: staged %s v%d: %w", dataset, version, err)
 	}
-	return info, nil
+	return manifest, content, nil
 }
 
-// DatasetVersions returns the active version of each dataset (today only the roster).
+// DatasetVersions returns the active version of each dataset (roster, certblocks).
 func (s *Store) DatasetVersions() (map[string]uint64, error) {
 	out := map[string]uint64{}
 	err := s.view(func(tx *bolt.Tx) error {
@@ -256,6 +282,11 @@ func (s *Store) DatasetVersions() (map[string]uint64, error) {
 				return err
 			}
 			out[RosterDataset] = info.Version
+		}
+		if b := tx.Bucket(bucketBlocks); b != nil {
+			if v := b.Get(keyBlocksVersion); len(v) == 8 {
+				out[cert.BlocksDataset] = binary.BigEndian.Uint64(v)
+			}
 		}
 		return nil
 	})
@@ -312,4 +343,9 @@ func readStaged(dataset string, b *bolt.Bucket) (Staged, error) {
 		}
 	}
 	return st, nil
+}
+
+func hexSHA(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -1,9 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,25 +49,6 @@ func (s *Store) Roster() (*roster.Roster, RosterInfo, error) {
 	return r, info, nil
 }
 
-// SetRoster makes raw (the JSON of r, already validated by the caller) the active roster in one
-// transaction. It refuses a roster that is not newer than the active one, or that reuses the code
-// of an institution retired by an earlier roster: retired codes are never reassigned.
-func (s *Store) SetRoster(raw []byte, r *roster.Roster, from string) (RosterInfo, error) {
-	if s.readOnly {
-		return RosterInfo{}, ErrReadOnly
-	}
-	var info RosterInfo
-	err := s.update(func(tx *bolt.Tx) error {
-		var err error
-		info, err = setRoster(tx, raw, r, from)
-		return err
-	})
-	if err != nil {
-		return RosterInfo{}, fmt.Errorf("store: set roster: %w", err)
-	}
-	return info, nil
-}
-
 // setRoster is SetRoster inside a transaction: the checks and the writes, shared with the swap of
 // a staged roster dataset (SwapRoster).
 func setRoster(tx *bolt.Tx, raw []byte, r *roster.Roster, from string) (RosterInfo, error) {
@@ -82,18 +64,27 @@ func setRoster(tx *bolt.Tx, raw []byte, r *roster.Roster, from string) (RosterIn
 			return info, fmt.Errorf("%w: version %d, active is %d", ErrNotNewer, r.Version, cur.Version)
 		}
 	}
+	if err := migrateRetired(tx); err != nil {
+		return info, err
+	}
 	var problems roster.Problems
 	for _, in := range r.Institutions {
-		if when := ret.Get([]byte(in.Code)); when != nil && !in.Retired {
-			problems = append(problems, fmt.Sprintf("institution %q: code retired on %s is never reassigned", in.Code, when))
+		key := retiredKey(cert.Issuer{City: in.City, County: in.County, Institution: in.Code})
+		when := ret.Get(key)
+		if when == nil {
+			when = ret.Get([]byte(in.Code)) // a code retired by an older version, prefix unknown: refused as before
+		}
+		if when != nil && !in.Retired {
+			problems = append(problems, fmt.Sprintf("institution %q (%s): code retired on %s is never reassigned", in.Code, key, when))
 		}
 	}
 	if problems != nil {
 		return info, problems
 	}
 	for _, in := range r.Institutions {
-		if in.Retired && ret.Get([]byte(in.Code)) == nil {
-			if err := ret.Put([]byte(in.Code), []byte(time.Now().Format(time.DateOnly))); err != nil {
+		key := retiredKey(cert.Issuer{City: in.City, County: in.County, Institution: in.Code})
+		if in.Retired && ret.Get(key) == nil {
+			if err := ret.Put(key, []byte(time.Now().Format(time.DateOnly))); err != nil {
 				return info, err
 			}
 		}
@@ -121,34 +112,40 @@ func decodeInfo(b []byte, i *RosterInfo) error {
 	return err
 }
 
-// NextCert allocates the next certificate serial of an institution for a year and category. The
-// sequence is per institution and year, persisted before the serial is returned, and never
-// reused; a code retired by any roster is refused with cert.ErrRetired.
-func (s *Store) NextCert(iss cert.Issuer, year int, cat cert.Category) (cert.Serial, error) {
-	if s.readOnly {
-		return cert.Serial{}, ErrReadOnly
-	}
-	var sn cert.Serial
-	err := s.update(func(tx *bolt.Tx) error {
-		if when := tx.Bucket(bucketRetired).Get([]byte(iss.Institution)); when != nil {
-			return fmt.Errorf("%w: %s since %s", cert.ErrRetired, iss.Institution, when)
+// migrateRetired rekeys the retired codes an older version kept by the 4-digit code alone to the
+// whole city + county + institution prefix, taking the prefix from the active roster, where the
+// code is marked retired. A code the active roster does not name keeps its old key, and still
+// blocks that code under every prefix.
+func migrateRetired(tx *bolt.Tx) error {
+	ret := tx.Bucket(bucketRetired)
+	var legacy [][]byte
+	ret.ForEach(func(k, _ []byte) error {
+		if len(k) == 4 {
+			legacy = append(legacy, bytes.Clone(k))
 		}
-		b := tx.Bucket(bucketCerts)
-		key := []byte(iss.Key(year))
-		last := 0
-		if v := b.Get(key); len(v) == 4 {
-			last = int(binary.BigEndian.Uint32(v))
-		}
-		var err error
-		if sn, err = cert.Next(iss, year, cat, last); err != nil {
-			return err
-		}
-		v := make([]byte, 4)
-		binary.BigEndian.PutUint32(v, uint32(sn.Seq))
-		return b.Put(key, v)
+		return nil
 	})
-	if err != nil {
-		return cert.Serial{}, fmt.Errorf("store: next cert: %w", err)
+	if legacy == nil {
+		return nil
 	}
-	return sn, nil
+	raw := tx.Bucket(bucketRoster).Get(keyRosterActive)
+	if raw == nil {
+		return nil
+	}
+	old, err := roster.Decode(raw)
+	if err != nil {
+		return nil
+	}
+	for _, k := range legacy {
+		for _, in := range old.Institutions {
+			if in.Code == string(k) && in.Retired {
+				when := bytes.Clone(ret.Get(k))
+				if err := errors.Join(ret.Put(retiredKey(cert.Issuer{City: in.City, County: in.County, Institution: in.Code}), when), ret.Delete(k)); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
+	return nil
 }

@@ -141,7 +141,7 @@ func (s *Store) keepSalvaged(sv *Salvaged) error {
 				return err
 			}
 		}
-		return nil
+		return keepCertCounters(tx, sv.Records)
 	})
 }
 

@@ -84,6 +84,11 @@ type Config struct {
 	MinFreeBytes uint64
 	// EvidenceBudget caps the evidence directory in bytes; zero means no cap beyond MinFreeBytes.
 	EvidenceBudget int64
+	// Institution is the box's institution: a roster without it is refused (it would empty the room).
+	Institution string
+	// AllowUnsigned is the development switch that lets unsigned datasets in from a file. While it
+	// is set, and while an unsigned roster is active, every event carries the unsigned_dataset flag.
+	AllowUnsigned bool
 }
 
 // Store is an open ledger. Append and the other writes may be called from any goroutine; they are
@@ -100,6 +105,8 @@ type Store struct {
 	headHash [32]byte
 	fatal    error
 	evBytes  int64
+	// unsignedRoster is set while the active roster came in unsigned (AllowUnsigned).
+	unsignedRoster bool
 
 	dbMu sync.RWMutex // held for reading around every transaction; for writing while heal swaps db
 
@@ -227,7 +234,7 @@ func (s *Store) create(note string) error {
 	if err != nil {
 		return fmt.Errorf("store: create: %w", err)
 	}
-	_, err = s.appendLocked(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmNewEpoch, Note: note, Time: clock.Now()})
+	_, err = s.appendLocked(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmNewEpoch, Note: note, Time: clock.Now()}, nil)
 	return err
 }
 
@@ -326,6 +333,10 @@ func (s *Store) load(checkHead bool) error {
 		s.epoch = binary.BigEndian.Uint64(ep)
 		s.headSeq = binary.BigEndian.Uint64(hs)
 		copy(s.headHash[:], hh)
+		if v := tx.Bucket(bucketRoster).Get(keyRosterInfo); v != nil {
+			var info RosterInfo
+			s.unsignedRoster = decodeInfo(v, &info) == nil && info.From == OriginUnsigned
+		}
 		if s.headSeq == 0 || !checkHead {
 			return nil
 		}
@@ -447,16 +458,31 @@ func (s *Store) PublicKey() (ed25519.PublicKey, error) {
 func (s *Store) Appended() <-chan struct{} { return s.appended }
 
 // Append seals e as the next event of the ledger and returns once it is durable, with Device,
-// Epoch, Seq, ID and Prev filled in. Captures (every kind but Alarm) are refused with ErrDiskFull
+// Epoch, Seq, ID and Prev filled in. Captures (see captured) are refused with ErrDiskFull
 // when the free space is under the reserve. An error wrapping ErrFatal means the commit failed:
 // the event may not be on disk and the daemon must exit.
-func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
+func (s *Store) Append(e ledger.Event) (ledger.Event, error) { return s.appendWith(e, nil) }
+
+// captured reports whether events of kind k are captures, refused under the disk reserve. Alarms
+// and the rare administrative events (datasets, serials, denied actions) may use the reserve.
+func captured(k ledger.Kind) bool {
+	switch k {
+	case ledger.Alarm, ledger.Dataset, ledger.Certificate, ledger.Denied:
+		return false
+	}
+	return true
+}
+
+// appendWith appends e in the same transaction as fn's writes: both are durable or neither. fn
+// may complete e before it is sealed. An error from fn aborts the transaction, appends nothing and
+// is returned as it is (it is not a failed commit).
+func (s *Store) appendWith(e ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event) error) (ledger.Event, error) {
 	if s.readOnly {
 		return e, ErrReadOnly
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, err := s.appendLocked(e)
+	rec, err := s.appendLocked(e, fn)
 	if err != nil && errors.Is(err, ErrDamaged) && s.fatal == nil {
 		// The file is damaged where the check at open could not see: a new epoch, and this event
 		// is its second.
@@ -464,18 +490,18 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 			s.fatal = fmt.Errorf("%w: %v; and the damaged file could not be replaced: %v", ErrFatal, err, herr)
 			return e, s.fatal
 		}
-		return s.appendLocked(e)
+		return s.appendLocked(e, fn)
 	}
 	return rec, err
 }
 
 // appendLocked is Append with s.mu held (or before the store is shared). A damaged page found
 // while writing is returned as ErrDamaged, any other failed commit as ErrFatal.
-func (s *Store) appendLocked(e ledger.Event) (ledger.Event, error) {
+func (s *Store) appendLocked(e ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event) error) (ledger.Event, error) {
 	if s.fatal != nil {
 		return e, s.fatal
 	}
-	if e.Kind != ledger.Alarm && s.cfg.MinFreeBytes > 0 {
+	if captured(e.Kind) && s.cfg.MinFreeBytes > 0 {
 		if free, err := freeBytes(s.cfg.Path); err == nil && free < s.cfg.MinFreeBytes {
 			return e, fmt.Errorf("%w (%d MiB free, reserve %d MiB)", ErrDiskFull, free>>20, s.cfg.MinFreeBytes>>20)
 		}
@@ -484,12 +510,23 @@ func (s *Store) appendLocked(e ledger.Event) (ledger.Event, error) {
 	if e.ID == "" {
 		e.ID = ledger.NewID(e.Time.Wall)
 	}
-	rec, err := ledger.Seal(&e, s.headHash, s.cfg.Key)
-	if err != nil {
-		return e, err
-	}
-	hash := rec.Hash()
-	err = s.update(func(tx *bolt.Tx) error {
+	var fnErr error
+	var hash [32]byte
+	err := s.update(func(tx *bolt.Tx) error {
+		if fn != nil {
+			if fnErr = fn(tx, &e); fnErr != nil {
+				return fnErr
+			}
+		}
+		if s.unsigned() && !e.HasFlag(ledger.FlagUnsignedDataset) {
+			e.Flags = append(e.Flags, ledger.FlagUnsignedDataset)
+		}
+		rec, err := ledger.Seal(&e, s.headHash, s.cfg.Key)
+		if err != nil {
+			fnErr = err
+			return err
+		}
+		hash = rec.Hash()
 		key := u64(e.Seq)
 		if err := events(tx).Put(key, rec); err != nil {
 			return err
@@ -515,6 +552,9 @@ func (s *Store) appendLocked(e ledger.Event) (ledger.Event, error) {
 		}
 		return nil
 	})
+	if fnErr != nil {
+		return e, fnErr
+	}
 	if errors.Is(err, ErrDamaged) {
 		return e, fmt.Errorf("append seq %d: %w", e.Seq, err)
 	}

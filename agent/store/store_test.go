@@ -12,7 +12,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/kaoqin/kaoqin/agent/cert"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/drivers"
@@ -354,53 +353,6 @@ func TestRecent(t *testing.T) {
 
 func testRoster(version uint64, retired bool) *roster.Roster {
 	return &roster.Roster{Version: version, Institutions: []roster.Institution{{Code: "0001", City: "3701", County: "00", Name: "济南技师学院", Retired: retired}}}
-}
-
-func TestSetRoster(t *testing.T) {
-	cfg := testConfig(t)
-	s := open(t, cfg)
-	if _, err := s.SetRoster([]byte(`{"version":2}`), testRoster(2, false), "import"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SetRoster([]byte(`{"version":2}`), testRoster(2, false), "import"); !errors.Is(err, ErrNotNewer) {
-		t.Fatalf("same version again: got %v, want ErrNotNewer", err)
-	}
-	if _, err := s.SetRoster([]byte(`{"version":3}`), testRoster(3, true), "import"); err != nil {
-		t.Fatal(err)
-	}
-	_, err := s.SetRoster([]byte(`{"version":4}`), testRoster(4, false), "import")
-	if err == nil || !strings.Contains(err.Error(), "never reassigned") {
-		t.Fatalf("a retired code made active again: got %v, want a refusal", err)
-	}
-	r, info, err := s.Roster()
-	if err != nil || r.Version != 3 || info.Version != 3 || info.From != "import" {
-		t.Fatalf("active roster: %+v %+v %v; want version 3 kept", r, info, err)
-	}
-}
-
-func TestNextCertNeverReused(t *testing.T) {
-	cfg := testConfig(t)
-	s := open(t, cfg)
-	iss := cert.Issuer{City: "3701", County: "02", Institution: "0001"}
-	a, err := s.NextCert(iss, 2026, cert.Employment)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := s.NextCert(iss, 2026, cert.Upgrading)
-	other, _ := s.NextCert(iss, 2027, cert.Employment)
-	if a.String() != "370102000126"+"00001A" || b.String() != "370102000126"+"00002B" || other.Seq != 1 {
-		t.Fatalf("serials: %s %s %s; want sequences 1, 2 in 2026 and 1 in 2027", a, b, other)
-	}
-	s.Close()
-	s2 := open(t, cfg)
-	c, _ := s2.NextCert(iss, 2026, cert.Employment)
-	if c.Seq != 3 {
-		t.Fatalf("after restart: got seq %d, want 3 (never reuse)", c.Seq)
-	}
-	s2.SetRoster([]byte(`{}`), testRoster(1, true), "import")
-	if _, err := s2.NextCert(iss, 2026, cert.Employment); !errors.Is(err, cert.ErrRetired) {
-		t.Fatalf("retired institution: got %v, want cert.ErrRetired", err)
-	}
 }
 
 func TestSnapshotIsAConsistentLedger(t *testing.T) {

@@ -211,13 +211,17 @@ func (c *central) quiet(d time.Duration) {
 	}
 }
 
-func alarms(t *testing.T, st *store.Store, reason ledger.Reason) []string {
+// refusals lists the notes of the refused dataset events, each "reason: note".
+func refusals(t *testing.T, st *store.Store) []string {
 	t.Helper()
 	var notes []string
 	if err := st.Scan(1, func(_ uint64, r ledger.Record) error {
 		e, err := r.Event()
-		if err == nil && e.Kind == ledger.Alarm && e.Reason == reason {
-			notes = append(notes, e.Note)
+		if err == nil && e.Kind == ledger.Dataset && e.Dataset != nil && !e.Dataset.Applied {
+			if e.Dataset.Origin != store.OriginDownlink {
+				t.Errorf("dataset event of origin %q, want downlink", e.Dataset.Origin)
+			}
+			notes = append(notes, string(e.Reason)+": "+e.Note)
 		}
 		return err
 	}); err != nil {
@@ -242,11 +246,25 @@ func TestDatasets(t *testing.T) {
 	defer st.Close()
 	cfg := env.UplinkConfig(device, b.URL())
 	applied := make(chan uint64, 10)
-	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
+	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+		if d.Roster != nil {
+			applied <- d.Roster.Version
+		}
+	})
 	env.StartUplink(st, cfg)
 	key := synctest.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
 	c.waitOnline()
+
+	// Certificate serial blocks arrive as a dataset too, and apply for this device only.
+	blocks := []byte(`{"version":1,"device":"` + device + `","issued":"2026-01-01T00:00:00Z","blocks":[{"city":"3701","county":"02","institution":"0001","year":2026,"category":"A","first":1,"last":50}]}`)
+	c.send("certblocks", c.dataset("certblocks", 1, blocks, key, device))
+	if a := c.report(); a.Status != wire.StatusApplied || a.Dataset != "certblocks" || a.Version != 1 {
+		t.Fatalf("certblocks: report %+v, want applied version 1", a)
+	}
+	if bs, err := st.CertBlocks(); err != nil || bs == nil || bs.Blocks[0].Last != 50 {
+		t.Fatalf("certblocks in the store: %+v %v, want the block 1-50", bs, err)
+	}
 
 	good := c.dataset("roster", 2, rosterJSON(t, 2), key, device)
 	c.send("roster", good)
@@ -280,8 +298,9 @@ func TestDatasets(t *testing.T) {
 		{"version differs", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 4), key, device)) }, "says version 4"},
 		{"another device", func() { c.send("roster", c.dataset("roster", 3, rosterJSON(t, 3), key, "jn-0001-r102")) }, `for device "jn-0001-r102"`},
 		{"unknown dataset", func() { c.send("templates", c.dataset("templates", 3, []byte("x"), key, device)) }, "not supported"},
+		{"empty roster, signed", func() { c.send("roster", c.dataset("roster", 3, []byte(`{"version":3}`), key, device)) }, "no institution 0001"},
 	} {
-		before := len(alarms(t, st, ledger.AlarmRosterRefused))
+		before := len(refusals(t, st))
 		tc.send()
 		a := c.report()
 		if a.Status != wire.StatusRefused || a.Version != 3 || !strings.Contains(a.Reason, tc.want) {
@@ -290,24 +309,24 @@ func TestDatasets(t *testing.T) {
 		if v := activeRoster(t, st); v != 2 {
 			t.Errorf("%s: active roster version %d, want 2 kept", tc.name, v)
 		}
-		if notes := alarms(t, st, ledger.AlarmRosterRefused); len(notes) != before+1 || !strings.Contains(notes[len(notes)-1], tc.want) {
-			t.Errorf("%s: alarms %q, want one more mentioning %q", tc.name, notes, tc.want)
+		if notes := refusals(t, st); len(notes) != before+1 || !strings.Contains(notes[len(notes)-1], tc.want) {
+			t.Errorf("%s: refused dataset events %q, want one more mentioning %q", tc.name, notes, tc.want)
 		}
 		if s, ok, _ := st.StagedDataset("roster"); ok {
 			t.Errorf("%s: staging of version %d left behind", tc.name, s.Version)
 		}
 	}
 
-	// Older: nothing at all. Equal: nothing changes, the device confirms what it has.
-	before := len(alarms(t, st, ledger.AlarmRosterRefused))
+	// Older: a replay, recorded, not reported. Equal: nothing changes, the device confirms what it has.
+	before := len(refusals(t, st))
 	c.send("roster", c.dataset("roster", 1, rosterJSON(t, 1), key, device))
 	c.quiet(500 * time.Millisecond)
 	c.send("roster", good)
 	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 2 {
 		t.Errorf("v2 again: report %+v, want applied version 2", a)
 	}
-	if n := len(alarms(t, st, ledger.AlarmRosterRefused)); n != before {
-		t.Errorf("older and equal versions raised %d alarms, want none", n-before)
+	if notes := refusals(t, st); len(notes) != before+1 || !strings.HasPrefix(notes[len(notes)-1], string(ledger.DatasetReplayed)) {
+		t.Errorf("older and equal versions: refused dataset events %q, want one more, dataset_replayed", notes[before:])
 	}
 	if v := activeRoster(t, st); v != 2 {
 		t.Errorf("after older and equal versions: active roster %d, want 2", v)

@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/kaoqin/kaoqin/agent/cert"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
@@ -123,18 +124,23 @@ func claimed(s *wire.Signed) (version uint64, sha string) {
 // manifest verifies a manifest and stages it.
 func (u *Uplink) manifest(ctx context.Context, pending map[string]*wire.Applied, dataset string, s *wire.Signed, raw []byte) {
 	m, err := wire.OpenManifest(s, u.central)
-	if err == nil && m.Dataset != dataset {
+	reason := ledger.DatasetInvalid
+	switch {
+	case errors.Is(err, wire.ErrSignature):
+		reason = ledger.DatasetBadSignature
+	case err != nil:
+	case m.Dataset != dataset:
 		err = fmt.Errorf("manifest of %q on the topic of %q", m.Dataset, dataset)
-	}
-	if err == nil && m.Device != u.cfg.Device {
-		err = fmt.Errorf("manifest for device %q", m.Device)
-	}
-	if err == nil && dataset != store.RosterDataset {
-		err = fmt.Errorf("dataset %q is not supported by this agent", dataset)
+	case m.Device != u.cfg.Device:
+		reason, err = ledger.DatasetWrongDevice, fmt.Errorf("manifest for device %q", m.Device)
+	case dataset != store.RosterDataset && dataset != cert.BlocksDataset:
+		reason, err = ledger.DatasetUnsupported, fmt.Errorf("dataset %q is not supported by this agent", dataset)
+	case !m.Expires.IsZero() && time.Now().After(m.Expires):
+		reason, err = ledger.DatasetExpired, fmt.Errorf("manifest expired %s", m.Expires.Format(time.RFC3339))
 	}
 	if err != nil {
 		v, sha := claimed(s)
-		u.refuse(ctx, pending, dataset, v, sha, err)
+		u.refuse(ctx, pending, dataset, v, sha, reason, err)
 		return
 	}
 	active, err := u.st.DatasetVersions()
@@ -142,13 +148,16 @@ func (u *Uplink) manifest(ctx context.Context, pending map[string]*wire.Applied,
 		u.log.Error("uplink: dataset versions", "err", err)
 		return
 	}
-	if m.Version <= active[dataset] {
-		u.log.Info("uplink: dataset version not newer than the active one; nothing to do", "dataset", dataset,
-			"version", m.Version, "active", active[dataset])
-		if m.Version == active[dataset] {
-			if _, info, err := u.st.Roster(); err == nil && info.SHA256 == m.SHA256 {
-				u.report(ctx, pending, &wire.Applied{Dataset: dataset, Version: m.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
-			}
+	if m.Version < active[dataset] {
+		// An older version, signed: a replay (the ingester sends only what a device lacks).
+		u.refuse(ctx, pending, dataset, m.Version, m.SHA256, ledger.DatasetReplayed,
+			fmt.Errorf("%w: version %d, active is %d", store.ErrNotNewer, m.Version, active[dataset]))
+		return
+	}
+	if m.Version == active[dataset] {
+		u.log.Info("uplink: dataset version already active; nothing to do", "dataset", dataset, "version", m.Version)
+		if _, info, err := u.st.Roster(); err == nil && dataset == store.RosterDataset && info.SHA256 == m.SHA256 {
+			u.report(ctx, pending, &wire.Applied{Dataset: dataset, Version: m.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
 		}
 		return
 	}
@@ -196,11 +205,11 @@ func (u *Uplink) chunk(ctx context.Context, pending map[string]*wire.Applied, da
 	}
 	m, err := u.openStaged(cur)
 	if err != nil {
-		u.refuse(ctx, pending, dataset, cur.Version, "", fmt.Errorf("staged manifest: %w", err))
+		u.refuse(ctx, pending, dataset, cur.Version, "", ledger.DatasetBadSignature, fmt.Errorf("staged manifest: %w", err))
 		return
 	}
 	if err := m.CheckChunk(c.Index, c.Data); err != nil {
-		u.refuse(ctx, pending, dataset, cur.Version, m.SHA256, err)
+		u.refuse(ctx, pending, dataset, cur.Version, m.SHA256, ledger.DatasetBadSignature, err)
 		return
 	}
 	st, err := u.st.StageChunk(dataset, c.Version, c.Index, c.Data)
@@ -213,68 +222,81 @@ func (u *Uplink) chunk(ctx context.Context, pending map[string]*wire.Applied, da
 	}
 }
 
-// apply verifies a complete staging and swaps it in.
+// apply verifies a complete staging and applies it through the store's gate, which records the
+// dataset event (applied or refused) in the same transaction.
 func (u *Uplink) apply(ctx context.Context, pending map[string]*wire.Applied, st store.Staged) {
 	if testHookBeforeSwap != nil {
 		testHookBeforeSwap()
 	}
-	var r *roster.Roster
-	var sha string
-	now := time.Now()
-	info, err := u.st.SwapRoster(st.Version, "mqtt", func(manifest, content []byte) (*roster.Roster, error) {
-		m, err := u.openStaged(st)
-		if err != nil {
-			return nil, fmt.Errorf("staged manifest: %w", err)
+	ref := ledger.DatasetRef{Name: st.Dataset, Version: st.Version, Origin: store.OriginDownlink}
+	in := store.DatasetIn{Ref: ref, Time: ledger.Clock{Wall: time.Now()}, Unstage: true}
+	m, err := u.openStaged(st)
+	if err != nil {
+		in.Refused, in.Why = ledger.DatasetBadSignature, fmt.Errorf("staged manifest: %w", err)
+	} else {
+		in.Ref.SHA256 = m.SHA256
+		_, content, err := u.st.StagedContent(st.Dataset, st.Version)
+		switch {
+		case err != nil:
+			u.log.Error("uplink: staged content", "dataset", st.Dataset, "err", err)
+			return
+		case m.CheckContent(content) != nil:
+			in.Refused, in.Why = ledger.DatasetBadSignature, m.CheckContent(content)
+		default:
+			in.Content = content
 		}
-		sha = m.SHA256
-		if err := m.CheckContent(content); err != nil {
-			return nil, err
-		}
-		if r, err = roster.Decode(content); err != nil {
-			return nil, err
-		}
-		return r, r.Validate(now)
-	})
-	if errors.Is(err, store.ErrNotNewer) {
-		u.log.Info("uplink: staged dataset not newer than the active one; discarded", "dataset", st.Dataset, "version", st.Version)
+	}
+	a, err := u.st.ApplyDataset(in)
+	var de *store.DatasetError
+	switch {
+	case errors.As(err, &de):
+		u.log.Warn("uplink: dataset refused; the active one stays", "dataset", st.Dataset, "version", st.Version, "reason", de.Reason, "err", de.Err, "seq", de.Event.Seq)
 		if err := u.st.Discard(st.Dataset, st.Version); err != nil {
 			u.log.Error("uplink: discard", "err", err)
 		}
-		return
-	}
-	if err != nil {
-		u.refuse(ctx, pending, st.Dataset, st.Version, sha, err)
-		return
-	}
-	u.log.Info("uplink: dataset applied", "dataset", st.Dataset, "version", info.Version, "sha256", info.SHA256)
-	if u.cfg.Downlink != nil {
-		if idx, err := roster.Build(r, now); err == nil {
-			u.cfg.Downlink.Deliver(Delivery{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Roster: idx})
-		} else {
-			u.log.Error("uplink: applied roster does not index", "err", err) // Validate passed: cannot happen
+		if !errors.Is(err, store.ErrNotNewer) {
+			u.report(ctx, pending, &wire.Applied{Dataset: st.Dataset, Version: st.Version, SHA256: in.Ref.SHA256, Status: wire.StatusRefused, Reason: de.Err.Error()})
 		}
+		return
+	case err != nil:
+		u.log.Error("uplink: apply dataset", "dataset", st.Dataset, "err", err)
+		return
 	}
-	u.report(ctx, pending, &wire.Applied{Dataset: st.Dataset, Version: info.Version, SHA256: info.SHA256, Status: wire.StatusApplied})
+	u.log.Info("uplink: dataset applied", "dataset", st.Dataset, "version", st.Version, "sha256", in.Ref.SHA256, "seq", a.Event.Seq)
+	if u.cfg.Downlink != nil {
+		d := Delivery{Dataset: st.Dataset, Version: st.Version, SHA256: in.Ref.SHA256}
+		if a.Roster != nil {
+			idx, err := roster.Build(a.Roster, time.Now())
+			if err != nil {
+				u.log.Error("uplink: applied roster does not index", "err", err) // it validated: cannot happen
+			}
+			d.Roster = idx
+		}
+		u.cfg.Downlink.Deliver(d)
+	}
+	u.report(ctx, pending, &wire.Applied{Dataset: st.Dataset, Version: st.Version, SHA256: in.Ref.SHA256, Status: wire.StatusApplied})
 	select {
 	case u.stateReq <- struct{}{}:
 	default:
 	}
 }
 
-// refuse drops a dataset version: the staging is discarded, an alarm recorded and the refusal
-// reported. The active dataset stays.
-func (u *Uplink) refuse(ctx context.Context, pending map[string]*wire.Applied, dataset string, version uint64, sha string, why error) {
-	u.log.Warn("uplink: dataset refused; the active one stays", "dataset", dataset, "version", version, "reason", why)
+// refuse drops a dataset version refused before it could be applied: the staging is discarded,
+// the refusal recorded as a dataset event (reason, why) and reported. The active dataset stays.
+func (u *Uplink) refuse(ctx context.Context, pending map[string]*wire.Applied, dataset string, version uint64, sha string, reason ledger.Reason, why error) {
+	u.log.Warn("uplink: dataset refused; the active one stays", "dataset", dataset, "version", version, "reason", reason, "err", why)
 	if version != 0 {
 		if err := u.st.Discard(dataset, version); err != nil {
 			u.log.Error("uplink: discard", "err", err)
 		}
 	}
-	note := fmt.Sprintf("dataset %s version %d refused: %v", dataset, version, why)
-	if err := u.alarm(ledger.AlarmRosterRefused, note, note); err != nil {
-		u.log.Error("uplink: alarm", "err", err)
+	_, err := u.st.ApplyDataset(store.DatasetIn{Ref: ledger.DatasetRef{Name: dataset, Version: version, SHA256: sha, Origin: store.OriginDownlink},
+		Refused: reason, Why: why, Time: ledger.Clock{Wall: time.Now()}})
+	var de *store.DatasetError
+	if err != nil && !errors.As(err, &de) {
+		u.log.Error("uplink: recording a refused dataset", "err", err)
 	}
-	if version != 0 {
+	if version != 0 && reason != ledger.DatasetReplayed { // a replay is the central's old message, not news to it
 		u.report(ctx, pending, &wire.Applied{Dataset: dataset, Version: version, SHA256: sha, Status: wire.StatusRefused, Reason: why.Error()})
 	}
 }
@@ -315,7 +337,7 @@ func (u *Uplink) recoverStaged(ctx context.Context, pending map[string]*wire.App
 			u.log.Info("uplink: resuming a staged dataset", "dataset", st.Dataset, "version", st.Version)
 			u.apply(ctx, pending, st)
 		case time.Since(st.Since) > u.cfg.DatasetTimeout:
-			u.refuse(ctx, pending, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, time.Since(st.Since).Round(time.Second)))
+			u.refuse(ctx, pending, st.Dataset, st.Version, "", ledger.DatasetInvalid, fmt.Errorf("chunks %v missing after %v", st.Missing, time.Since(st.Since).Round(time.Second)))
 		default:
 			u.log.Info("uplink: staged dataset waits for chunks", "dataset", st.Dataset, "version", st.Version, "missing", len(st.Missing))
 		}
@@ -331,7 +353,7 @@ func (u *Uplink) expireStaged(ctx context.Context, pending map[string]*wire.Appl
 	}
 	for _, st := range all {
 		if !st.Complete() && time.Since(st.Since) > u.cfg.DatasetTimeout {
-			u.refuse(ctx, pending, st.Dataset, st.Version, "", fmt.Errorf("chunks %v missing after %v", st.Missing, u.cfg.DatasetTimeout))
+			u.refuse(ctx, pending, st.Dataset, st.Version, "", ledger.DatasetInvalid, fmt.Errorf("chunks %v missing after %v", st.Missing, u.cfg.DatasetTimeout))
 		}
 	}
 }

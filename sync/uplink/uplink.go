@@ -18,10 +18,12 @@
 // A dataset (today the roster) arrives as a signed manifest and chunks on down/data/{dataset}.
 // The manifest is verified with the central key and staged in the store, each chunk is checked
 // against the manifest's hash for it and staged, and once all are there the whole is checked
-// (size, SHA-256, signature again, strict decoding, validation) and swapped in with the store's
-// SwapRoster, one transaction. The result is reported on up/applied. A bad signature, a corrupt
-// or missing chunk or a malformed roster is refused with an alarm (ledger.AlarmRosterRefused) and
-// the active roster stays; an older or equal version is a no-op. Staging survives a restart: a
+// (size, SHA-256, signature again) and applied through the store's gate (store.ApplyDataset:
+// strict decoding, validation, newer than the active version, not emptying the room), which
+// records a dataset event, applied or refused, in the same transaction. The result is reported on
+// up/applied. A bad signature, a corrupt or missing chunk, another device's manifest or a
+// malformed roster is refused with a dataset event and the active dataset stays; an older
+// version is a replay, recorded and not reported; an equal one is a no-op. Staging survives a restart: a
 // complete staging is swapped in at start, an incomplete one waits for the rest (a resent
 // manifest resumes it) until DatasetTimeout. Commands on down/cmd are signed too and carry an ID
 // that must increase (store.AcceptCommand), so a replayed command does nothing.

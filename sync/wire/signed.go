@@ -68,11 +68,14 @@ func (s *Signed) verify(pub ed25519.PublicKey) error {
 // it is cut into chunks. It travels signed (a Signed envelope of kind manifest) on
 // down/data/{dataset}, followed by its chunks on the same topic.
 type Manifest struct {
-	V         int       `json:"v"`
-	Dataset   string    `json:"dataset"`
-	Version   uint64    `json:"version"`
-	Device    string    `json:"device"` // the device it is for: a manifest for another device is refused
-	Issued    time.Time `json:"issued"`
+	V       int       `json:"v"`
+	Dataset string    `json:"dataset"`
+	Version uint64    `json:"version"`
+	Device  string    `json:"device"` // the device it is for: a manifest for another device is refused
+	Issued  time.Time `json:"issued"`
+	// Expires, if set, is when the manifest stops being valid: a bundle carried on a USB stick is
+	// refused after it, so an old roster kept back cannot be applied months later.
+	Expires   time.Time `json:"expires,omitzero"`
 	Size      int64     `json:"size"`
 	SHA256    string    `json:"sha256"` // hex SHA-256 of the whole dataset
 	ChunkSize int       `json:"chunk_size"`
@@ -92,6 +95,8 @@ func (m *Manifest) Check() error {
 		return malformed("manifest: version is 0")
 	case m.Issued.IsZero():
 		return malformed("manifest: issued is missing")
+	case !m.Expires.IsZero() && !m.Expires.After(m.Issued):
+		return malformed("manifest: expires %s is not after issued %s", m.Expires.Format(time.RFC3339), m.Issued.Format(time.RFC3339))
 	case m.Size < 0 || m.Size > MaxDatasetSize:
 		return malformed("manifest: size %d outside 0..%d", m.Size, MaxDatasetSize)
 	case m.ChunkSize <= 0 || m.ChunkSize > MaxChunkSize:

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,13 +37,13 @@ socket = "kaoqin.sock"
 name = "door-finger"
 kind = "zfm"
 path = "zfm0"
+[uplink]
+central_key = "central.pub"
 `), 0o644)
 	if r := cli(t, "keygen", "--out", filepath.Join(dir, "state", "keys")); r.code != 0 {
 		t.Fatalf("keygen: %+v", r)
 	}
-	b, _ := json.Marshal(demo.Roster(time.Now(), 3, 1))
-	os.WriteFile(filepath.Join(dir, "roster.json"), b, 0o644)
-	if r := cli(t, "roster", "import", "--config", cfgPath, filepath.Join(dir, "roster.json")); r.code != 0 {
+	if r := cli(t, "roster", "import", "--config", cfgPath, signedBundle(t, dir, "box-1", demo.Roster(time.Now(), 3, 1))); r.code != 0 {
 		t.Fatalf("roster import: %+v", r)
 	}
 
@@ -65,7 +64,14 @@ path = "zfm0"
 	}
 
 	finger := "T003/left-index"
-	enroll := exec.CommandContext(ctx, kaoqin, "enroll", "finger", "--config", cfgPath, "--trainee", "T003", "--finger", "left-index")
+	// A wrong ID number typed: refused, nothing captured.
+	if r := cliEnv(t, []string{"KAOQIN_SECRET=" + demo.RegistrarSecret}, "enroll", "finger", "--config", cfgPath, "--operator", demo.Registrar,
+		"--trainee", "T003", "--id-number", demo.IDNumber(2), "--finger", "left-index"); r.code != 1 || !strings.Contains(r.stderr, "identity_check_failed") {
+		t.Fatalf("enrol with another's ID number: exit %d %q; want exit 1, identity_check_failed", r.code, r.stderr)
+	}
+	enroll := exec.CommandContext(ctx, kaoqin, "enroll", "finger", "--config", cfgPath, "--operator", demo.Registrar, "--trainee", "T003",
+		"--id-number", demo.IDNumber(3), "--finger", "left-index")
+	enroll.Env = append(os.Environ(), "KAOQIN_SECRET="+demo.RegistrarSecret)
 	out, _ := enroll.StdoutPipe()
 	if err := enroll.Start(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/cert"
 	"github.com/kaoqin/kaoqin/sync/ingest"
 )
 
@@ -43,7 +44,7 @@ func ingestFlags(fs *flag.FlagSet) func() ingest.Config {
 
 func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, err := pickSub(args, "ingest", []string{"run", "status", "publish"},
-		"Usage: kaoqin ingest run [flags]\n       kaoqin ingest status [--db FILE] [--json]\n       kaoqin ingest publish --dataset roster [--version N] FILE [flags]\n\nkaoqin ingest SUBCOMMAND --help lists the flags.", stdout)
+		"Usage: kaoqin ingest run [flags]\n       kaoqin ingest status [--db FILE] [--json]\n       kaoqin ingest publish --dataset roster [--version N] FILE [flags]\n       kaoqin ingest publish --dataset roster|certblocks --out BUNDLE --device NAME [--valid 720h] FILE\n\nkaoqin ingest SUBCOMMAND --help lists the flags.", stdout)
 	if err != nil {
 		return err
 	}
@@ -51,7 +52,10 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfgOf := ingestFlags(fs)
 	asJSON := fs.Bool("json", false, "status: print JSON")
 	dataset := fs.String("dataset", "roster", "publish: dataset name")
-	version := fs.Uint64("version", 0, "publish: version (default: the roster's own version field)")
+	version := fs.Uint64("version", 0, "publish: version (default: the dataset's own version field)")
+	out := fs.String("out", "", "publish: write a signed bundle for one device to this file instead (an offline box: kaoqin roster import BUNDLE)")
+	device := fs.String("device", "", "publish --out: the device the bundle is signed for")
+	valid := fs.Duration("valid", ingest.DefaultBundleValidity, "publish --out: how long the bundle stays valid")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -62,6 +66,24 @@ func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "publish":
 		if fs.NArg() != 1 {
 			return usagef("ingest publish: want one dataset file")
+		}
+		if *out != "" {
+			if *device == "" {
+				return usagef("ingest publish --out: --device is required (a bundle is signed for one box)")
+			}
+			b, err := ingest.Bundle(cfg, *dataset, *version, fs.Arg(0), *device, *valid, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(*out, b, 0o640); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "signed bundle of %s for device %s written to %s (valid %s)\n", *dataset, *device, *out, *valid)
+			return nil
+		}
+		if *dataset == cert.BlocksDataset {
+			// Blocks are one box's: sent to every device, the others would refuse them again and again.
+			return usagef("ingest publish: %s is per device: make a bundle with --out FILE --device NAME", cert.BlocksDataset)
 		}
 		if err := ingest.Publish(ctx, cfg, *dataset, *version, fs.Arg(0)); err != nil {
 			return err

@@ -40,7 +40,7 @@ type ledgerAccess interface {
 	Status(ctx context.Context) (ops.Status, error)
 	Events(ctx context.Context, f ledger.Filter, from uint64, fn func(*ledger.Event) error) error
 	Roster(ctx context.Context) (ops.RosterSummary, error)
-	ImportRoster(ctx context.Context, raw []byte) (ops.RosterSummary, error)
+	ImportDataset(ctx context.Context, req ops.ImportRequest) (ops.ImportResult, error)
 	NextCert(ctx context.Context, req ops.CertRequest) (cert.Serial, error)
 	Snapshot(ctx context.Context, w io.Writer) (int64, error)
 }
@@ -109,7 +109,12 @@ func openLedger(cfgPath, db string, mode access) (*ledgerOf, error) {
 	} else if st, err = store.OpenReadOnly(cfg.DBPath()); err != nil {
 		return nil, err
 	}
-	return &ledgerOf{ledgerAccess: ops.New(st, cfg.Institution), From: cfg.DBPath(), close: func() { st.Close() }}, nil
+	svc := ops.New(st, cfg.Institution)
+	if svc.Trust, err = cfg.OpsTrust(); err != nil {
+		st.Close()
+		return nil, usageError{err}
+	}
+	return &ledgerOf{ledgerAccess: svc, From: cfg.DBPath(), close: func() { st.Close() }}, nil
 }
 
 // dialDaemon connects to the running daemon, for what only it can do (sign-ins, enrolment).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kaoqin/kaoqin/agent"
 	"github.com/kaoqin/kaoqin/agent/api"
+	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 )
 
@@ -67,8 +68,20 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			when += "*"
 		}
 		note := e.Note
+		if e.Method == "manual" && note != "" {
+			note = "operator's reason: " + note // the operator's words, never the refusal's explanation
+		}
 		if e.Reason != "" {
-			note = strings.TrimSpace(string(e.Reason) + " " + note)
+			note = strings.TrimSpace(label.Reason(e.Reason).Coded(label.ZH) + " " + note)
+		}
+		if e.Voucher != "" && (e.Kind == ledger.Refusal || e.Kind == ledger.VoucherCheckin) {
+			note = strings.TrimSpace("voucher " + e.Voucher + " " + note)
+		}
+		if e.Dataset != nil {
+			note = strings.TrimSpace(fmt.Sprintf("%s v%d from %s %s", e.Dataset.Name, e.Dataset.Version, e.Dataset.Origin, note))
+		}
+		if e.Cert != "" {
+			note = strings.TrimSpace(e.Cert + " " + note)
 		}
 		if e.Operator != "" {
 			note += " (operator " + e.Operator + ")"

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -78,10 +77,11 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"ingest", "publish", "--help"}, 0, "-dataset"},
 		{[]string{"verify", "--db", "x.db"}, 2, "--pubkey is required"},
 		{[]string{"log", "--nonsense"}, 2, "flag provided but not defined"},
-		{[]string{"signin", "--trainee", "T001"}, 2, "--operator and --reason are all required"},
+		{[]string{"signin", "--trainee", "T001"}, 2, "--trainee and --reason are required"},
 		{[]string{"cert", "decode", "370102000126000001A"}, 1, "19 characters"},
 		{[]string{"cert", "validate", "37010200012600001D"}, 1, "category"},
 		{[]string{"cert", "validate", "37020000012600019A"}, 0, "valid"},
+		{[]string{"cert", "validate", "37020000019900019A"}, 1, "year 2099"},
 		{[]string{"export", "--format", "xml", "--out", "x"}, 2, "want csv or json"},
 	} {
 		r := cli(t, c.args...)
@@ -136,7 +136,7 @@ func TestStatusWithTheDaemonStopped(t *testing.T) {
 		t.Fatalf("keygen: %d %s", r.code, r.stderr)
 	}
 	// A write with the daemon stopped creates the ledger (roster import is refused, cert next needs a roster).
-	cli(t, "cert", "next", "--config", path, "--institution", "0001", "--category", "A")
+	cli(t, "cert", "next", "--config", path, "--institution", "0001", "--category", "A", "--trainee", "T001", "--programme", "P")
 	r := cli(t, "status", "--config", path)
 	if r.code != 0 || !strings.Contains(r.stdout, "device box-1") || !strings.Contains(r.stdout, "not running") {
 		t.Fatalf("status with the daemon stopped: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
@@ -235,13 +235,11 @@ func TestVerifyOfADamagedFile(t *testing.T) {
 func TestDaemonManualSignInAndLog(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "agent.toml")
-	os.WriteFile(cfgPath, []byte("device = \"box-1\"\ninstitution = \"0001\"\nstate_dir = \"state\"\nsocket = \"kaoqin.sock\"\n"), 0o644)
+	os.WriteFile(cfgPath, []byte(boxConfig+"[uplink]\ncentral_key = \"central.pub\"\n"), 0o644)
 	if r := cli(t, "keygen", "--out", filepath.Join(dir, "state", "keys")); r.code != 0 {
 		t.Fatalf("keygen: %+v", r)
 	}
-	rosterFile := filepath.Join(dir, "roster.json")
-	b, _ := json.Marshal(demo.Roster(time.Now(), 3, 1))
-	os.WriteFile(rosterFile, b, 0o644)
+	rosterFile := signedBundle(t, dir, "box-1", demo.Roster(time.Now(), 3, 1))
 	if r := cli(t, "roster", "import", "--config", cfgPath, rosterFile); r.code != 0 {
 		t.Fatalf("offline roster import: %+v", r)
 	}
@@ -263,13 +261,19 @@ func TestDaemonManualSignInAndLog(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	r := cli(t, "signin", "--config", cfgPath, "--trainee", "T002", "--operator", "王老师", "--reason", "finger too dry")
+	teacher := []string{"KAOQIN_SECRET=" + demo.TeacherSecret}
+	r := cliEnv(t, teacher, "signin", "--config", cfgPath, "--trainee", "T002", "--operator", "王老师", "--reason", "finger too dry")
 	if r.code != 0 || !strings.Contains(r.stdout, "sign_in T002") || !strings.Contains(r.stdout, "manual_override") {
 		t.Fatalf("signin: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
-	r = cli(t, "signin", "--config", cfgPath, "--trainee", "NOBODY", "--operator", "王老师", "--reason", "test")
-	if r.code != 1 || !strings.Contains(r.stderr, "unknown_trainee") {
-		t.Fatalf("signin of an unknown trainee: exit %d %q; want exit 1, refused unknown_trainee", r.code, r.stderr)
+	r = cliEnv(t, teacher, "signin", "--config", cfgPath, "--trainee", "NOBODY", "--operator", "王老师", "--reason", "test")
+	if r.code != 1 || !strings.Contains(r.stderr, "unknown_trainee") || !strings.Contains(r.stderr, "非名册学员") {
+		t.Fatalf("signin of an unknown trainee: exit %d %q; want exit 1, refused unknown_trainee with its label", r.code, r.stderr)
+	}
+	// An override without an operator: refused, exit 1, recorded.
+	r = cli(t, "signin", "--config", cfgPath, "--trainee", "T003", "--reason", "test")
+	if r.code != 1 || !strings.Contains(r.stderr, "no_operator") || !strings.Contains(r.stderr, "recorded as seq") {
+		t.Fatalf("signin without an operator: exit %d %q; want exit 1, no_operator, recorded", r.code, r.stderr)
 	}
 	full := demo.IDNumber(2)
 	checkLog := func(how string) {
@@ -294,8 +298,8 @@ func TestDaemonManualSignInAndLog(t *testing.T) {
 	if r := cli(t, "snapshot", "--config", cfgPath, "--out", snap); r.code != 0 {
 		t.Fatalf("snapshot: %+v", r)
 	}
-	if r := cli(t, "verify", "--db", snap, "--pubkey", pub); r.code != 0 || !strings.Contains(r.stdout, "3 events") {
-		t.Fatalf("verify of the snapshot: exit %d %q %q; want 3 events intact", r.code, r.stdout, r.stderr)
+	if r := cli(t, "verify", "--db", snap, "--pubkey", pub); r.code != 0 || !strings.Contains(r.stdout, "5 events") {
+		t.Fatalf("verify of the snapshot: exit %d %q %q; want 5 events intact (new epoch, roster applied, sign-in, refusal, denied override)", r.code, r.stdout, r.stderr)
 	}
 
 	daemon.Process.Signal(syscall.SIGTERM)
@@ -308,8 +312,8 @@ func TestDaemonManualSignInAndLog(t *testing.T) {
 		t.Fatalf("export: %+v", r)
 	}
 	csv, _ := os.ReadFile(csvPath)
-	if lines := strings.Count(string(csv), "\n"); lines != 4 { // header, epoch alarm, sign-in, refusal
-		t.Errorf("export: %d lines, want 4:\n%s", lines, csv)
+	if lines := strings.Count(string(csv), "\n"); lines != 6 { // header, epoch alarm, roster applied, sign-in, refusal, denied override
+		t.Errorf("export: %d lines, want 6:\n%s", lines, csv)
 	}
 	if r := cli(t, "verify", "--db", filepath.Join(dir, "state", "kaoqin.db"), "--pubkey", filepath.Join(dir, "state", "keys", "device.pub"), "--all-signatures"); r.code != 0 {
 		t.Fatalf("verify after the run: %+v", r)

@@ -15,13 +15,14 @@ import (
 
 func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, err := pickSub(args, "roster", []string{"import", "show"},
-		"Usage: kaoqin roster import FILE [--config FILE]\n       kaoqin roster show [--config FILE] [--json]", stdout)
+		"Usage: kaoqin roster import BUNDLE --operator NAME [--config FILE]\n       kaoqin roster show [--config FILE] [--json]\n\nBUNDLE is a dataset (a roster, certificate serial blocks) signed by the central system for this box:\nkaoqin ingest publish --out BUNDLE --device NAME. Nothing else is applied.", stdout)
 	if err != nil {
 		return err
 	}
 	fs := newFlags("roster "+sub, "roster "+sub+" [flags]", stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file")
 	asJSON := fs.Bool("json", false, "print JSON (show)")
+	operator := operatorFlag(fs, "administration (import; not needed for the box's first roster)")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -37,18 +38,26 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch sub {
 	case "import":
 		if fs.NArg() != 1 {
-			return usagef("roster import: want one roster file")
+			return usagef("roster import: want one signed bundle file")
 		}
 		raw, err := os.ReadFile(fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		sum, err := l.ImportRoster(ctx, raw)
+		cred, err := credentials(*operator, envSecret, "secret of", stderr)
 		if err != nil {
-			return fmt.Errorf("roster refused; the active roster stays: %w", err)
+			return err
 		}
-		fmt.Fprintf(stdout, "roster version %d active: %d institutions, %d programmes, %d sessions, %d trainees, %d vouchers\n",
-			sum.Version, len(sum.Institutions), len(sum.Programmes), len(sum.Sessions), len(sum.Trainees), sum.Vouchers)
+		res, err := l.ImportDataset(ctx, ops.ImportRequest{Credentials: cred, Bundle: raw})
+		if err != nil {
+			return fmt.Errorf("dataset refused; what is active stays: %w", err)
+		}
+		if sum := res.Roster; sum != nil {
+			fmt.Fprintf(stdout, "roster version %d active (recorded as seq %d): %d institutions, %d programmes, %d sessions, %d trainees, %d vouchers, %d operators\n",
+				sum.Version, res.Seq, len(sum.Institutions), len(sum.Programmes), len(sum.Sessions), len(sum.Trainees), sum.Vouchers, sum.Operators)
+			return nil
+		}
+		fmt.Fprintf(stdout, "%s version %d active (recorded as seq %d)\n", res.Dataset, res.Version, res.Seq)
 		return nil
 	default:
 		sum, err := l.Roster(ctx)

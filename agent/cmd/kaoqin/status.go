@@ -37,6 +37,12 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "ledger epoch %d: %d events, %d acknowledged centrally, backlog %d\n", s.Epoch, s.Head, s.Acked, s.Head-s.Acked)
 	fmt.Fprintf(stdout, "roster version %d, %d trainees\n", s.RosterVersion, s.Trainees)
+	if s.CertBlocksVersion != 0 {
+		fmt.Fprintf(stdout, "certificate serial blocks version %d\n", s.CertBlocksVersion)
+	}
+	if s.UnsignedDatasets {
+		fmt.Fprintln(stdout, "未签名数据集（开发模式）: UNSIGNED DATASETS ACCEPTED (development switch): every event is flagged unsigned_dataset")
+	}
 	names := make([]string, 0, len(s.Sources))
 	for n := range s.Sources {
 		names = append(names, n)

@@ -119,7 +119,7 @@ func (e *Env) OpenStore(device, keyFile string) *store.Store {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	st, err := store.Open(store.Config{Path: e.StorePath(device), Device: device, Key: k}, e.Log)
+	st, err := store.Open(store.Config{Path: e.StorePath(device), Device: device, Key: k, Institution: Institution}, e.Log)
 	if err != nil {
 		e.T.Fatal(err)
 	}
