@@ -3,6 +3,8 @@ package agent_test
 import (
 	"context"
 	"crypto/ed25519"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,11 +19,15 @@ import (
 )
 
 // centralKey makes the central system's key pair of a test in dir (central.key, central.pub).
+// centralKey makes the central system's key pair in dir, or loads it (a daemon restarted on the
+// same folder).
 func centralKey(t *testing.T, dir string) ed25519.PrivateKey {
 	t.Helper()
-	priv, _, err := ledger.GenerateKeyFiles(dir, "central")
-	if err != nil {
-		t.Fatal(err)
+	priv := filepath.Join(dir, "central.key")
+	if _, err := os.Stat(priv); err != nil {
+		if priv, _, err = ledger.GenerateKeyFiles(dir, "central"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	key, err := ledger.LoadPrivateKey(priv)
 	if err != nil {
