@@ -86,7 +86,7 @@ func wantRefused(t *testing.T, what string, c *Chain, recs []Record, seq uint64,
 func TestOldEpochReplayedAfterNewEpochIsRefused(t *testing.T) {
 	s := newSigner(t)
 	e8 := s.run(dev, 8, 1, 2, ZeroHash)
-	for _, workers := range []int{1, 3} {
+	for _, workers := range []int{0, 1, 3} { // 0: as many decoders as GOMAXPROCS
 		c := resumed(s.pub, 8, e8)
 		c.Workers = workers
 		wantRefused(t, "epoch 7 batch at epoch 8's head", c, s.run(dev, 7, 3, 2, e8[1].Hash()), 3, nil)
@@ -94,6 +94,9 @@ func TestOldEpochReplayedAfterNewEpochIsRefused(t *testing.T) {
 		mixed := s.run(dev, 8, 3, 2, e8[1].Hash())
 		mixed = append(mixed, s.seal(dev, 7, 5, mixed[1].Hash()))
 		wantRefused(t, "epoch 7 record third in an epoch 8 batch", c, mixed, 5, nil)
+		if err := c.Append(mixed); err == nil || !strings.Contains(err.Error(), "epoch 7, chain is 8") {
+			t.Errorf("epoch 7 record third in an epoch 8 batch: got %v, want it to say epoch 7, chain is 8", err)
+		}
 
 		// A large batch is checked by several decoders: the last record is still checked.
 		big := s.run(dev, 8, 3, 299, e8[1].Hash())
