@@ -1,0 +1,5 @@
+package ingest
+
+// SetInCommit sets a function run inside each transaction that stores records, before it
+// commits. Set it before Run.
+func SetInCommit(in *Ingester, f func()) { in.inCommit = f }
