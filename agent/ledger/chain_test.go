@@ -169,6 +169,9 @@ func TestForkDoesNotJoinAtTheHead(t *testing.T) {
 	mid := s.run(dev, 8, 4, 1, a.Hash())
 	mid = append(mid, s.run(dev, 8, 5, 2, b.Hash())...)
 	wantRefused(t, "branch b inside a batch", c, mid, 5, ErrBrokenLink)
+	if err := c.Append(mid); err == nil || !strings.Contains(err.Error(), "seq 4 hashes to "+short(mid[0].Hash())) {
+		t.Errorf("branch b inside a batch: got %v, want it to name seq 4's hash %s", err, short(mid[0].Hash()))
+	}
 
 	// A new chain starts from the zero hash.
 	fresh := &Chain{Pub: s.pub}
@@ -189,10 +192,28 @@ func TestSplicedRecordIsABrokenLink(t *testing.T) {
 	wantRefused(t, "seq 9 of another chain at seq 2", &Chain{Pub: s.pub}, spliced, 2, ErrBrokenLink)
 }
 
-// A record no longer than a signature is short, and a record in another layout is read in full.
-func TestHeaderOfOddRecords(t *testing.T) {
-	if _, err := make(Record, SigSize).header(); !errors.Is(err, ErrShortRecord) {
-		t.Errorf("a bare signature: got %v, want ErrShortRecord", err)
+// A record no longer than a signature is short to every reader; one too short to hold its prev is
+// short to Prev (and never read past its end); one in another layout is read in full.
+func TestShortAndOddRecords(t *testing.T) {
+	bare := make(Record, SigSize)
+	if _, err := bare.header(); !errors.Is(err, ErrShortRecord) {
+		t.Errorf("header of a bare signature: got %v, want ErrShortRecord", err)
+	}
+	if err := bare.Verify(make(ed25519.PublicKey, ed25519.PublicKeySize)); !errors.Is(err, ErrShortRecord) {
+		t.Errorf("Verify of a bare signature: got %v, want ErrShortRecord", err)
+	}
+	if _, err := bare.Event(); !errors.Is(err, ErrShortRecord) {
+		t.Errorf("Event of a bare signature: got %v, want ErrShortRecord", err)
+	}
+	hex := strings.Repeat("ab", 32)
+	whole := append(make(Record, SigSize), `{"prev":"`+hex+`"`...) // the shortest record with a prev
+	if h, err := whole.Prev(); err != nil || h[0] != 0xab || h[31] != 0xab {
+		t.Errorf("Prev of the shortest record: got %x, %v; want ab...ab", h, err)
+	}
+	for cut := 1; cut <= 20; cut++ {
+		if _, err := whole[:len(whole)-cut].Prev(); !errors.Is(err, ErrShortRecord) {
+			t.Errorf("Prev of the shortest record less %d bytes: got %v, want ErrShortRecord", cut, err)
+		}
 	}
 	body := `{"seq":3,"epoch":8,"device":"d","v":1,"prev":"` + strings.Repeat("0", 64) + `"}`
 	h, err := append(make(Record, SigSize), body...).header()
