@@ -132,6 +132,19 @@ func (d *fakeDevice) wantAck(what string, epoch, through uint64) {
 	}
 }
 
+// waitStatus waits until the ingester's status satisfies cond: the status follows the acks of a
+// transaction by a moment.
+func waitStatus(t *testing.T, in *ingest.Ingester, what string, cond func([]ingest.DeviceStatus) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond(in.Status()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v: %s", in.Status(), what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // stored is what the ingester holds of a device: records by epoch and seq.
 func stored(t *testing.T, in *ingest.Ingester, device string) map[uint64]map[uint64]ledger.Record {
 	t.Helper()
@@ -181,13 +194,15 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 		{"a fork's seqs 4-5", d.run(8, 4, 2, fork.Hash())},
 		{"records of jn-0001-r102", other("jn-0001-r102")},
 	}
+	last := "" // the status's last error, once per refusal (the ack may come before the status)
 	for _, tc := range tests {
 		d.send(synctest.Institution, 8, 4, tc.recs)
 		d.send(synctest.Institution, 8, 1, newEpoch) // held already: acked again
 		d.wantAck(tc.name+", then seqs 1-3 again", 8, 3)
-		if s := in.Status(); len(s) != 1 || !strings.Contains(s[0].LastError, "does not verify") {
-			t.Errorf("%s: status %+v, want a verification error", tc.name, s)
-		}
+		waitStatus(t, in, tc.name+": want a verification error", func(s []ingest.DeviceStatus) bool {
+			return len(s) == 1 && strings.Contains(s[0].LastError, "does not verify") && s[0].LastError != last
+		})
+		last = in.Status()[0].LastError // the next refusal must change it
 	}
 	got := stored(t, in, dev)
 	if len(got) != 1 || len(got[8]) != 3 {
@@ -225,10 +240,9 @@ func TestIngesterRefusesAnotherInstitutionsPrefix(t *testing.T) {
 	if got := stored(t, in, dev); len(got[8]) != 3 {
 		t.Fatalf("stored: %d records, want 3 (nothing from the 0002 prefix)", len(got[8]))
 	}
-	s := in.Status()
-	if len(s) != 1 || s[0].Institution != synctest.Institution || !strings.Contains(s[0].LastError, "institution") {
-		t.Errorf("status %+v, want %s registered under %s with an error naming the institution", s, dev, synctest.Institution)
-	}
+	waitStatus(t, in, "want the device registered under 0001 with an error naming the institution", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && s[0].Institution == synctest.Institution && strings.Contains(s[0].LastError, "institution")
+	})
 
 	d.send(synctest.Institution, 8, 4, recs[3:])
 	d.wantAck("seqs 4-5 under 0001", 8, 5)
