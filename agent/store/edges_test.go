@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,5 +148,53 @@ func TestStageChunkIndexes(t *testing.T) {
 	}
 	if st, err = s.StageChunk(RosterDataset, 3, 2, []byte("x")); err != nil || !slices.Equal(st.Missing, []int{0}) {
 		t.Errorf("after chunk 2: got %+v, %v; want 0 missing", st, err)
+	}
+}
+
+// A voucher check-in binds the voucher in the same transaction that records it.
+func TestVoucherCheckinIsBound(t *testing.T) {
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	e := ledger.Event{Kind: ledger.VoucherCheckin, Voucher: "V-1", Institution: "0001", Trainee: "T1",
+		Time: ledger.Clock{Wall: time.Now(), Synced: true}}
+	if _, err := s.Append(e); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, cfg)
+	if b, err := s.Bindings(); err != nil || len(b) != 1 || b["V-1"] != "0001" {
+		t.Fatalf("bindings after reopen: got %v, %v; want V-1 bound to 0001", b, err)
+	}
+}
+
+// A reserve well under the free space refuses nothing: the free space is measured, not guessed.
+func TestReserveUnderTheFreeSpaceRefusesNothing(t *testing.T) {
+	cfg := testConfig(t)
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(cfg.Path), &fs); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MinFreeBytes = fs.Bavail * uint64(fs.Bsize) / 2
+	s := open(t, cfg)
+	if _, err := s.Append(signIn("T1")); err != nil {
+		t.Fatalf("append with half the free space in reserve: %v", err)
+	}
+	if _, err := s.PutEvidence(drivers.Crop, []byte("jpeg")); err != nil {
+		t.Fatalf("evidence with half the free space in reserve: %v", err)
+	}
+}
+
+// The evidence budget counts the files kept before a restart.
+func TestEvidenceBudgetCountsOldFiles(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.EvidenceBudget = 10
+	s := open(t, cfg)
+	if _, err := s.PutEvidence(drivers.Crop, []byte("0123456")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, cfg)
+	if _, err := s.PutEvidence(drivers.Crop, []byte("abcde")); err == nil {
+		t.Fatal("5 bytes after a restart with 7 of 10 used: stored, want ErrEvidenceBudget")
 	}
 }
