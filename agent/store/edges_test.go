@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -197,4 +198,39 @@ func TestEvidenceBudgetCountsOldFiles(t *testing.T) {
 	if _, err := s.PutEvidence(drivers.Crop, []byte("abcde")); err == nil {
 		t.Fatal("5 bytes after a restart with 7 of 10 used: stored, want ErrEvidenceBudget")
 	}
+}
+
+// Verify reports its progress once a batch of 4,096 events: a small ledger is one batch.
+func TestVerifyProgressOncePerBatch(t *testing.T) {
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	for i := 0; i < 9; i++ {
+		s.Append(signIn("T1"))
+	}
+	var calls [][2]uint64
+	sum, err := s.Verify(pub(cfg), VerifyOptions{Progress: func(done, total uint64) { calls = append(calls, [2]uint64{done, total}) }})
+	if err != nil || sum.Events != 10 {
+		t.Fatalf("verify: %d events, %v; want 10", sum.Events, err)
+	}
+	if len(calls) != 1 || calls[0] != [2]uint64{10, 10} {
+		t.Errorf("progress calls: got %v, want one, [10 10]", calls)
+	}
+}
+
+// A ledger whose last events were deleted (and its head left as it was) fails verify at the
+// first missing seq.
+func TestVerifyNamesTheFirstMissingSeq(t *testing.T) {
+	cfg := fourEvents(t)
+	db, err := bolt.Open(cfg.Path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return errors.Join(tx.Bucket(bucketEvents).Delete(u64(4)), tx.Bucket(bucketEvents).Delete(u64(3)))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblemAt(t, "seqs 3 and 4 deleted", verifyFile(t, cfg), 3)
 }
