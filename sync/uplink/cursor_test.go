@@ -39,12 +39,13 @@ func newAcker(t *testing.T, env *synctest.Env, b *brokertest.Broker, st *store.S
 }
 
 // cursorConfig sends one event per batch, and never again on its own for a minute: every batch
-// the test sees was asked for by a connection, an ack or a resync.
+// the test sees was asked for by the first connection, an ack or a resync.
 func cursorConfig(env *synctest.Env, b *brokertest.Broker, window int) uplink.Config {
 	cfg := env.UplinkConfig(device, b.URL())
 	cfg.BatchSize, cfg.Window = 1, window
 	cfg.AckTimeout, cfg.MaxAckTimeout = time.Minute, time.Minute
 	cfg.FlushTimeout = 100 * time.Millisecond
+	cfg.KeepAlive, cfg.PingTimeout = 30*time.Second, 10*time.Second // no reconnect (and resend) on a busy machine
 	return cfg
 }
 
