@@ -86,25 +86,24 @@ func wantRefused(t *testing.T, what string, c *Chain, recs []Record, seq uint64,
 func TestOldEpochReplayedAfterNewEpochIsRefused(t *testing.T) {
 	s := newSigner(t)
 	e8 := s.run(dev, 8, 1, 2, ZeroHash)
+	old := s.run(dev, 7, 3, 2, e8[1].Hash())
+	mixed := s.run(dev, 8, 3, 2, e8[1].Hash())
+	mixed = append(mixed, s.seal(dev, 7, 5, mixed[1].Hash()))
+	// A large batch is checked by several decoders: its last record and its first are checked.
+	bigLast := s.run(dev, 8, 3, 299, e8[1].Hash())
+	bigLast = append(bigLast, s.seal(dev, 7, 302, bigLast[len(bigLast)-1].Hash()))
+	bigFirst := s.run(dev, 7, 3, 1, e8[1].Hash())
+	bigFirst = append(bigFirst, s.run(dev, 8, 4, 299, bigFirst[0].Hash())...)
 	for _, workers := range []int{0, 1, 3} { // 0: as many decoders as GOMAXPROCS
 		c := resumed(s.pub, 8, e8)
 		c.Workers = workers
-		wantRefused(t, "epoch 7 batch at epoch 8's head", c, s.run(dev, 7, 3, 2, e8[1].Hash()), 3, nil)
-
-		mixed := s.run(dev, 8, 3, 2, e8[1].Hash())
-		mixed = append(mixed, s.seal(dev, 7, 5, mixed[1].Hash()))
+		wantRefused(t, "epoch 7 batch at epoch 8's head", c, old, 3, nil)
 		wantRefused(t, "epoch 7 record third in an epoch 8 batch", c, mixed, 5, nil)
 		if err := c.Append(mixed); err == nil || !strings.Contains(err.Error(), "epoch 7, chain is 8") {
 			t.Errorf("epoch 7 record third in an epoch 8 batch: got %v, want it to say epoch 7, chain is 8", err)
 		}
-
-		// A large batch is checked by several decoders: the last record is still checked.
-		big := s.run(dev, 8, 3, 299, e8[1].Hash())
-		big = append(big, s.seal(dev, 7, 302, big[len(big)-1].Hash()))
-		wantRefused(t, "epoch 7 record last in a batch of 300", c, big, 302, nil)
-		big = append(s.run(dev, 7, 3, 1, e8[1].Hash()), s.run(dev, 8, 4, 299, big[0].Hash())...)
-		wantRefused(t, "epoch 7 record first in a batch of 300", c, big, 3, nil)
-
+		wantRefused(t, "epoch 7 record last in a batch of 300", c, bigLast, 302, nil)
+		wantRefused(t, "epoch 7 record first in a batch of 300", c, bigFirst, 3, nil)
 		if err := c.Append(s.run(dev, 8, 3, 2, e8[1].Hash())); err != nil {
 			t.Fatalf("epoch 8 continues after the refusals: %v", err)
 		}
