@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -15,6 +16,11 @@ func FuzzHeader(f *testing.F) {
 	}
 	f.Add([]byte(`{"prev":"` + "00000000000000000000000000000000000000000000000000000000000000000" + `","v":1,"device":"a\"b","epoch":1,"seq":2,"kind":"alarm"}`))
 	f.Add([]byte(`{"prev":"x","v":1}`))
+	zeros := `{"prev":"` + strings.Repeat("0", 64) + `","v":1,`
+	f.Add([]byte(zeros + `"device":"\u0041b","epoch":1,"seq":2,"kind":"alarm"}`)) // an escape first
+	f.Add([]byte(zeros + `"device":"abc`))                                        // cut in the device
+	f.Add([]byte(zeros + `"device":"abc","epoch":12`))                            // cut in a number
+	f.Add([]byte(zeros + `"device":"abc","epoch":123456789012345678901,"seq":2,"kind":"alarm"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := append(make(Record, SigSize), body...)
 		r.Prev()

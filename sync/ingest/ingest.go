@@ -58,6 +58,10 @@ type Ingester struct {
 
 	statusMu sync.Mutex
 	status   []DeviceStatus
+
+	// inCommit, if set (by tests), runs inside each transaction that stores records, just before
+	// it commits: a test holds it to see that no ack leaves before the commit.
+	inCommit func()
 }
 
 // device is the worker's view of one device.
@@ -271,6 +275,9 @@ func (in *Ingester) process(msgs []mqtt.Message) error {
 				if err := putDevice(tx, d.name, &d.rec); err != nil {
 					return err
 				}
+			}
+			if in.inCommit != nil && len(w.puts) > 0 {
+				in.inCommit()
 			}
 			return nil
 		})
