@@ -1,0 +1,3 @@
+package ingest
+
+func runChild() bool { return false }
