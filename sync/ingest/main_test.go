@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"flag"
 	"os"
 	"testing"
 
@@ -8,10 +9,16 @@ import (
 )
 
 // TestMain starts one PostgreSQL for the package's tests (each test gets its own database), and
-// runs the child consumers of the kill tests.
+// runs the child consumers of the kill tests. Benchmarks get a durable server (fsync on, as in
+// production); tests one without fsync (a crash of the server still loses no commit).
 func TestMain(m *testing.M) {
 	if runChild() {
 		return
 	}
-	os.Exit(pgtest.Main(m, pgtest.Options{}))
+	flag.Parse()
+	durable := false
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		durable = true
+	}
+	os.Exit(pgtest.Main(m, pgtest.Options{Durable: durable}))
 }
