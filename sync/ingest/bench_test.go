@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -48,6 +49,7 @@ func BenchmarkCentral(b *testing.B) {
 	const perClass = 30
 	for range b.N {
 		env := synctest.NewEnv(b)
+		env.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		br := synctest.Broker(b, brokertest.Options{Extra: "max_connections -1\n"})
 		db := pgtest.DB(b)
 		f, err := fleet.New(fleet.Config{Broker: br.URL(), Devices: devices, KeysDir: env.DeviceKeysDir,
@@ -114,9 +116,9 @@ func BenchmarkCentral(b *testing.B) {
 		b.ReportMetric(float64(size)/float64(n), "db-bytes/event")
 		b.ReportMetric(float64(fleet.Quantile(lat, 0.5).Microseconds())/1000, "wave-p50-ms")
 		b.ReportMetric(float64(fleet.Quantile(lat, 0.99).Microseconds())/1000, "wave-p99-ms")
-		b.Logf("morning after: %d devices x %d events = %d in %v (%.0f events/s; %d resends, %d resyncs); bare COPY %.0f events/s (ratio %.2f); %.0f bytes/event in the database",
+		fmt.Printf("morning after: %d devices x %d events = %d in %v (%.0f events/s; %d resends, %d resyncs); bare COPY %.0f events/s (ratio %.2f); %.0f bytes/event in the database\n",
 			devices, backlog, events, drain.Round(time.Millisecond), rate, after.Resends, after.Resyncs, bare, rate/bare, float64(size)/float64(n))
-		b.Logf("8 o'clock wave: %d sign-ins in %v (offered %.0f/s), %d batches: publish-to-ack p50 %v, p99 %v, max %v",
+		fmt.Printf("8 o'clock wave: %d sign-ins in %v (offered %.0f/s), %d batches: publish-to-ack p50 %v, p99 %v, max %v\n",
 			devices*perClass, waveTook.Round(time.Millisecond), float64(devices*perClass)/wave.Seconds(), len(lat),
 			fleet.Quantile(lat, 0.5), fleet.Quantile(lat, 0.99), fleet.Quantile(lat, 1))
 		cancel()

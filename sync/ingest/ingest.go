@@ -61,6 +61,7 @@ type Ingester struct {
 
 	statusMu sync.Mutex
 	status   []DeviceStatus
+	statusAt time.Time // when the worker last made the snapshot
 }
 
 // parkedBatch is a batch that arrived before its predecessor, tried again with every commit.
@@ -111,7 +112,7 @@ func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 		return nil, err
 	}
 	in := &Ingester{cfg: cfg, log: log, st: st, key: key,
-		msgs: make(chan mqtt.Message, 1024), reload: make(chan struct{}, 1),
+		msgs: make(chan mqtt.Message, queueSize), reload: make(chan struct{}, 1),
 		devices: map[string]*device{}, keys: map[string]ed25519.PublicKey{}, datasets: map[string]*dataset{},
 		unknown: map[string]time.Time{}}
 	devs, err := st.devices(ctx)
@@ -220,6 +221,9 @@ func (in *Ingester) work(ctx context.Context) error {
 			}
 			in.checkGaps(ctx, time.Now())
 			in.sendDatasets(time.Now())
+			if time.Since(in.statusAt) > statusEvery {
+				in.publishStatus()
+			}
 		case <-in.reload:
 			in.readKeys()
 			if err := in.loadDatasets(ctx); err != nil {
@@ -229,6 +233,13 @@ func (in *Ingester) work(ctx context.Context) error {
 		}
 	}
 }
+
+// seenEvery is how often a device's last contact is written while it sends.
+const seenEvery = 5 * time.Second
+
+// queueSize bounds the messages waiting for the worker. The broker bounds what it sends before
+// the PUBACKs (mosquitto's max_inflight_messages); the devices' windows bound it too.
+const queueSize = 8192
 
 // pending collects the writes of one transaction.
 type pending struct {
@@ -265,7 +276,11 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		}
 		return nil
 	}
+	t0 := time.Now()
 	results, err := in.commit(ctx, &p.w)
+	if os.Getenv("KAOQIN_DEBUG_COMMIT") != "" {
+		fmt.Fprintf(os.Stderr, "%s commit %s: %d msgs %d batches (%d parked) %d updates in %v, queue %d\n", time.Now().Format("15:04:05.000"), in.cfg.ClientID, len(msgs), len(p.w.batches), len(in.parked), len(p.w.updates), time.Since(t0), len(in.msgs))
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopping: nothing acked, the devices resend
@@ -315,9 +330,15 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 	for _, m := range msgs {
 		m.Ack()
 	}
-	in.publishStatus()
+	if now.Sub(in.statusAt) > statusEvery {
+		in.publishStatus()
+	}
 	return nil
 }
+
+// statusEvery is how often the worker refreshes the status snapshot while it commits (a
+// snapshot costs a walk over every device; at a province's scale, not once per commit).
+const statusEvery = 250 * time.Millisecond
 
 // commit commits w, trying again while the store is unavailable (holding every ack) until ctx
 // is done.
@@ -349,7 +370,9 @@ func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 	if d == nil {
 		return
 	}
-	u := p.update(d, now)
+	if now.Sub(d.rec.LastSeen) >= seenEvery {
+		p.update(d, now) // the last contact, recorded at most every seenEvery per device
+	}
 	switch t.Kind {
 	case wire.KindEvents:
 		b, err := wire.DecodeBatch(m.Payload())
@@ -358,7 +381,7 @@ func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 		}
 		if err != nil {
 			in.refuse(d, "batch refused", err)
-			u.lastError = d.rec.LastError
+			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
 		p.w.batches = append(p.w.batches, batchWrite{device: d.name, institution: d.rec.Institution, pub: in.key4(d.name),
@@ -370,18 +393,18 @@ func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 		}
 		if err != nil {
 			in.refuse(d, "state refused", err)
-			u.lastError = d.rec.LastError
+			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
-		u.state = s
+		p.update(d, now).state = s
 	case wire.KindApplied:
 		a, err := wire.DecodeApplied(m.Payload())
 		if err != nil {
 			in.refuse(d, "applied refused", err)
-			u.lastError = d.rec.LastError
+			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
-		u.applied = a
+		p.update(d, now).applied = a
 		if a.Status == wire.StatusRefused {
 			in.log.Warn("ingest: device refused a dataset", "device", d.name, "dataset", a.Dataset, "version", a.Version, "reason", a.Reason)
 		} else {

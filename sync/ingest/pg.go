@@ -190,16 +190,19 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			return err
 		}
 		registered := map[string]string{}
-		rows, err := tx.Query(ctx, "SELECT device, institution FROM devices WHERE device = ANY($1) ORDER BY device FOR UPDATE", names)
+		type devRow struct{ epoch, headSeen uint64 }
+		rowsOf := map[string]devRow{}
+		rows, err := tx.Query(ctx, "SELECT device, institution, epoch, head_seen FROM devices WHERE device = ANY($1) ORDER BY device FOR UPDATE", names)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var d, in string
-			if err := rows.Scan(&d, &in); err != nil {
+			var ep, hs int64
+			if err := rows.Scan(&d, &in, &ep, &hs); err != nil {
 				return err
 			}
-			registered[d] = in
+			registered[d], rowsOf[d] = in, devRow{uint64(ep), uint64(hs)}
 		}
 		if err := rows.Err(); err != nil {
 			return err
@@ -273,12 +276,21 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 				return err
 			}
 			results[i] = x.res
-			m := moves[b.device]
-			if m == nil {
-				m = &devMove{}
-				moves[b.device] = m
+			// The device row changes only for a newer epoch, or a head beyond what it holds
+			// (a batch ahead of a gap): a drain writes no device row.
+			row := rowsOf[b.device]
+			if b.epoch > row.epoch && x.res.outcome == stored || b.last() > row.headSeen && x.res.outcome == gap {
+				m := moves[b.device]
+				if m == nil {
+					m = &devMove{}
+					moves[b.device] = m
+				}
+				if x.res.outcome == stored {
+					m.epoch = max(m.epoch, b.epoch)
+				} else {
+					m.headSeen = max(m.headSeen, b.last())
+				}
 			}
-			m.headSeen = max(m.headSeen, b.last())
 			if x.alarm != nil {
 				alarms = append(alarms, x.alarm)
 			}
@@ -288,7 +300,6 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 				}
 				c.recs = append(c.recs, x.recs...)
 				c.end = x.res.end
-				m.epoch = max(m.epoch, b.epoch)
 			}
 		}
 
@@ -344,6 +355,13 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			q.Queue("INSERT INTO alarms (device, epoch, seq, kind, held, received, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
 				a.device, i64(min(a.epoch, math.MaxInt64)), i64(min(a.seq, math.MaxInt64)), a.kind, a.held, a.received, a.detail)
 		}
+		// Every device row that changes, in one statement.
+		var (
+			uDev, uErr        []string
+			uSeen             []*time.Time
+			uState, uApplied  [][]byte
+			uEpoch, uHeadSeen []int64
+		)
 		for _, u := range w.updates {
 			var state, applied []byte
 			if u.state != nil {
@@ -356,9 +374,9 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 					return err
 				}
 			}
-			var seen any
+			var seen *time.Time
 			if !u.seen.IsZero() {
-				seen = u.seen
+				seen = &u.seen
 			}
 			var headSeen, epoch uint64
 			if m := moves[u.device]; m != nil {
@@ -368,14 +386,20 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			if u.state != nil {
 				headSeen = max(headSeen, u.state.HeadSeq)
 			}
-			q.Queue(`UPDATE devices SET last_seen = greatest(last_seen, $2), state = coalesce($3::jsonb, state),
-				applied = applied || coalesce($4::jsonb, '{}'), last_error = coalesce(nullif($5, ''), last_error),
-				epoch = greatest(epoch, $6), head_seen = greatest(head_seen, $7) WHERE device = $1`,
-				u.device, seen, state, applied, u.lastError, i64(min(epoch, math.MaxInt64)), i64(min(headSeen, math.MaxInt64)))
+			uDev, uSeen, uState, uApplied, uErr = append(uDev, u.device), append(uSeen, seen), append(uState, state), append(uApplied, applied), append(uErr, u.lastError)
+			uEpoch, uHeadSeen = append(uEpoch, i64(min(epoch, math.MaxInt64))), append(uHeadSeen, i64(min(headSeen, math.MaxInt64)))
 		}
 		for d, m := range moves {
-			q.Queue("UPDATE devices SET epoch = greatest(epoch, $2), head_seen = greatest(head_seen, $3) WHERE device = $1",
-				d, i64(m.epoch), i64(min(m.headSeen, math.MaxInt64)))
+			uDev, uSeen, uState, uApplied, uErr = append(uDev, d), append(uSeen, nil), append(uState, nil), append(uApplied, nil), append(uErr, "")
+			uEpoch, uHeadSeen = append(uEpoch, i64(m.epoch)), append(uHeadSeen, i64(min(m.headSeen, math.MaxInt64)))
+		}
+		if len(uDev) > 0 {
+			q.Queue(`UPDATE devices d SET last_seen = greatest(d.last_seen, u.seen), state = coalesce(u.state, d.state),
+				applied = d.applied || coalesce(u.applied, '{}'), last_error = coalesce(nullif(u.err, ''), d.last_error),
+				epoch = greatest(d.epoch, u.epoch), head_seen = greatest(d.head_seen, u.head_seen)
+				FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bigint[], $7::bigint[])
+					AS u(device, seen, state, applied, err, epoch, head_seen)
+				WHERE d.device = u.device`, uDev, uSeen, uState, uApplied, uErr, uEpoch, uHeadSeen)
 		}
 		if q.Len() > 0 {
 			if err := tx.SendBatch(ctx, &q).Close(); err != nil {
@@ -446,8 +470,11 @@ func (s *pgStore) devices(ctx context.Context) (map[string]*storedDevice, error)
 		var e chainEnd
 		e.Seq = uint64(seq)
 		copy(e.Head[:], head)
-		if out[d] != nil {
-			out[d].chains[uint64(ep)] = e
+		if sd := out[d]; sd != nil {
+			sd.chains[uint64(ep)] = e
+			if uint64(ep) == sd.rec.Epoch {
+				sd.rec.HeadSeen = max(sd.rec.HeadSeen, e.Seq)
+			}
 		}
 	}
 	return out, classify(rows.Err())

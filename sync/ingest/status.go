@@ -52,6 +52,7 @@ func statusOf(name string, rec *deviceRecord, chains map[uint64]chainEnd, gap bo
 
 // publishStatus makes a snapshot of the devices for Status (the worker calls it).
 func (in *Ingester) publishStatus() {
+	in.statusAt = time.Now()
 	out := make([]DeviceStatus, 0, len(in.devices))
 	for name, d := range in.devices {
 		rec := d.rec

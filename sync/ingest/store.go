@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -187,18 +188,27 @@ type decoded struct {
 	evidence                                    []ledger.Photo
 }
 
+// columns is the part of an event body decode reads (the rest is skipped unread).
+type columns struct {
+	Kind        string                   `json:"kind"`
+	Time        struct{ Wall time.Time } `json:"time"`
+	Method      string                   `json:"method"`
+	Trainee     string                   `json:"trainee"`
+	Session     string                   `json:"session"`
+	Institution string                   `json:"institution"`
+	Flags       []string                 `json:"flags"`
+	Evidence    []ledger.Photo           `json:"evidence"`
+}
+
 // decode reads the columns of a verified record. A record whose body does not decode as an
 // event (it verified, so the device signed it) keeps empty columns: the bytes are what count.
 func decode(r ledger.Record) decoded {
-	e, err := r.Event()
-	if err != nil {
-		return decoded{kind: "undecodable"}
+	var c columns
+	if err := json.Unmarshal(r.Body(), &c); err != nil {
+		return decoded{kind: "undecodable", flags: []string{}}
 	}
-	d := decoded{trainee: e.Trainee, kind: string(e.Kind), session: e.Session, method: e.Method,
-		institution: e.Institution, wall: e.Time.Wall, evidence: e.Evidence}
-	for _, f := range e.Flags {
-		d.flags = append(d.flags, string(f))
-	}
+	d := decoded{trainee: c.Trainee, kind: c.Kind, session: c.Session, method: c.Method,
+		institution: c.Institution, wall: c.Time.Wall, evidence: c.Evidence, flags: c.Flags}
 	if d.flags == nil {
 		d.flags = []string{}
 	}

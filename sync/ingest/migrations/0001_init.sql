@@ -1,8 +1,10 @@
 -- The central store of kaoqin ingesters (docs/central.md). Every ingester applies the migrations
 -- it does not find in schema_migrations at start, in one transaction under an advisory lock.
 
--- One row per device: its key, its institution, the highest epoch stored and the highest head it
--- ever claimed (in a state message or a batch), its last contact and last reported state.
+-- One row per device: its key, its institution, the highest epoch stored, the highest head it
+-- claimed beyond what is stored (in a state message, or a batch ahead of a gap: the views take
+-- the greater of it and the chain's end), its last contact (written at most every few seconds
+-- while it sends) and last reported state.
 CREATE TABLE devices (
     device      text PRIMARY KEY,
     institution text NOT NULL,
