@@ -414,3 +414,14 @@ func (s *boltStore) alarms(context.Context) ([]alarm, error) {
 	})
 	return out, err
 }
+
+func (s *boltStore) chainEnds(_ context.Context, des []DeviceEpoch) (map[DeviceEpoch]uint64, error) {
+	out := make(map[DeviceEpoch]uint64, len(des))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, de := range des {
+			out[de] = decodeEnd(tx.Bucket(bucketChains).Get(chainKey(de.Device, de.Epoch))).Seq
+		}
+		return nil
+	})
+	return out, err
+}

@@ -267,10 +267,12 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		in.message(m, p, now)
 	}
 	p.parked = len(p.w.batches)
-	for _, pb := range in.parked {
+	retry, keep := in.readyParked(ctx, now)
+	for _, pb := range retry {
 		p.w.batches = append(p.w.batches, pb.b)
 	}
 	if len(p.w.batches) == 0 && len(p.w.updates) == 0 {
+		in.parked = keep
 		for _, m := range msgs {
 			m.Ack()
 		}
@@ -278,9 +280,8 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 	}
 	t0 := time.Now()
 	results, err := in.commit(ctx, &p.w)
-	if os.Getenv("KAOQIN_DEBUG_COMMIT") != "" {
-		fmt.Fprintf(os.Stderr, "%s commit %s: %d msgs %d batches (%d parked) %d updates in %v, queue %d\n", time.Now().Format("15:04:05.000"), in.cfg.ClientID, len(msgs), len(p.w.batches), len(in.parked), len(p.w.updates), time.Since(t0), len(in.msgs))
-	}
+	in.log.Debug("ingest: commit", "messages", len(msgs), "batches", len(p.w.batches), "retried", len(retry),
+		"updates", len(p.w.updates), "took", time.Since(t0), "queued", len(in.msgs), "err", err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopping: nothing acked, the devices resend
@@ -288,7 +289,7 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		return err
 	}
 	acks := map[DeviceEpoch]uint64{}
-	var parked []parkedBatch
+	parked := keep
 	for i, r := range results {
 		b := &p.w.batches[i]
 		d := in.devices[b.device]
@@ -306,7 +307,7 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		case gap:
 			since := now
 			if i >= p.parked {
-				since = in.parked[i-p.parked].since
+				since = retry[i-p.parked].since
 			} else if d.gapSince.IsZero() {
 				d.gapSince, d.gapEpoch = now, b.epoch
 				in.log.Debug("ingest: gap", "device", d.name, "epoch", b.epoch, "have_through", r.end.Seq, "got_first", b.first)
@@ -339,6 +340,31 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 // statusEvery is how often the worker refreshes the status snapshot while it commits (a
 // snapshot costs a walk over every device; at a province's scale, not once per commit).
 const statusEvery = 250 * time.Millisecond
+
+// readyParked splits the parked batches into those whose chain now reaches them (another
+// member of the group stored the predecessor: try them in this commit) and those still ahead of
+// a gap (kept, without locking anything), dropping those parked for GapTimeout (the device
+// resends; the gap timer asks it to).
+func (in *Ingester) readyParked(ctx context.Context, now time.Time) (retry, keep []parkedBatch) {
+	if len(in.parked) == 0 {
+		return nil, nil
+	}
+	var des []DeviceEpoch
+	for _, pb := range in.parked {
+		des = append(des, DeviceEpoch{pb.b.device, pb.b.epoch})
+	}
+	ends, err := in.st.chainEnds(ctx, des)
+	for _, pb := range in.parked {
+		switch {
+		case now.Sub(pb.since) >= in.cfg.GapTimeout:
+		case err != nil || ends[DeviceEpoch{pb.b.device, pb.b.epoch}]+1 >= pb.b.first:
+			retry = append(retry, pb)
+		default:
+			keep = append(keep, pb)
+		}
+	}
+	return retry, keep
+}
 
 // commit commits w, trying again while the store is unavailable (holding every ack) until ctx
 // is done.

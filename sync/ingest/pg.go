@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,9 @@ const migrationLock = 0x6b616f71696e // "kaoqin"
 // their chain ends, verifies, inserts the events (COPY) and moves the ends, in one transaction.
 type pgStore struct {
 	pool *pgxpool.Pool
+
+	mu    sync.Mutex
+	known map[string]bool // devices whose row exists (a row is never deleted)
 }
 
 var _ store = (*pgStore)(nil)
@@ -52,7 +56,7 @@ func openPG(ctx context.Context, url string) (*pgStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: db: %w", err)
 	}
-	s := &pgStore{pool: pool}
+	s := &pgStore{pool: pool, known: map[string]bool{}}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -180,15 +184,25 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		insts, keys := make([]string, len(names)), make([][]byte, len(names))
-		for i, n := range names {
-			insts[i], keys[i] = regs[n].institution, regs[n].key
+		var newNames, insts []string
+		var keys [][]byte
+		s.mu.Lock()
+		for _, n := range names {
+			if !s.known[n] {
+				newNames, insts, keys = append(newNames, n), append(insts, regs[n].institution), append(keys, regs[n].key)
+			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO devices (device, institution, public_key)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) ORDER BY 1
-			ON CONFLICT (device) DO NOTHING`, names, insts, keys); err != nil {
-			return err
+		s.mu.Unlock()
+		if len(newNames) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO devices (device, institution, public_key)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) ORDER BY 1
+				ON CONFLICT (device) DO NOTHING`, newNames, insts, keys); err != nil {
+				return err
+			}
 		}
+		// Lock the devices, in name order; then read their chains, in a statement of its own:
+		// under READ COMMITTED it sees every commit of whoever held a lock it waited for (a join
+		// in the locking statement would read the chains as they were before the wait).
 		registered := map[string]string{}
 		type devRow struct{ epoch, headSeen uint64 }
 		rowsOf := map[string]devRow{}
@@ -411,6 +425,14 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 	if err != nil {
 		return nil, classify(err)
 	}
+	s.mu.Lock()
+	for _, b := range w.batches {
+		s.known[b.device] = true
+	}
+	for _, u := range w.updates {
+		s.known[u.device] = true
+	}
+	s.mu.Unlock()
 	return results, nil
 }
 
@@ -419,6 +441,29 @@ func nullable(s string) any {
 		return nil
 	}
 	return s
+}
+
+func (s *pgStore) chainEnds(ctx context.Context, des []DeviceEpoch) (map[DeviceEpoch]uint64, error) {
+	devs, eps := make([]string, len(des)), make([]int64, len(des))
+	for i, de := range des {
+		devs[i], eps[i] = de.Device, i64(min(de.Epoch, math.MaxInt64))
+	}
+	rows, err := s.pool.Query(ctx, `SELECT c.device, c.epoch, c.seq FROM chains c
+		JOIN unnest($1::text[], $2::bigint[]) AS w(device, epoch) ON c.device = w.device AND c.epoch = w.epoch`, devs, eps)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	out := make(map[DeviceEpoch]uint64, len(des))
+	for rows.Next() {
+		var d string
+		var ep, seq int64
+		if err := rows.Scan(&d, &ep, &seq); err != nil {
+			return nil, classify(err)
+		}
+		out[DeviceEpoch{d, uint64(ep)}] = uint64(seq)
+	}
+	return out, classify(rows.Err())
 }
 
 func (s *pgStore) devices(ctx context.Context) (map[string]*storedDevice, error) {

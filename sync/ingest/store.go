@@ -26,6 +26,9 @@ type store interface {
 	// error means nothing of w was stored (or, with errUnavailable, that it is unknown whether
 	// the commit happened: retrying is safe, since every write is idempotent).
 	commit(ctx context.Context, w *write) ([]batchResult, error)
+	// chainEnds reads the current end (seq) of some chains without locking anything (0 for a
+	// chain not begun).
+	chainEnds(ctx context.Context, des []DeviceEpoch) (map[DeviceEpoch]uint64, error)
 	// devices returns every device the store knows, with its chain ends.
 	devices(ctx context.Context) (map[string]*storedDevice, error)
 	// command assigns c the next command ID (above every ID issued before, by any ingester
