@@ -55,6 +55,8 @@ type deviceRecord struct {
 	LastError   string                  `json:"last_error,omitempty"`
 	// HeadSeen is the highest seq the device ever claimed: in a state's head_seq or a batch.
 	HeadSeen uint64 `json:"head_seen,omitempty"`
+	// StateAt is when the ingester received State.
+	StateAt time.Time `json:"state_at,omitzero"`
 }
 
 type chainEnd struct {
@@ -353,8 +355,10 @@ func applyUpdate(r *deviceRecord, u *deviceUpdate) {
 	if u.seen.After(r.LastSeen) {
 		r.LastSeen = u.seen
 	}
+	if u.state != nil && !u.seen.Before(r.StateAt) { // the state received last wins
+		r.State, r.StateAt = u.state, u.seen
+	}
 	if u.state != nil {
-		r.State = u.state
 		r.HeadSeen = max(r.HeadSeen, u.state.HeadSeq)
 	}
 	if u.applied != nil {

@@ -391,6 +391,9 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			var seen *time.Time
 			if !u.seen.IsZero() {
 				seen = &u.seen
+			} else if u.state != nil {
+				now := time.Now()
+				seen = &now
 			}
 			var headSeen, epoch uint64
 			if m := moves[u.device]; m != nil {
@@ -408,7 +411,9 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			uEpoch, uHeadSeen = append(uEpoch, i64(m.epoch)), append(uHeadSeen, i64(min(m.headSeen, math.MaxInt64)))
 		}
 		if len(uDev) > 0 {
-			q.Queue(`UPDATE devices d SET last_seen = greatest(d.last_seen, u.seen), state = coalesce(u.state, d.state),
+			q.Queue(`UPDATE devices d SET last_seen = greatest(d.last_seen, u.seen),
+				state = CASE WHEN u.state IS NOT NULL AND u.seen >= coalesce(d.state_at, '-infinity') THEN u.state ELSE d.state END,
+				state_at = CASE WHEN u.state IS NOT NULL AND u.seen >= coalesce(d.state_at, '-infinity') THEN u.seen ELSE d.state_at END,
 				applied = d.applied || coalesce(u.applied, '{}'), last_error = coalesce(nullif(u.err, ''), d.last_error),
 				epoch = greatest(d.epoch, u.epoch), head_seen = greatest(d.head_seen, u.head_seen)
 				FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bigint[], $7::bigint[])

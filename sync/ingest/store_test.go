@@ -284,6 +284,17 @@ func TestStoreDeviceUpdatesAndCommands(t *testing.T) {
 			got.rec.Applied["roster"].Version != 3 || got.rec.HeadSeen != 40 {
 			t.Fatalf("device: got %+v, want last seen %v, state with backlog 10, roster 3 applied, head seen 40", got, now)
 		}
+		// Members of a group commit in any order: an older state committed later does not win.
+		older := &wire.State{V: 1, Device: "jn-0001-r101", Online: true, Epoch: 1, HeadSeq: 35, AckedThrough: 20, Backlog: 15}
+		if _, err := s.commit(ctx, &write{updates: []deviceUpdate{{device: "jn-0001-r101", institution: "0001", seen: now.Add(-time.Second), state: older}}}); err != nil {
+			t.Fatal(err)
+		}
+		if devs, err = s.devices(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := devs["jn-0001-r101"].rec.State; got == nil || got.Backlog != 10 {
+			t.Fatalf("state after an older one committed later: got %+v, want the newer one (backlog 10)", got)
+		}
 		var last uint64
 		for i := 0; i < 3; i++ {
 			c := &wire.Command{Device: "jn-0001-r101", Cmd: wire.CmdResync, Epoch: 1, FromSeq: 31, Issued: now}

@@ -4,7 +4,8 @@
 -- One row per device: its key, its institution, the highest epoch stored, the highest head it
 -- claimed beyond what is stored (in a state message, or a batch ahead of a gap: the views take
 -- the greater of it and the chain's end), its last contact (written at most every few seconds
--- while it sends) and last reported state.
+-- while it sends) and last reported state (members of a group receive a device's states in
+-- turn: the one received last wins, whichever member commits last).
 CREATE TABLE devices (
     device      text PRIMARY KEY,
     institution text NOT NULL,
@@ -14,6 +15,7 @@ CREATE TABLE devices (
     first_seen  timestamptz NOT NULL DEFAULT now(),
     last_seen   timestamptz,
     state       jsonb,
+    state_at    timestamptz, -- when the ingester that stored the state received it
     applied     jsonb NOT NULL DEFAULT '{}',
     last_error  text NOT NULL DEFAULT ''
 );
