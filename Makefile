@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin/kaoqin
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kaoqin/kaoqin/agent.Version=$(VERSION)
-DEB_PKGS  := mosquitto systemd
+DEB_PKGS  := mosquitto systemd postgresql
 FUZZTIME  ?= 60s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STATICCHECK_VERSION := v0.8.2
@@ -14,8 +14,8 @@ STATICCHECK_VERSION := v0.8.2
 
 all: build
 
-# Debian packages the tests and the demo need (mosquitto for the MQTT tests and `make run`), and
-# the Go modules. Nothing is installed that is already there.
+# Debian packages the tests and the demo need (mosquitto for the MQTT tests and `make run`,
+# PostgreSQL for the central store's tests), and the Go modules. Nothing is installed that is already there.
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -62,6 +62,8 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Drain' -benchtime 5x -timeout 20m ./sync/uplink
 	@echo "== sync: Append to ack at 10 events/s, p50 and p99"
 	$(GO) test -run '^$$' -bench 'AckLatency' -benchtime 300x -timeout 20m ./sync/uplink
+	@echo "== central: 1,000 simulated devices through mosquitto to 2 consumers into PostgreSQL: the morning after (events/s vs a bare COPY of the same rows, target >= 0.5x) and the 8 o'clock wave (p99 publish to ack, target < 1 s)"
+	$(GO) test -run '^$$' -bench 'Central' -benchtime 1x -timeout 40m ./sync/ingest
 
 # Each fuzz target for FUZZTIME (default 60s); crashers land in testdata/fuzz and fail `make test`.
 fuzz:

@@ -50,7 +50,7 @@ func BenchmarkCentral(b *testing.B) {
 	for range b.N {
 		env := synctest.NewEnv(b)
 		env.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		br := synctest.Broker(b, brokertest.Options{Extra: "max_connections -1\n"})
+		br := synctest.Broker(b, brokertest.Options{Extra: "max_connections -1\nmax_inflight_messages 1000\n"})
 		db := pgtest.DB(b)
 		f, err := fleet.New(fleet.Config{Broker: br.URL(), Devices: devices, KeysDir: env.DeviceKeysDir,
 			BatchSize: 64, Window: 4, AckTimeout: 10 * time.Second}, env.Log)
@@ -143,7 +143,10 @@ func slicesSort(d []time.Duration) {
 func pgConfigB(env *synctest.Env, name, broker, db string) ingest.Config {
 	c := env.IngestConfig(name, broker)
 	c.DB, c.Socket, c.ShareGroup = db, env.Dir+"/"+name+".sock", "g"
+	// Production timeouts: the test ones (2 s keepalive) drop connections on a loaded machine.
 	c.GapTimeout = 2 * time.Second
+	c.KeepAlive, c.PingTimeout, c.ConnectTimeout, c.WriteTimeout = 30*time.Second, 10*time.Second, 10*time.Second, 10*time.Second
+	c.BackoffMin, c.BackoffMax = 200*time.Millisecond, 2*time.Second
 	return c
 }
 

@@ -82,6 +82,7 @@ type device struct {
 
 	gapSince  time.Time // when a batch beyond the chain's end was first seen, zero if none
 	gapEpoch  uint64    // the epoch of that batch
+	gapFirst  uint64    // its first seq: the gap is filled once the chain reaches gapFirst-1
 	resyncAt  time.Time // when the last resync was sent
 	resyncGap time.Duration
 	sent      map[string]sentDataset // dataset -> what was last sent
@@ -246,6 +247,7 @@ type pending struct {
 	w       write
 	updates map[string]int // device -> index in w.updates
 	parked  int            // w.batches[parked:] are parked batches tried again
+	keyOf   func(device string) ed25519.PublicKey
 }
 
 func (p *pending) update(d *device, now time.Time) *deviceUpdate {
@@ -253,7 +255,7 @@ func (p *pending) update(d *device, now time.Time) *deviceUpdate {
 	if !ok {
 		i = len(p.w.updates)
 		p.updates[d.name] = i
-		p.w.updates = append(p.w.updates, deviceUpdate{device: d.name, institution: d.rec.Institution, seen: now})
+		p.w.updates = append(p.w.updates, deviceUpdate{device: d.name, institution: d.rec.Institution, pub: p.keyOf(d.name), seen: now})
 	}
 	return &p.w.updates[i]
 }
@@ -262,7 +264,7 @@ func (p *pending) update(d *device, now time.Time) *deviceUpdate {
 // parked beyond a gap are tried again in the same transaction.
 func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 	now := time.Now()
-	p := &pending{updates: map[string]int{}}
+	p := &pending{updates: map[string]int{}, keyOf: in.key4}
 	for _, m := range msgs {
 		in.message(m, p, now)
 	}
@@ -309,7 +311,7 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 			if i >= p.parked {
 				since = retry[i-p.parked].since
 			} else if d.gapSince.IsZero() {
-				d.gapSince, d.gapEpoch = now, b.epoch
+				d.gapSince, d.gapEpoch, d.gapFirst = now, b.epoch, b.first
 				in.log.Debug("ingest: gap", "device", d.name, "epoch", b.epoch, "have_through", r.end.Seq, "got_first", b.first)
 			}
 			if now.Sub(since) < in.cfg.GapTimeout && len(parked) < maxParked {
@@ -522,21 +524,44 @@ func (in *Ingester) sendAck(de DeviceEpoch, seq uint64) {
 	}
 }
 
-// checkGaps asks devices whose gap did not fill to resync, with doubling intervals.
+// checkGaps asks devices whose gap did not fill to resync, with doubling intervals. The chain
+// ends are read from the store first: another member of the group may have filled the gap.
 func (in *Ingester) checkGaps(ctx context.Context, now time.Time) {
+	var due []*device
+	var des []DeviceEpoch
 	for _, d := range in.devices {
 		if d.gapSince.IsZero() || now.Sub(d.gapSince) < in.cfg.GapTimeout {
 			continue
 		}
+		if d.resyncGap != 0 && now.Sub(d.resyncAt) < d.resyncGap {
+			continue
+		}
+		due, des = append(due, d), append(des, DeviceEpoch{d.name, d.gapEpoch})
+	}
+	if len(due) == 0 {
+		return
+	}
+	ends, err := in.st.chainEnds(ctx, des)
+	if err != nil {
+		in.log.Warn("ingest: gaps: read chain ends", "err", err)
+		return
+	}
+	for _, d := range due {
+		epoch := d.gapEpoch
+		end := ends[DeviceEpoch{d.name, epoch}]
+		if end > d.chains[epoch].Seq {
+			d.chains[epoch] = chainEnd{Seq: end} // head unknown here: the cache is for status only
+		}
+		if end+1 >= d.gapFirst {
+			d.gapSince, d.resyncGap = time.Time{}, 0 // filled, by this member or another
+			continue
+		}
 		if d.resyncGap == 0 {
 			d.resyncGap = in.cfg.GapTimeout
-		} else if now.Sub(d.resyncAt) < d.resyncGap {
-			continue
 		} else {
 			d.resyncGap = min(2*d.resyncGap, time.Minute)
 		}
-		epoch := d.gapEpoch
-		from := d.chains[epoch].Seq + 1
+		from := end + 1
 		if err := in.command(ctx, d, &wire.Command{Cmd: wire.CmdResync, Epoch: epoch, FromSeq: from}); err != nil {
 			in.log.Error("ingest: resync", "device", d.name, "err", err)
 			continue

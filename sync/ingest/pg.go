@@ -175,8 +175,8 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			}
 		}
 		for _, u := range w.updates {
-			if _, ok := regs[u.device]; !ok {
-				regs[u.device] = reg{institution: u.institution}
+			if _, ok := regs[u.device]; !ok || regs[u.device].key == nil {
+				regs[u.device] = reg{u.institution, u.pub}
 			}
 		}
 		names := make([]string, 0, len(regs))

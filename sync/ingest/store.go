@@ -71,6 +71,7 @@ func (b *batchWrite) last() uint64 { return b.first + uint64(len(b.recs)) - 1 }
 type deviceUpdate struct {
 	device      string
 	institution string
+	pub         ed25519.PublicKey // recorded when the device is registered
 	seen        time.Time
 	state       *wire.State
 	applied     *wire.Applied

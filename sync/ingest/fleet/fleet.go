@@ -234,6 +234,7 @@ type Device struct {
 	next     uint64 // the next seq to publish
 	maxSent  uint64 // the highest seq published
 	progress time.Time
+	stall    time.Duration        // the current ack timeout: AckTimeout, doubling on each stall
 	sentAt   map[uint64]time.Time // last seq of a batch -> when it was first published
 	lastCmd  uint64
 	datasets map[string]uint64
@@ -360,8 +361,12 @@ func (d *Device) step(now time.Time) {
 		d.mu.Unlock()
 		return
 	}
-	if d.next > d.acked+1 && now.Sub(d.progress) > cfg.AckTimeout {
+	if d.stall == 0 {
+		d.stall = cfg.AckTimeout
+	}
+	if d.next > d.acked+1 && now.Sub(d.progress) > d.stall {
 		d.next, d.progress = d.acked+1, now
+		d.stall = min(2*d.stall, 2*time.Minute) // as a box does: a central that is slow gets time
 		d.f.resends.Add(1)
 	}
 	if d.next == d.acked+1 {
@@ -441,7 +446,7 @@ func (d *Device) ack(a *wire.Ack) {
 	}
 	drop := a.AckedThrough + 1 - d.base
 	d.recs = slices.Clone(d.recs[drop:]) // let the acknowledged records go
-	d.base, d.acked, d.progress = a.AckedThrough+1, a.AckedThrough, now
+	d.base, d.acked, d.progress, d.stall = a.AckedThrough+1, a.AckedThrough, now, d.f.cfg.AckTimeout
 	d.next = max(d.next, d.acked+1)
 	d.mu.Unlock()
 	d.f.latMu.Lock()
