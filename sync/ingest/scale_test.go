@@ -323,3 +323,56 @@ func TestIngesterHoldsBatchAhead(t *testing.T) {
 		t.Fatalf("got %d records stored, want 20", n)
 	}
 }
+
+// Simulated devices get a published roster from consumers sharing PostgreSQL, apply it and say
+// so; the database records the published version and each device's report.
+func TestFleetAppliesDataset(t *testing.T) {
+	env := synctest.NewEnv(t)
+	b := synctest.Broker(t, brokertest.Options{})
+	db := pgtest.DB(t)
+	f, err := fleet.New(fleet.Config{Broker: b.URL(), Devices: 4, KeysDir: env.DeviceKeysDir, CentralPub: centralPub(t, env),
+		AckTimeout: time.Second}, env.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgs []ingest.Config
+	for i := range 2 {
+		c := pgConfig(env, fmt.Sprintf("c%d", i), b.URL(), db)
+		cfgs = append(cfgs, c)
+		env.StartIngester(c)
+	}
+	synctest.Start(t, f.Run)
+	if err := ingest.Publish(context.Background(), cfgs[0], "roster", 0, writeRoster(t, env.Dir, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ingest.Publish(context.Background(), cfgs[1], "roster", 0, writeRoster(t, env.Dir, 3)); err != nil {
+		t.Fatal(err) // the same version again: the second member reads it too
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for f.Totals().Applied < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d devices that applied the roster, want 4", f.Totals().Applied)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		sts, err := ingest.Status(context.Background(), ingest.Config{DB: db, Socket: filepath.Join(env.Dir, "none.sock")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied := 0
+		for _, s := range sts {
+			if s.Applied["roster"].Version == 3 {
+				applied++
+			}
+		}
+		if applied == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the database records %d devices with roster 3 applied, want 4: %+v", applied, sts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
