@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,6 +63,7 @@ func BenchmarkCentral(b *testing.B) {
 			env.StartIngester(cfg)
 		}
 		f.Record(backlog, ledger.SignIn)
+		load0 := loadavg()
 
 		// The morning after.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -123,6 +125,7 @@ func BenchmarkCentral(b *testing.B) {
 		b.ReportMetric(float64(size)/float64(n), "db-bytes/event")
 		b.ReportMetric(float64(fleet.Quantile(lat, 0.5).Microseconds())/1000, "wave-p50-ms")
 		b.ReportMetric(float64(fleet.Quantile(lat, 0.99).Microseconds())/1000, "wave-p99-ms")
+		fmt.Printf("load average (1 min) at the start and the end: %s, %s\n", load0, loadavg())
 		fmt.Printf("morning after: %d devices x %d events = %d in %v (%.0f events/s; every device connected after %v; %d resends, %d resyncs); bare COPY %.0f events/s (ratio %.2f); %.0f bytes/event in the database\n",
 			devices, backlog, events, drain.Round(time.Millisecond), rate, connected.Round(time.Millisecond), after.Resends, after.Resyncs, bare, rate/bare, float64(size)/float64(n))
 		fmt.Printf("8 o'clock wave: %d sign-ins in %v (offered %.0f/s), %d batches: publish-to-ack p50 %v, p99 %v, max %v\n",
@@ -210,4 +213,18 @@ func bareCopy(b *testing.B, db string) float64 {
 		}
 	}
 	return float64(len(all)) / time.Since(start).Seconds()
+}
+
+// loadavg is the machine's 1-minute load average: the figures mean little on a machine other
+// work keeps busy, and the report says how busy it was.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
 }
