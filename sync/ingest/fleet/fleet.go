@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -147,11 +148,20 @@ func (f *Fleet) Run(ctx context.Context) error {
 	return nil
 }
 
-// Record seals n events on every device now (see Device.Record).
+// Record seals n events on every device now (see Device.Record), on every core.
 func (f *Fleet) Record(n int, kind ledger.Kind) {
-	for _, d := range f.Devs {
-		d.Record(n, kind, time.Now())
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(f.Devs)); i = next.Add(1) - 1 {
+				f.Devs[i].Record(n, kind, time.Now())
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // Totals are the fleet's counters.
