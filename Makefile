@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin/kaoqin
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kaoqin/kaoqin/agent.Version=$(VERSION)
-DEB_PKGS  := mosquitto systemd strace
+DEB_PKGS  := mosquitto systemd strace postgresql
 # Cameras (drivers/camera): ffmpeg reads them; the tests serve RTSP with GStreamer's rtsp-server.
 DEB_PKGS  += ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
              gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
@@ -23,8 +23,8 @@ STATICCHECK_VERSION := v0.8.2
 
 all: build
 
-# Debian packages the tests and the demo need (mosquitto for the MQTT tests and `make run`), and
-# the Go modules. Nothing is installed that is already there.
+# Debian packages the tests and the demo need (mosquitto for the MQTT tests and `make run`,
+# PostgreSQL for the central store's tests), and the Go modules. Nothing is installed that is already there.
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -90,6 +90,9 @@ bench: deps bench-face
 
 	@echo "== camera: the JPEG splitter vs a bare bytes.Index scan; the colour check vs a header-only check"
 	$(GO) test -run '^$$' -bench 'Splitter|Inspect' -benchtime 2s ./drivers/camera
+
+	@echo "== central: 1,000 simulated devices through mosquitto to 2 consumers into PostgreSQL: the morning after (events/s vs a bare COPY of the same rows, target >= 0.5x) and the 8 o'clock wave (p99 publish to ack, target < 1 s)"
+	$(GO) test -run '^$$' -bench 'Central' -benchtime 1x -timeout 40m ./sync/ingest
 
 # The face pipeline (drivers/face): frames per second beside bare go-face (target >= 0.95x), one
 # spot check of the group photo beside bare detect + descriptors (<= 1.1x), matching 10,000

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
@@ -31,7 +32,9 @@ type Config struct {
 	// it comes back (as far as the broker's queue limits allow; agents resend the rest).
 	CleanSession bool
 
-	// DB is the ingester's own bbolt file.
+	// DB is the ingester's store: the path of its own bbolt file, or the URL of a PostgreSQL
+	// database (postgres://user@host/db?sslmode=...), which several ingesters of one ShareGroup
+	// share (docs/central.md). The schema is created and migrated at start.
 	DB string
 	// DeviceKeysDir holds one PEM public key per device, named <device>.pub (a device's
 	// device.pub, renamed). Batches of a device without a key are refused. The directory is read
@@ -45,13 +48,14 @@ type Config struct {
 	// reports an older one.
 	DatasetDir string
 	// Socket is the unix socket on which a running ingester serves its status and takes reload
-	// requests; default DB + ".sock".
+	// requests; default DB + ".sock" for a bbolt file, the temporary directory's
+	// kaoqin-ingest-<ClientID>.sock for PostgreSQL.
 	Socket string
 
 	// ShareGroup, if set, subscribes with MQTT shared subscriptions ($share/{group}/...), so
 	// that several consumers split the load. Members of a group must share one event store (the
-	// broker hands each message to one member); the reference ingester's store is its own bbolt
-	// file, so with it use one member per group, or split devices with Institutions.
+	// broker hands each message to one member): a PostgreSQL database. A bbolt file belongs to
+	// one process, so with it use one member per group, or split devices with Institutions.
 	ShareGroup string
 	// Institutions limits the ingester to these institution codes; empty means all.
 	Institutions []string
@@ -98,7 +102,9 @@ func (c Config) withDefaults() Config {
 	if c.ClientID == "" {
 		c.ClientID = DefaultClientID
 	}
-	if c.Socket == "" && c.DB != "" {
+	if c.Socket == "" && isPostgres(c.DB) {
+		c.Socket = filepath.Join(os.TempDir(), "kaoqin-ingest-"+c.ClientID+".sock")
+	} else if c.Socket == "" && c.DB != "" {
 		c.Socket = c.DB + ".sock"
 	}
 	if c.ChunkSize == 0 {

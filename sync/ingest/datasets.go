@@ -124,7 +124,7 @@ func writeAtomic(path string, b []byte) error {
 }
 
 // loadDatasets reads the highest version of every dataset in DatasetDir.
-func (in *Ingester) loadDatasets() error {
+func (in *Ingester) loadDatasets(ctx context.Context) error {
 	ents, err := os.ReadDir(in.cfg.DatasetDir)
 	if os.IsNotExist(err) {
 		return nil
@@ -148,7 +148,11 @@ func (in *Ingester) loadDatasets() error {
 		if err != nil {
 			return fmt.Errorf("ingest: datasets: %w", err)
 		}
-		in.datasets[e.Name()] = &dataset{name: e.Name(), version: v, content: content, sha: wire.SHA256Hex(content)}
+		ds := &dataset{name: e.Name(), version: v, content: content, sha: wire.SHA256Hex(content)}
+		if err := in.st.dataset(ctx, ds); err != nil {
+			return err
+		}
+		in.datasets[e.Name()] = ds
 		in.log.Info("ingest: dataset published", "dataset", e.Name(), "version", v, "bytes", len(content))
 	}
 	return nil

@@ -5,11 +5,15 @@
 // It subscribes to the events, state and applied topics of every device (optionally as a shared
 // subscription, or for some institutions only), verifies each device's hash chain and
 // signatures with ledger.Chain against the device's registered public key, and stores the
-// records in its own bbolt file under the unique key (device, epoch, seq), in the same
-// transaction that moves the chain's verified end. Only after that commit does it publish the
-// cumulative ack (the highest contiguous seq) and acknowledge the MQTT messages (manual PUBACK).
-// A batch that does not continue the chain is not stored; when such a gap does not fill within
-// GapTimeout the ingester sends the device a signed resync command. It keeps each device's state
+// records under the unique key (device, epoch, seq), in the same transaction that moves the
+// chain's verified end: in its own bbolt file (the default), or in a PostgreSQL database that
+// several ingesters share as members of one shared subscription (Config.DB is then a
+// postgres:// URL; see docs/central.md). Only after that commit does it publish the cumulative
+// ack (the highest contiguous seq). A batch that starts beyond the chain's end (its predecessor
+// is late, or went to another member) is held in memory and tried again with every commit
+// for GapTimeout; when the gap does not fill, the ingester sends the device a signed resync
+// command. A record that differs from the one held under its seq, or a batch that does not
+// verify, is an integrity alarm, recorded in the store. It keeps each device's state
 // (online, backlog, dataset versions) and sends published datasets, signed with the central key,
 // to every device that reports an older version.
 //
@@ -30,7 +34,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/sync/internal/mqttc"
@@ -41,7 +44,7 @@ import (
 type Ingester struct {
 	cfg  Config
 	log  *slog.Logger
-	db   *bolt.DB
+	st   store
 	key  ed25519.PrivateKey
 	conn *mqttc.Conn
 
@@ -54,25 +57,32 @@ type Ingester struct {
 	keysRead time.Time
 	unknown  map[string]time.Time // devices without a key, when last logged
 	datasets map[string]*dataset
-	lastCmd  uint64
+	parked   []parkedBatch
 
 	statusMu sync.Mutex
 	status   []DeviceStatus
-
-	// inCommit, if set (by tests), runs inside each transaction that stores records, just before
-	// it commits: a test holds it to see that no ack leaves before the commit.
-	inCommit func()
+	statusAt time.Time // when the worker last made the snapshot
 }
 
-// device is the worker's view of one device.
+// parkedBatch is a batch that arrived before its predecessor, tried again with every commit.
+type parkedBatch struct {
+	b     batchWrite
+	since time.Time
+}
+
+// maxParked bounds the batches held beyond a gap; beyond it they are dropped (devices resend).
+const maxParked = 4096
+
+// device is the worker's view of one device: a cache of the store, which holds the truth (other
+// ingesters sharing the store move its chains too).
 type device struct {
 	name   string
 	rec    deviceRecord
 	chains map[uint64]chainEnd // per epoch
-	dirty  bool                // rec changed since the last commit
 
 	gapSince  time.Time // when a batch beyond the chain's end was first seen, zero if none
 	gapEpoch  uint64    // the epoch of that batch
+	gapFirst  uint64    // its first seq: the gap is filled once the chain reaches gapFirst-1
 	resyncAt  time.Time // when the last resync was sent
 	resyncGap time.Duration
 	sent      map[string]sentDataset // dataset -> what was last sent
@@ -84,8 +94,9 @@ type sentDataset struct {
 	at      time.Time
 }
 
-// New checks cfg, opens the database and reads the keys. It does not connect. log is used as
-// given (the caller adds the component's attributes).
+// New checks cfg, opens the store (the bbolt file, or connects to PostgreSQL and applies its
+// migrations, within ConnectTimeout) and reads the keys. It does not connect to the broker. log
+// is used as given (the caller adds the component's attributes).
 func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -95,40 +106,27 @@ func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: central key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.DB), 0o750); err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	db, err := openDB(cfg.DB, false)
+	ctx, cancel := context.WithTimeout(context.Background(), max(cfg.ConnectTimeout, 10*time.Second))
+	defer cancel()
+	st, err := openStore(ctx, cfg.DB, false)
 	if err != nil {
 		return nil, err
 	}
-	in := &Ingester{cfg: cfg, log: log, db: db, key: key,
-		msgs: make(chan mqtt.Message, 1024), reload: make(chan struct{}, 1),
+	in := &Ingester{cfg: cfg, log: log, st: st, key: key,
+		msgs: make(chan mqtt.Message, queueSize), reload: make(chan struct{}, 1),
 		devices: map[string]*device{}, keys: map[string]ed25519.PublicKey{}, datasets: map[string]*dataset{},
 		unknown: map[string]time.Time{}}
-	err = db.View(func(tx *bolt.Tx) error {
-		recs, chains, err := loadDevices(tx)
-		if err != nil {
-			return err
-		}
-		for name, r := range recs {
-			in.devices[name] = &device{name: name, rec: *r, chains: chains[name], sent: map[string]sentDataset{}}
-			if in.devices[name].chains == nil {
-				in.devices[name].chains = map[uint64]chainEnd{}
-			}
-		}
-		if v := tx.Bucket(bucketMeta).Get(keyLastCmd); len(v) == 8 {
-			in.lastCmd = beUint64(v)
-		}
-		return nil
-	})
+	devs, err := st.devices(ctx)
 	if err != nil {
-		db.Close()
+		st.close()
 		return nil, err
 	}
+	for name, sd := range devs {
+		in.devices[name] = &device{name: name, rec: sd.rec, chains: sd.chains, sent: map[string]sentDataset{}}
+	}
 	in.readKeys()
-	if err := in.loadDatasets(); err != nil {
-		db.Close()
+	if err := in.loadDatasets(ctx); err != nil {
+		st.close()
 		return nil, err
 	}
 	in.publishStatus()
@@ -141,18 +139,10 @@ func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 		Handler: in.handle,
 	}, in.log)
 	if err != nil {
-		db.Close()
+		st.close()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	return in, nil
-}
-
-func beUint64(b []byte) uint64 {
-	var n uint64
-	for _, c := range b {
-		n = n<<8 | uint64(c)
-	}
-	return n
 }
 
 // Run is New, Run and Close: the ingester until ctx is done.
@@ -165,11 +155,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return errors.Join(err, in.Close())
 }
 
-// Close closes the database.
-func (in *Ingester) Close() error { return in.db.Close() }
+// Close closes the store.
+func (in *Ingester) Close() error { return in.st.close() }
 
 // Run serves the status socket, connects, and stores events until ctx is done. It returns nil
-// after a clean stop, or an error if the database failed a commit or the socket cannot be served.
+// after a clean stop, or an error if the store failed a commit for good (a PostgreSQL store
+// that is unreachable is retried until ctx is done, holding the acks) or the socket cannot be
+// served.
 func (in *Ingester) Run(ctx context.Context) error {
 	srv, err := in.serveStatus()
 	if err != nil {
@@ -200,7 +192,7 @@ func (in *Ingester) handle(m mqtt.Message) {
 	}
 }
 
-// work is the one goroutine that owns the database writes and the device state.
+// work is the one goroutine that owns the store writes and the device state.
 func (in *Ingester) work(ctx context.Context) error {
 	tick := time.NewTicker(max(in.cfg.GapTimeout/4, 50*time.Millisecond))
 	defer tick.Stop()
@@ -219,15 +211,23 @@ func (in *Ingester) work(ctx context.Context) error {
 					break more
 				}
 			}
-			if err := in.process(batch); err != nil {
+			if err := in.process(ctx, batch); err != nil {
 				return err
 			}
 		case <-tick.C:
-			in.checkGaps(time.Now())
+			if len(in.parked) > 0 {
+				if err := in.process(ctx, nil); err != nil {
+					return err
+				}
+			}
+			in.checkGaps(ctx, time.Now())
 			in.sendDatasets(time.Now())
+			if time.Since(in.statusAt) > statusEvery {
+				in.publishStatus()
+			}
 		case <-in.reload:
 			in.readKeys()
-			if err := in.loadDatasets(); err != nil {
+			if err := in.loadDatasets(ctx); err != nil {
 				in.log.Error("ingest: reload datasets", "err", err)
 			}
 			in.sendDatasets(time.Now())
@@ -235,82 +235,160 @@ func (in *Ingester) work(ctx context.Context) error {
 	}
 }
 
-// write collects what one transaction stores.
-type write struct {
-	puts []put
-	acks map[DeviceEpoch]uint64
+// seenEvery is how often a device's last contact is written while it sends.
+const seenEvery = 5 * time.Second
+
+// queueSize bounds the messages waiting for the worker. The broker bounds what it sends before
+// the PUBACKs (mosquitto's max_inflight_messages); the devices' windows bound it too.
+const queueSize = 8192
+
+// pending collects the writes of one transaction.
+type pending struct {
+	w       write
+	updates map[string]int // device -> index in w.updates
+	parked  int            // w.batches[parked:] are parked batches tried again
+	keyOf   func(device string) ed25519.PublicKey
 }
 
-type put struct {
-	device string
-	epoch  uint64
-	first  uint64
-	recs   []ledger.Record
-	end    chainEnd
+func (p *pending) update(d *device, now time.Time) *deviceUpdate {
+	i, ok := p.updates[d.name]
+	if !ok {
+		i = len(p.w.updates)
+		p.updates[d.name] = i
+		p.w.updates = append(p.w.updates, deviceUpdate{device: d.name, institution: d.rec.Institution, pub: p.keyOf(d.name), seen: now})
+	}
+	return &p.w.updates[i]
 }
 
-// process handles messages in one transaction: verify, store, commit, then ack.
-func (in *Ingester) process(msgs []mqtt.Message) error {
+// process handles messages in one transaction: verify, store, commit, then ack. The batches
+// parked beyond a gap are tried again in the same transaction.
+func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 	now := time.Now()
-	w := &write{acks: map[DeviceEpoch]uint64{}}
-	// Chain ends as this transaction moves them; applied to the devices after the commit.
-	ends := map[DeviceEpoch]chainEnd{}
+	p := &pending{updates: map[string]int{}, keyOf: in.key4}
 	for _, m := range msgs {
-		in.message(m, w, ends, now)
+		in.message(m, p, now)
 	}
-	var dirty []*device
-	for _, d := range in.devices {
-		if d.dirty {
-			dirty = append(dirty, d)
+	p.parked = len(p.w.batches)
+	retry, keep := in.readyParked(ctx, now)
+	for _, pb := range retry {
+		p.w.batches = append(p.w.batches, pb.b)
+	}
+	if len(p.w.batches) == 0 && len(p.w.updates) == 0 {
+		in.parked = keep
+		for _, m := range msgs {
+			m.Ack()
+		}
+		return nil
+	}
+	t0 := time.Now()
+	results, err := in.commit(ctx, &p.w)
+	in.log.Debug("ingest: commit", "messages", len(msgs), "batches", len(p.w.batches), "retried", len(retry),
+		"updates", len(p.w.updates), "took", time.Since(t0), "queued", len(in.msgs), "err", err)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopping: nothing acked, the devices resend
+		}
+		return err
+	}
+	acks := map[DeviceEpoch]uint64{}
+	parked := keep
+	for i, r := range results {
+		b := &p.w.batches[i]
+		d := in.devices[b.device]
+		de := DeviceEpoch{b.device, b.epoch}
+		if r.end.Seq > d.chains[b.epoch].Seq {
+			d.chains[b.epoch] = r.end
+		}
+		switch r.outcome {
+		case stored, duplicate:
+			acks[de] = max(acks[de], r.end.Seq)
+			if r.outcome == stored {
+				d.gapSince, d.resyncGap = time.Time{}, 0
+				d.rec.Epoch = max(d.rec.Epoch, b.epoch)
+			}
+		case gap:
+			since := now
+			if i >= p.parked {
+				since = retry[i-p.parked].since
+			} else if d.gapSince.IsZero() {
+				d.gapSince, d.gapEpoch, d.gapFirst = now, b.epoch, b.first
+				in.log.Debug("ingest: gap", "device", d.name, "epoch", b.epoch, "have_through", r.end.Seq, "got_first", b.first)
+			}
+			if now.Sub(since) < in.cfg.GapTimeout && len(parked) < maxParked {
+				parked = append(parked, parkedBatch{b: *b, since: since})
+			}
+		case refused, conflict:
+			in.refuse(d, "integrity alarm: batch "+r.outcome.String(), r.err)
 		}
 	}
-	if len(w.puts) > 0 || len(dirty) > 0 {
-		err := in.db.Update(func(tx *bolt.Tx) error {
-			for _, p := range w.puts {
-				if err := putRecords(tx, p.device, p.epoch, p.first, p.recs, p.end); err != nil {
-					return err
-				}
-			}
-			for _, d := range dirty {
-				if err := putDevice(tx, d.name, &d.rec); err != nil {
-					return err
-				}
-			}
-			if in.inCommit != nil && len(w.puts) > 0 {
-				in.inCommit()
-			}
-			return nil
-		})
-		if errors.Is(err, ErrConflict) {
-			// Cannot happen with verified chains; refuse the whole transaction and let devices resend.
-			in.log.Error("ingest: transaction refused", "err", err)
-			for _, m := range msgs {
-				m.Ack()
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("ingest: commit: %w", err)
-		}
-		for _, d := range dirty {
-			d.dirty = false
+	in.parked = parked
+	for _, u := range p.w.updates {
+		if d := in.devices[u.device]; d != nil {
+			applyUpdate(&d.rec, &u)
 		}
 	}
-	for de, end := range ends {
-		in.devices[de.Device].chains[de.Epoch] = end
-	}
-	for de, seq := range w.acks {
+	for de, seq := range acks {
 		in.sendAck(de, seq)
 	}
 	for _, m := range msgs {
 		m.Ack()
 	}
-	in.publishStatus()
+	if now.Sub(in.statusAt) > statusEvery {
+		in.publishStatus()
+	}
 	return nil
 }
 
-// message verifies one message into w.
-func (in *Ingester) message(m mqtt.Message, w *write, ends map[DeviceEpoch]chainEnd, now time.Time) {
+// statusEvery is how often the worker refreshes the status snapshot while it commits (a
+// snapshot costs a walk over every device; at a province's scale, not once per commit).
+const statusEvery = 250 * time.Millisecond
+
+// readyParked splits the parked batches into those whose chain now reaches them (another
+// member of the group stored the predecessor: try them in this commit) and those still ahead of
+// a gap (kept, without locking anything), dropping those parked for GapTimeout (the device
+// resends; the gap timer asks it to).
+func (in *Ingester) readyParked(ctx context.Context, now time.Time) (retry, keep []parkedBatch) {
+	if len(in.parked) == 0 {
+		return nil, nil
+	}
+	var des []DeviceEpoch
+	for _, pb := range in.parked {
+		des = append(des, DeviceEpoch{pb.b.device, pb.b.epoch})
+	}
+	ends, err := in.st.chainEnds(ctx, des)
+	for _, pb := range in.parked {
+		switch {
+		case now.Sub(pb.since) >= in.cfg.GapTimeout:
+		case err != nil || ends[DeviceEpoch{pb.b.device, pb.b.epoch}]+1 >= pb.b.first:
+			retry = append(retry, pb)
+		default:
+			keep = append(keep, pb)
+		}
+	}
+	return retry, keep
+}
+
+// commit commits w, trying again while the store is unavailable (holding every ack) until ctx
+// is done.
+func (in *Ingester) commit(ctx context.Context, w *write) ([]batchResult, error) {
+	wait := 100 * time.Millisecond
+	for {
+		results, err := in.st.commit(ctx, w)
+		if err == nil || !errors.Is(err, errUnavailable) || ctx.Err() != nil {
+			return results, err
+		}
+		in.log.Warn("ingest: store unavailable; holding the acks and trying again", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// message decodes one message into p.
+func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 	t, err := wire.ParseTopic(m.Topic())
 	if err != nil {
 		in.log.Warn("ingest: message refused", "topic", m.Topic(), "reason", err)
@@ -320,6 +398,9 @@ func (in *Ingester) message(m mqtt.Message, w *write, ends map[DeviceEpoch]chain
 	if d == nil {
 		return
 	}
+	if now.Sub(d.rec.LastSeen) >= seenEvery {
+		p.update(d, now) // the last contact, recorded at most every seenEvery per device
+	}
 	switch t.Kind {
 	case wire.KindEvents:
 		b, err := wire.DecodeBatch(m.Payload())
@@ -328,9 +409,11 @@ func (in *Ingester) message(m mqtt.Message, w *write, ends map[DeviceEpoch]chain
 		}
 		if err != nil {
 			in.refuse(d, "batch refused", err)
+			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
-		in.batch(d, b, w, ends, now)
+		p.w.batches = append(p.w.batches, batchWrite{device: d.name, institution: d.rec.Institution, pub: in.key4(d.name),
+			allSigs: in.cfg.AllSignatures, epoch: b.Epoch, first: b.FirstSeq, recs: b.Events})
 	case wire.KindState:
 		s, err := wire.DecodeState(m.Payload())
 		if err == nil && s.Device != t.Device {
@@ -338,19 +421,18 @@ func (in *Ingester) message(m mqtt.Message, w *write, ends map[DeviceEpoch]chain
 		}
 		if err != nil {
 			in.refuse(d, "state refused", err)
+			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
-		d.rec.State, d.dirty = s, true
+		p.update(d, now).state = s
 	case wire.KindApplied:
 		a, err := wire.DecodeApplied(m.Payload())
 		if err != nil {
 			in.refuse(d, "applied refused", err)
+			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
-		if d.rec.Applied == nil {
-			d.rec.Applied = map[string]wire.Applied{}
-		}
-		d.rec.Applied[a.Dataset], d.dirty = *a, true
+		p.update(d, now).applied = a
 		if a.Status == wire.StatusRefused {
 			in.log.Warn("ingest: device refused a dataset", "device", d.name, "dataset", a.Dataset, "version", a.Version, "reason", a.Reason)
 		} else {
@@ -372,14 +454,13 @@ func (in *Ingester) device(t wire.Topic, now time.Time) *device {
 			return nil
 		}
 		d = &device{name: t.Device, rec: deviceRecord{Institution: t.Institution}, chains: map[uint64]chainEnd{},
-			sent: map[string]sentDataset{}, dirty: true}
+			sent: map[string]sentDataset{}}
 		in.devices[t.Device] = d
 	}
 	if d.rec.Institution != t.Institution {
 		in.refuse(d, "message refused", fmt.Errorf("device registered under institution %s, message on %s", d.rec.Institution, t.String()))
 		return nil
 	}
-	d.rec.LastSeen, d.dirty = now, true
 	return d
 }
 
@@ -404,6 +485,9 @@ func (in *Ingester) readKeys() {
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".pub")
+		if in.keys[name] != nil {
+			continue // a device's key does not change under it
+		}
 		k, err := ledger.LoadPublicKey(f)
 		if err != nil {
 			in.log.Error("ingest: device key refused", "file", f, "err", err)
@@ -420,42 +504,7 @@ func (in *Ingester) refuse(d *device, what string, err error) {
 		in.log.Warn("ingest: "+what, "device", d.name, "reason", msg)
 	}
 	d.refused = msg
-	d.rec.LastError, d.dirty = fmt.Sprintf("%s %s: %s", time.Now().Format(time.RFC3339), what, msg), true
-}
-
-// batch verifies a batch against the device's chain and queues what continues it.
-func (in *Ingester) batch(d *device, b *wire.Batch, w *write, ends map[DeviceEpoch]chainEnd, now time.Time) {
-	pub := in.key4(d.name)
-	de := DeviceEpoch{d.name, b.Epoch}
-	end, ok := ends[de]
-	if !ok {
-		end = d.chains[b.Epoch]
-	}
-	if b.LastSeq <= end.Seq { // all held already: ack again, the device may have gone back
-		w.acks[de] = end.Seq
-		return
-	}
-	if b.FirstSeq > end.Seq+1 {
-		if d.gapSince.IsZero() {
-			d.gapSince, d.gapEpoch = now, b.Epoch
-			in.log.Info("ingest: gap", "device", d.name, "epoch", b.Epoch, "have_through", end.Seq, "got_first", b.FirstSeq)
-		}
-		return
-	}
-	recs := b.Events[end.Seq+1-b.FirstSeq:]
-	c := ledger.Chain{Pub: pub, Device: d.name, Epoch: b.Epoch, Seq: end.Seq, Head: end.Head, AllSignatures: in.cfg.AllSignatures}
-	if err := c.Append(recs); err != nil {
-		in.refuse(d, "batch does not verify", fmt.Errorf("epoch %d: %w", b.Epoch, err))
-		return
-	}
-	newEnd := chainEnd{Seq: c.Seq, Head: c.Head}
-	w.puts = append(w.puts, put{device: d.name, epoch: b.Epoch, first: end.Seq + 1, recs: recs, end: newEnd})
-	ends[de] = newEnd
-	w.acks[de] = newEnd.Seq
-	d.gapSince, d.resyncGap = time.Time{}, 0
-	if b.Epoch > d.rec.Epoch {
-		d.rec.Epoch, d.dirty = b.Epoch, true
-	}
+	d.rec.LastError = fmt.Sprintf("%s %s: %s", time.Now().Format(time.RFC3339), what, msg)
 }
 
 // sendAck publishes a cumulative ack without waiting for the broker.
@@ -475,22 +524,45 @@ func (in *Ingester) sendAck(de DeviceEpoch, seq uint64) {
 	}
 }
 
-// checkGaps asks devices whose gap did not fill to resync, with doubling intervals.
-func (in *Ingester) checkGaps(now time.Time) {
+// checkGaps asks devices whose gap did not fill to resync, with doubling intervals. The chain
+// ends are read from the store first: another member of the group may have filled the gap.
+func (in *Ingester) checkGaps(ctx context.Context, now time.Time) {
+	var due []*device
+	var des []DeviceEpoch
 	for _, d := range in.devices {
 		if d.gapSince.IsZero() || now.Sub(d.gapSince) < in.cfg.GapTimeout {
 			continue
 		}
+		if d.resyncGap != 0 && now.Sub(d.resyncAt) < d.resyncGap {
+			continue
+		}
+		due, des = append(due, d), append(des, DeviceEpoch{d.name, d.gapEpoch})
+	}
+	if len(due) == 0 {
+		return
+	}
+	ends, err := in.st.chainEnds(ctx, des)
+	if err != nil {
+		in.log.Warn("ingest: gaps: read chain ends", "err", err)
+		return
+	}
+	for _, d := range due {
+		epoch := d.gapEpoch
+		end := ends[DeviceEpoch{d.name, epoch}]
+		if end > d.chains[epoch].Seq {
+			d.chains[epoch] = chainEnd{Seq: end} // head unknown here: the cache is for status only
+		}
+		if end+1 >= d.gapFirst {
+			d.gapSince, d.resyncGap = time.Time{}, 0 // filled, by this member or another
+			continue
+		}
 		if d.resyncGap == 0 {
 			d.resyncGap = in.cfg.GapTimeout
-		} else if now.Sub(d.resyncAt) < d.resyncGap {
-			continue
 		} else {
 			d.resyncGap = min(2*d.resyncGap, time.Minute)
 		}
-		epoch := d.gapEpoch
-		from := d.chains[epoch].Seq + 1
-		if err := in.command(d, &wire.Command{Cmd: wire.CmdResync, Epoch: epoch, FromSeq: from}); err != nil {
+		from := end + 1
+		if err := in.command(ctx, d, &wire.Command{Cmd: wire.CmdResync, Epoch: epoch, FromSeq: from}); err != nil {
 			in.log.Error("ingest: resync", "device", d.name, "err", err)
 			continue
 		}
@@ -499,15 +571,13 @@ func (in *Ingester) checkGaps(now time.Time) {
 	}
 }
 
-// command signs and sends a command to a device. Command IDs are the clock in microseconds,
-// bumped to increase, and persisted.
-func (in *Ingester) command(d *device, c *wire.Command) error {
-	id := max(uint64(time.Now().UnixMicro()), in.lastCmd+1)
-	if err := in.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyLastCmd, u64(id)) }); err != nil {
+// command signs and sends a command to a device. The store assigns the command ID (the clock in
+// microseconds, bumped to increase) and records it.
+func (in *Ingester) command(ctx context.Context, d *device, c *wire.Command) error {
+	c.Device, c.Issued = d.name, time.Now()
+	if err := in.st.command(ctx, d.rec.Institution, c); err != nil {
 		return err
 	}
-	in.lastCmd = id
-	c.ID, c.Device, c.Issued = id, d.name, time.Now()
 	p, err := wire.SealCommand(c, in.key)
 	if err != nil {
 		return err

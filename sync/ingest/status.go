@@ -11,8 +11,6 @@ import (
 	"sort"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
@@ -54,6 +52,7 @@ func statusOf(name string, rec *deviceRecord, chains map[uint64]chainEnd, gap bo
 
 // publishStatus makes a snapshot of the devices for Status (the worker calls it).
 func (in *Ingester) publishStatus() {
+	in.statusAt = time.Now()
 	out := make([]DeviceStatus, 0, len(in.devices))
 	for name, d := range in.devices {
 		rec := d.rec
@@ -79,7 +78,7 @@ func (in *Ingester) Status() []DeviceStatus {
 // Scan calls fn for every stored record in (device, epoch, seq) order, while the ingester runs.
 // The record is valid only during the call.
 func (in *Ingester) Scan(fn func(device string, epoch, seq uint64, rec ledger.Record) error) error {
-	return in.db.View(func(tx *bolt.Tx) error { return scan(tx, fn) })
+	return in.st.scan(context.Background(), fn)
 }
 
 // serveStatus serves GET /status and POST /reload on the unix socket.
@@ -134,7 +133,7 @@ func notifyReload(ctx context.Context, socket string) bool {
 }
 
 // Status returns every device's status: from the running ingester over its socket, or, when none
-// answers, from the database opened read-only (then Online, Backlog and the rest are as last
+// answers, from the store (a bbolt file opened read-only, or the PostgreSQL database) (then Online, Backlog and the rest are as last
 // recorded, and Gap is unknown: false).
 func Status(ctx context.Context, cfg Config) ([]DeviceStatus, error) {
 	cfg = cfg.withDefaults()
@@ -158,25 +157,24 @@ func Status(ctx context.Context, cfg Config) ([]DeviceStatus, error) {
 	if cfg.DB == "" {
 		return nil, errors.New("ingest: status: no socket answered and no db configured")
 	}
-	if _, err := os.Stat(cfg.DB); err != nil {
-		return nil, fmt.Errorf("ingest: status: %w", err)
+	if !isPostgres(cfg.DB) {
+		if _, err := os.Stat(cfg.DB); err != nil {
+			return nil, fmt.Errorf("ingest: status: %w", err)
+		}
 	}
-	db, err := openDB(cfg.DB, true)
+	st, err := openStore(ctx, cfg.DB, true)
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
+	defer st.close()
+	devs, err := st.devices(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []DeviceStatus
-	err = db.View(func(tx *bolt.Tx) error {
-		recs, chains, err := loadDevices(tx)
-		if err != nil {
-			return err
-		}
-		for name, r := range recs {
-			out = append(out, statusOf(name, r, chains[name], false))
-		}
-		return nil
-	})
+	for name, d := range devs {
+		out = append(out, statusOf(name, &d.rec, d.chains, false))
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
-	return out, err
+	return out, nil
 }

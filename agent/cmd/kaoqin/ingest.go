@@ -19,7 +19,7 @@ import (
 // ingestFlags are the reference consumer's settings, shared by its subcommands.
 func ingestFlags(fs *flag.FlagSet) func() ingest.Config {
 	broker := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker")
-	db := fs.String("db", "/var/lib/kaoqin-ingest/ingest.db", "the ingester's own store")
+	db := fs.String("db", "/var/lib/kaoqin-ingest/ingest.db", "the ingester's store: a bbolt file, or a PostgreSQL URL (postgres://...) that several ingesters share")
 	keys := fs.String("device-keys", "/etc/kaoqin-ingest/devices", "directory of <device>.pub keys")
 	central := fs.String("central-key", "/etc/kaoqin-ingest/central.key", "central private key that signs datasets and commands")
 	datasets := fs.String("datasets", "/var/lib/kaoqin-ingest/datasets", "directory of published datasets")
@@ -43,10 +43,16 @@ func ingestFlags(fs *flag.FlagSet) func() ingest.Config {
 }
 
 func cmdIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, err := pickSub(args, "ingest", []string{"run", "status", "publish"},
-		"Usage: kaoqin ingest run [flags]\n       kaoqin ingest status [--db FILE] [--json]\n       kaoqin ingest publish --dataset roster [--version N] FILE [flags]\n       kaoqin ingest publish --dataset roster|certblocks --out BUNDLE --device NAME [--valid 720h] FILE\n\nkaoqin ingest SUBCOMMAND --help lists the flags.", stdout)
+	sub, err := pickSub(args, "ingest", []string{"run", "status", "publish", "simulate"},
+		"Usage: kaoqin ingest run [flags]\n       kaoqin ingest status [--db FILE|postgres://...] [--json]\n"+
+			"       kaoqin ingest publish --dataset roster [--version N] FILE [flags]\n"+
+			"       kaoqin ingest publish --dataset roster|certblocks --out BUNDLE --device NAME [--valid 720h] FILE\n"+
+			"       kaoqin ingest simulate --devices N --device-keys DIR [flags]\n\nkaoqin ingest SUBCOMMAND --help lists the flags.", stdout)
 	if err != nil {
 		return err
+	}
+	if sub == "simulate" {
+		return cmdIngestSimulate(ctx, args[1:], stdout, stderr)
 	}
 	fs := newFlags("ingest "+sub, "ingest "+sub+" [flags]", stderr)
 	cfgOf := ingestFlags(fs)

@@ -75,6 +75,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"snapshot", "--help"}, 0, "-out"},
 		{[]string{"emulate", "--help"}, 0, "kaoqin emulate roster"},
 		{[]string{"ingest", "publish", "--help"}, 0, "-dataset"},
+		{[]string{"ingest", "simulate", "--help"}, 0, "-devices"},
+		{[]string{"ingest", "simulate", "--devices", "3"}, 2, "--device-keys is required"},
 		{[]string{"verify", "--db", "x.db"}, 2, "--pubkey is required"},
 		{[]string{"log", "--nonsense"}, 2, "flag provided but not defined"},
 		{[]string{"signin", "--trainee", "T001"}, 2, "--trainee and --reason are required"},

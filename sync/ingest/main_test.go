@@ -1,0 +1,24 @@
+package ingest
+
+import (
+	"flag"
+	"os"
+	"testing"
+
+	"github.com/kaoqin/kaoqin/sync/internal/pgtest"
+)
+
+// TestMain starts one PostgreSQL for the package's tests (each test gets its own database), and
+// runs the child consumers of the kill tests. Benchmarks get a durable server (fsync on, as in
+// production); tests one without fsync (a crash of the server still loses no commit).
+func TestMain(m *testing.M) {
+	if runChild() {
+		return
+	}
+	flag.Parse()
+	durable := false
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		durable = true
+	}
+	os.Exit(pgtest.Main(m, pgtest.Options{Durable: durable}))
+}

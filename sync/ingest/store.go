@@ -1,0 +1,233 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/sync/wire"
+)
+
+// store is where the ingester keeps what it receives: its own bbolt file (boltStore, the
+// default), or a PostgreSQL database (pgStore) that several ingesters share.
+//
+// A store owns the chain ends. commit reads each chain's end inside its transaction (locking the
+// device against other ingesters), verifies the batch from there, stores what continues the
+// chain and moves the end, all in one transaction; the ingester acks only what commit reports
+// after it returned. So no ingester assumes it saw a device's previous batch.
+type store interface {
+	// commit applies w in one transaction and returns one result per batch of w, in order. An
+	// error means nothing of w was stored (or, with errUnavailable, that it is unknown whether
+	// the commit happened: retrying is safe, since every write is idempotent).
+	commit(ctx context.Context, w *write) ([]batchResult, error)
+	// chainEnds reads the current end (seq) of some chains without locking anything (0 for a
+	// chain not begun).
+	chainEnds(ctx context.Context, des []DeviceEpoch) (map[DeviceEpoch]uint64, error)
+	// devices returns every device the store knows, with its chain ends.
+	devices(ctx context.Context) (map[string]*storedDevice, error)
+	// command assigns c the next command ID (above every ID issued before, by any ingester
+	// sharing the store) and records c.
+	command(ctx context.Context, institution string, c *wire.Command) error
+	// dataset records that version of a dataset is published (a no-op if it is already).
+	dataset(ctx context.Context, ds *dataset) error
+	// alarms returns the integrity alarms recorded, oldest first.
+	alarms(ctx context.Context) ([]alarm, error)
+	// scan calls fn for every stored record in (device, epoch, seq) order.
+	scan(ctx context.Context, fn func(device string, epoch, seq uint64, rec ledger.Record) error) error
+	close() error
+}
+
+// errUnavailable wraps a store error that may pass (the database restarted, the connection
+// broke): the ingester retries the commit, holding its acks, instead of stopping.
+var errUnavailable = errors.New("ingest: store unavailable")
+
+// write is what one transaction stores.
+type write struct {
+	batches []batchWrite
+	updates []deviceUpdate
+}
+
+// batchWrite is a decoded, not yet verified, batch.
+type batchWrite struct {
+	device      string
+	institution string
+	pub         ed25519.PublicKey
+	allSigs     bool
+	epoch       uint64
+	first       uint64
+	recs        []ledger.Record
+}
+
+func (b *batchWrite) last() uint64 { return b.first + uint64(len(b.recs)) - 1 }
+
+// deviceUpdate is what a message changes of a device record besides its chains. Zero fields
+// change nothing.
+type deviceUpdate struct {
+	device      string
+	institution string
+	pub         ed25519.PublicKey // recorded when the device is registered
+	seen        time.Time
+	state       *wire.State
+	applied     *wire.Applied
+	lastError   string
+}
+
+// outcome is what commit did with a batch.
+type outcome int
+
+const (
+	stored    outcome = iota // some records continued the chain and were stored
+	duplicate                // every record was held already, with the same bytes
+	gap                      // the batch starts beyond the chain's end: nothing stored
+	refused                  // the batch does not verify: nothing stored, an alarm recorded
+	conflict                 // a record differs from the one held under its seq: an alarm recorded
+)
+
+func (o outcome) String() string {
+	return [...]string{"stored", "duplicate", "gap", "refused", "conflict"}[o]
+}
+
+// batchResult is what commit reports of one batch.
+type batchResult struct {
+	outcome outcome
+	end     chainEnd // the chain's contiguous, verified end after the commit (ack this)
+	stored  int      // records inserted
+	err     error    // why a batch was refused or conflicts
+}
+
+// storedDevice is what a store holds of a device.
+type storedDevice struct {
+	rec    deviceRecord
+	chains map[uint64]chainEnd
+}
+
+// alarm is an integrity alarm: a batch that does not verify, or a record that differs from the
+// one stored under its (device, epoch, seq).
+type alarm struct {
+	device   string
+	epoch    uint64
+	seq      uint64
+	kind     string // "conflict" or "unverified"
+	held     string // hex SHA-256 of the record held, for a conflict
+	received string // hex SHA-256 of the record received
+	detail   string
+}
+
+// extension is what a store must do for one batch, as extend decided it.
+type extension struct {
+	res   batchResult
+	first uint64          // the seq of recs[0]
+	recs  []ledger.Record // to insert (seqs first..), when res.outcome is stored
+	alarm *alarm
+}
+
+// extend decides what a batch does to a chain whose end is end. held returns the stored records
+// of seqs from..to (to <= end.Seq), in order, for the part of the batch the chain holds already.
+// It is the one place that decides duplicate, conflict, gap and verification for every store.
+func extend(end chainEnd, b *batchWrite, held func(from, to uint64) ([]ledger.Record, error)) (extension, error) {
+	x := extension{res: batchResult{end: end}}
+	if b.first > end.Seq+1 {
+		x.res.outcome = gap
+		return x, nil
+	}
+	if b.first <= end.Seq {
+		to := min(b.last(), end.Seq)
+		old, err := held(b.first, to)
+		if err != nil {
+			return x, err
+		}
+		if uint64(len(old)) != to-b.first+1 {
+			return x, fmt.Errorf("ingest: store holds %d records of %s epoch %d seqs %d..%d, its chain ends at %d",
+				len(old), b.device, b.epoch, b.first, to, end.Seq)
+		}
+		for i, o := range old {
+			if r := b.recs[i]; !bytes.Equal(o, r) {
+				seq := b.first + uint64(i)
+				x.res.outcome = conflict
+				x.res.err = fmt.Errorf("epoch %d seq %d: a record other than the one held (held %s, received %s)",
+					b.epoch, seq, wire.SHA256Hex(o)[:12], wire.SHA256Hex(r)[:12])
+				x.alarm = &alarm{device: b.device, epoch: b.epoch, seq: seq, kind: "conflict",
+					held: wire.SHA256Hex(o), received: wire.SHA256Hex(r), detail: x.res.err.Error()}
+				return x, nil
+			}
+		}
+		if b.last() <= end.Seq {
+			x.res.outcome = duplicate
+			return x, nil
+		}
+	}
+	recs := b.recs[end.Seq+1-b.first:]
+	c := ledger.Chain{Pub: b.pub, Device: b.device, Epoch: b.epoch, Seq: end.Seq, Head: end.Head, AllSignatures: b.allSigs}
+	if err := c.Append(recs); err != nil {
+		x.res.outcome = refused
+		x.res.err = fmt.Errorf("epoch %d: %w", b.epoch, err)
+		a := &alarm{device: b.device, epoch: b.epoch, seq: end.Seq + 1, kind: "unverified", detail: x.res.err.Error()}
+		var p *ledger.Problem
+		if errors.As(err, &p) {
+			a.seq = p.Seq
+			if p.Seq >= end.Seq+1 && p.Seq <= b.last() {
+				a.received = wire.SHA256Hex(b.recs[p.Seq-b.first])
+			}
+		}
+		x.alarm = a
+		return x, nil
+	}
+	x.res.outcome, x.res.stored = stored, len(recs)
+	x.res.end = chainEnd{Seq: c.Seq, Head: c.Head}
+	x.first, x.recs = end.Seq+1, recs
+	return x, nil
+}
+
+// decoded is the columns of a record that the central staff query (PostgreSQL).
+type decoded struct {
+	trainee, kind, session, method, institution string
+	wall                                        time.Time
+	flags                                       []string
+	evidence                                    []ledger.Photo
+}
+
+// columns is the part of an event body decode reads (the rest is skipped unread).
+type columns struct {
+	Kind        string                   `json:"kind"`
+	Time        struct{ Wall time.Time } `json:"time"`
+	Method      string                   `json:"method"`
+	Trainee     string                   `json:"trainee"`
+	Session     string                   `json:"session"`
+	Institution string                   `json:"institution"`
+	Flags       []string                 `json:"flags"`
+	Evidence    []ledger.Photo           `json:"evidence"`
+}
+
+// decode reads the columns of a verified record. A record whose body does not decode as an
+// event (it verified, so the device signed it) keeps empty columns: the bytes are what count.
+func decode(r ledger.Record) decoded {
+	var c columns
+	if err := json.Unmarshal(r.Body(), &c); err != nil {
+		return decoded{kind: "undecodable", flags: []string{}}
+	}
+	d := decoded{trainee: c.Trainee, kind: c.Kind, session: c.Session, method: c.Method,
+		institution: c.Institution, wall: c.Time.Wall, evidence: c.Evidence, flags: c.Flags}
+	if d.flags == nil {
+		d.flags = []string{}
+	}
+	return d
+}
+
+// openStore opens the store a DB setting names: a postgres:// or postgresql:// URL is a
+// PostgreSQL database, anything else the path of a bbolt file.
+func openStore(ctx context.Context, db string, readOnly bool) (store, error) {
+	if isPostgres(db) {
+		return openPG(ctx, db)
+	}
+	return openBolt(db, readOnly)
+}
+
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
