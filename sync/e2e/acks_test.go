@@ -9,7 +9,7 @@ import (
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
@@ -78,7 +78,7 @@ func TestAckFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &ackFaults{p: tc.p, rng: rand.New(rand.NewPCG(seed, 2)), n: map[string]int{}}
 			r := newRig(t, brokertest.Options{}, f.mangle)
-			prod := synctest.Produce(t, r.st, 3*time.Millisecond)
+			prod := synckit.Produce(t, r.st, 3*time.Millisecond)
 			time.Sleep(2 * time.Second)
 			f.mu.Lock()
 			f.p.lose, f.p.reorder = 0, 0 // the tail must get through for the backlog to drain

@@ -5,10 +5,8 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
@@ -19,53 +17,24 @@ func aclBroker(t *testing.T) *brokertest.Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return synctest.Broker(t, brokertest.Options{ACLFile: acl, Users: map[string]string{
+	return brokertest.Start(t, brokertest.Options{ACLFile: acl, Users: map[string]string{
 		"jn-0001-r101": "pw-r101", "jn-0001-r102": "pw-r102", "kaoqin-ingest": "pw-ingest"}})
 }
 
 type rawClient struct {
-	t   *testing.T
-	c   mqtt.Client
-	got chan mqtt.Message
+	t *testing.T
+	*brokertest.Client
 }
 
 func dial(t *testing.T, url, user, pass string) *rawClient {
 	t.Helper()
-	r := &rawClient{t: t, got: make(chan mqtt.Message, 100)}
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID("raw-" + user).SetUsername(user).SetPassword(pass).
-		SetProtocolVersion(4).SetAutoReconnect(false).SetCleanSession(true).
-		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-			select {
-			case r.got <- m:
-			default:
-			}
-		})
-	r.c = mqtt.NewClient(o)
-	tok := r.c.Connect()
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("%s: connect: %v", user, tok.Error())
-	}
-	t.Cleanup(func() { r.c.Disconnect(100) })
-	return r
+	return &rawClient{t: t, Client: brokertest.Dial(t, url, "raw-"+user, brokertest.WithLogin(user, pass))}
 }
 
 // subscribe returns the broker's SUBACK code: 0 or 1 granted, 0x80 refused.
-func (r *rawClient) subscribe(filter string) byte {
-	r.t.Helper()
-	tok := r.c.Subscribe(filter, 1, nil)
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		r.t.Fatalf("subscribe %s: %v", filter, tok.Error())
-	}
-	return tok.(*mqtt.SubscribeToken).Result()[filter]
-}
+func (r *rawClient) subscribe(filter string) byte { return r.Subscribe(filter, nil) }
 
-func (r *rawClient) publish(topic, payload string) {
-	r.t.Helper()
-	tok := r.c.Publish(topic, 1, false, payload)
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		r.t.Fatalf("publish %s: %v", topic, tok.Error())
-	}
-}
+func (r *rawClient) publish(topic, payload string) { r.Publish(topic, false, []byte(payload)) }
 
 // expect waits for a message with payload marker and fails on any message with payload forbidden
 // before it or within a grace period after it.
@@ -75,7 +44,7 @@ func (r *rawClient) expect(marker, forbidden string) {
 	var grace <-chan time.Time
 	for {
 		select {
-		case m := <-r.got:
+		case m := <-r.Stray:
 			switch p := string(m.Payload()); {
 			case p == forbidden && p != "":
 				r.t.Fatalf("the ACL let through %q on %s", forbidden, m.Topic())
@@ -138,7 +107,7 @@ func TestACLConfinesDevicesToTheirPrefix(t *testing.T) {
 // The ACL is not too tight: a real agent and ingester (with a shared subscription) work through it.
 func TestACLLetsTheContractThrough(t *testing.T) {
 	b := aclBroker(t)
-	env := synctest.NewEnv(t)
+	env := synckit.NewEnv(t)
 	key := env.DeviceKey("jn-0001-r101")
 	st := env.OpenStore("jn-0001-r101", key)
 	defer st.Close()
@@ -148,11 +117,11 @@ func TestACLLetsTheContractThrough(t *testing.T) {
 	ucfg := env.UplinkConfig("jn-0001-r101", b.URL())
 	ucfg.Username, ucfg.Password = "jn-0001-r101", "pw-r101"
 	env.StartUplink(st, ucfg)
-	prod := synctest.Produce(t, st, 5*time.Millisecond)
+	prod := synckit.Produce(t, st, 5*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	prod.Stop()
-	synctest.WaitDrained(t, st, 30*time.Second)
-	if err := synctest.Check(st, in.Scan); err != nil {
+	synckit.WaitDrained(t, st, 30*time.Second)
+	if err := synckit.Check(st, in.Scan); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

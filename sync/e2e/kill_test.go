@@ -2,82 +2,18 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/kaoqin/kaoqin/agent/ledger"
-	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
-	"github.com/kaoqin/kaoqin/sync/uplink"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 )
 
-// The agent child: the test binary run again with childEnv set to a JSON childConfig. It opens
-// the store, runs the uplink and appends a sign-in every few milliseconds until it is killed.
-const childEnv = "KAOQIN_E2E_AGENT"
-
-type childConfig struct {
-	StorePath  string
-	KeyFile    string
-	Device     string
-	Broker     string
-	CentralPub string
-	Interval   time.Duration
-}
-
-func TestMain(m *testing.M) {
-	if c := os.Getenv(childEnv); c != "" {
-		os.Exit(runChild(c))
-	}
-	os.Exit(m.Run())
-}
-
-func runChild(js string) int {
-	var c childConfig
-	if err := json.Unmarshal([]byte(js), &c); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	key, err := ledger.LoadPrivateKey(c.KeyFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	st, err := store.Open(store.Config{Path: c.StorePath, Device: c.Device, Key: key}, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	u, err := uplink.New(synctest.UplinkConfig(c.Device, c.Broker, c.CentralPub), st, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	go func() {
-		for i := 0; ; i++ {
-			if _, err := st.Append(synctest.SignIn(i)); err != nil {
-				fmt.Fprintln(os.Stderr, "child: append:", err)
-				os.Exit(3)
-			}
-			time.Sleep(c.Interval)
-		}
-	}()
-	if err := u.Run(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 1
-	}
-	return 0
-}
+func TestMain(m *testing.M) { synckit.ChildMain(m, nil) }
 
 // seed returns KAOQIN_SEED or a fresh seed, and logs it (shown when the test fails).
 func seed(t *testing.T) uint64 {
@@ -98,27 +34,19 @@ func seed(t *testing.T) uint64 {
 func TestAgentKilledRepeatedly(t *testing.T) {
 	const cycles = 100
 	rng := rand.New(rand.NewPCG(seed(t), 1))
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{Persistence: true})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{Persistence: true})
 	const device = "jn-0001-r101"
 	key := env.DeviceKey(device)
 	env.OpenStore(device, key).Close() // the epoch is fixed before the first kill
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
 
-	cfg, err := json.Marshal(childConfig{StorePath: env.StorePath(device), KeyFile: key, Device: device,
-		Broker: b.URL(), CentralPub: env.CentralPub, Interval: 2 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := synckit.ChildConfig{StorePath: env.StorePath(device), KeyFile: key, Device: device,
+		Broker: b.URL(), CentralPub: env.CentralPub, Interval: 2 * time.Millisecond}
 	var killedAfter time.Duration
 	for i := range cycles {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+string(cfg))
 		out := &bytes.Buffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd := synckit.StartChild(t, cfg, out)
 		// Half the kills come early (opening the store, connecting), half after the uplink ran a while.
 		d := time.Duration(rng.Int64N(int64(80 * time.Millisecond)))
 		if rng.IntN(2) == 0 {
@@ -141,8 +69,8 @@ func TestAgentKilledRepeatedly(t *testing.T) {
 		t.Errorf("acked 0 of %d after the kills: want some acknowledged, or the test proves nothing", head)
 	}
 	env.StartUplink(st, env.UplinkConfig(device, b.URL()))
-	synctest.WaitDrained(t, st, 60*time.Second)
-	if err := synctest.Check(st, in.Scan); err != nil {
+	synckit.WaitDrained(t, st, 60*time.Second)
+	if err := synckit.Check(st, in.Scan); err != nil {
 		t.Fatal(err)
 	}
 }

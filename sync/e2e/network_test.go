@@ -8,26 +8,26 @@ import (
 	"github.com/kaoqin/kaoqin/sync/ingest"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/internal/faultnet"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 // rig is one agent and one ingester on a real broker, the agent behind a fault proxy.
 type rig struct {
-	env    *synctest.Env
+	env    *synckit.Env
 	broker *brokertest.Broker
 	proxy  *faultnet.Proxy
 	st     *store.Store
 	in     *ingest.Ingester
 	up     *uplink.Uplink
-	upRun  *synctest.Running
+	upRun  *synckit.Running
 }
 
 func newRig(t *testing.T, opt brokertest.Options, mangle func(string, wire.Ack) []wire.Ack) *rig {
 	t.Helper()
-	r := &rig{env: synctest.NewEnv(t)}
-	r.broker = synctest.Broker(t, opt)
+	r := &rig{env: synckit.NewEnv(t)}
+	r.broker = brokertest.Start(t, opt)
 	var err error
 	if r.proxy, err = faultnet.Listen(r.broker.Addr()); err != nil {
 		t.Fatal(err)
@@ -44,14 +44,14 @@ func newRig(t *testing.T, opt brokertest.Options, mangle func(string, wire.Ack) 
 }
 
 // finish stops producing, heals the network, waits for the backlog to drain and checks.
-func (r *rig) finish(t *testing.T, prod *synctest.Running) {
+func (r *rig) finish(t *testing.T, prod *synckit.Running) {
 	t.Helper()
 	if err := prod.Stop(); err != nil {
 		t.Fatalf("producer: %v", err)
 	}
 	r.proxy.Heal()
-	synctest.WaitDrained(t, r.st, 60*time.Second)
-	if err := synctest.Check(r.st, r.in.Scan); err != nil {
+	synckit.WaitDrained(t, r.st, 60*time.Second)
+	if err := synckit.Check(r.st, r.in.Scan); err != nil {
 		t.Fatal(err)
 	}
 	head, _ := r.st.Head()
@@ -92,7 +92,7 @@ func TestNetworkFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, brokertest.Options{}, nil)
-			prod := synctest.Produce(t, r.st, 3*time.Millisecond)
+			prod := synckit.Produce(t, r.st, 3*time.Millisecond)
 			time.Sleep(300 * time.Millisecond) // flowing before the fault
 			tc.fault(r.proxy)
 			time.Sleep(300 * time.Millisecond) // and after it
@@ -111,7 +111,7 @@ func TestBrokerKilledMidStream(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, brokertest.Options{Persistence: persist}, nil)
-			prod := synctest.Produce(t, r.st, 3*time.Millisecond)
+			prod := synckit.Produce(t, r.st, 3*time.Millisecond)
 			for range 3 {
 				time.Sleep(400 * time.Millisecond)
 				r.broker.Kill()

@@ -19,7 +19,7 @@ import (
 	"github.com/kaoqin/kaoqin/sync/ingest/fleet"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/internal/pgtest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 )
 
 func envInt(name string, def int) int {
@@ -50,9 +50,9 @@ func BenchmarkCentral(b *testing.B) {
 	wave := time.Duration(envInt("KAOQIN_BENCH_WAVE", 20)) * time.Second
 	const perClass = 30
 	for range b.N {
-		env := synctest.NewEnv(b)
+		env := synckit.NewEnv(b)
 		env.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		br := synctest.Broker(b, brokertest.Options{Extra: "max_connections -1\n"})
+		br := brokertest.Start(b, brokertest.Options{Extra: "max_connections -1\n"})
 		db := pgtest.DB(b)
 		newFleet := func(prefix string) *fleet.Fleet {
 			f, err := fleet.New(fleet.Config{Broker: br.URL(), Devices: devices, KeysDir: env.DeviceKeysDir, Prefix: prefix,
@@ -71,7 +71,7 @@ func BenchmarkCentral(b *testing.B) {
 		load0 := loadavg()
 
 		// The 8 o'clock wave: a normal day, every classroom connected.
-		dayRun := synctest.Start(b, day.Run)
+		dayRun := synckit.Start(b, day.Run)
 		for day.Totals().Connected < devices {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -104,7 +104,7 @@ func BenchmarkCentral(b *testing.B) {
 		// each with a backlog.
 		after.Record(backlog, ledger.SignIn)
 		start := time.Now()
-		synctest.Start(b, after.Run)
+		synckit.Start(b, after.Run)
 		var connected time.Duration
 		for connected == 0 && after.Totals().Acked < after.Totals().Head {
 			if after.Totals().Connected == devices {
@@ -151,7 +151,7 @@ func slicesSort(d []time.Duration) {
 	}
 }
 
-func pgConfigB(env *synctest.Env, name, broker, db string) ingest.Config {
+func pgConfigB(env *synckit.Env, name, broker, db string) ingest.Config {
 	c := env.IngestConfig(name, broker)
 	c.DB, c.Socket, c.ShareGroup = db, env.Dir+"/"+name+".sock", "g"
 	// Production timeouts: the test ones (2 s keepalive) drop connections on a loaded machine.

@@ -13,7 +13,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/sync/ingest"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
@@ -27,9 +27,9 @@ type fakeDevice struct {
 	acks chan wire.Ack
 }
 
-func newFakeDevice(t *testing.T, env *synctest.Env, b *brokertest.Broker, name string) *fakeDevice {
+func newFakeDevice(t *testing.T, env *synckit.Env, b *brokertest.Broker, name string) *fakeDevice {
 	t.Helper()
-	d := &fakeDevice{t: t, name: name, key: synctest.Ed25519(t, env.DeviceKey(name)), acks: make(chan wire.Ack, 100)}
+	d := &fakeDevice{t: t, name: name, key: synckit.Ed25519(t, env.DeviceKey(name)), acks: make(chan wire.Ack, 100)}
 	o := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("fake-" + name).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetCleanSession(true)
 	d.c = mqtt.NewClient(o)
@@ -43,8 +43,8 @@ func newFakeDevice(t *testing.T, env *synctest.Env, b *brokertest.Broker, name s
 			t.Errorf("malformed ack: %v", err)
 			return
 		}
-		if !strings.HasPrefix(m.Topic(), wire.Prefix(synctest.Institution, name)+"/") {
-			t.Errorf("ack on %s, want the prefix of institution %s", m.Topic(), synctest.Institution)
+		if !strings.HasPrefix(m.Topic(), wire.Prefix(synckit.Institution, name)+"/") {
+			t.Errorf("ack on %s, want the prefix of institution %s", m.Topic(), synckit.Institution)
 		}
 		d.acks <- *a
 	})
@@ -57,7 +57,7 @@ func newFakeDevice(t *testing.T, env *synctest.Env, b *brokertest.Broker, name s
 // seal seals a sign-in of device at epoch and seq linked to prev.
 func (d *fakeDevice) seal(device string, epoch, seq uint64, prev [32]byte) ledger.Record {
 	d.t.Helper()
-	e := synctest.SignIn(int(seq))
+	e := synckit.SignIn(int(seq))
 	e.Device, e.Epoch, e.Seq, e.ID = device, epoch, seq, ledger.NewID(time.Now())
 	r, err := ledger.Seal(&e, prev, d.key)
 	if err != nil {
@@ -98,7 +98,7 @@ func (d *fakeDevice) online(in *ingest.Ingester) {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	if tok := d.c.Publish(wire.StateTopic(synctest.Institution, d.name), 1, true, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := d.c.Publish(wire.StateTopic(synckit.Institution, d.name), 1, true, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		d.t.Fatalf("publish state: %v", tok.Error())
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -169,14 +169,14 @@ func stored(t *testing.T, in *ingest.Ingester, device string) map[uint64]map[uin
 // the stored head, another device's records. Each refusal is followed by a batch the ingester
 // already holds, whose ack (through 3, not 5) shows the refused batch was handled and not kept.
 func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
 	d := newFakeDevice(t, env, b, dev) // registers its key before the ingester starts
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
 	d.online(in)
 	newEpoch := d.run(8, 1, 3, ledger.ZeroHash)
-	d.send(synctest.Institution, 8, 1, newEpoch)
+	d.send(synckit.Institution, 8, 1, newEpoch)
 	d.wantAck("epoch 8 seqs 1-3", 8, 3)
 	head := newEpoch[2].Hash()
 
@@ -196,11 +196,11 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 	}
 	last := "" // the status's last error, once per refusal (the ack may come before the status)
 	for _, tc := range tests {
-		d.send(synctest.Institution, 8, 4, tc.recs)
-		d.send(synctest.Institution, 8, 1, newEpoch) // held already: acked again
+		d.send(synckit.Institution, 8, 4, tc.recs)
+		d.send(synckit.Institution, 8, 1, newEpoch) // held already: acked again
 		d.wantAck(tc.name+", then seqs 1-3 again", 8, 3)
 		waitStatus(t, in, tc.name+": want a verification error", func(s []ingest.DeviceStatus) bool {
-			return len(s) == 1 && strings.Contains(s[0].LastError, "does not verify") && s[0].LastError != last
+			return len(s) == 1 && strings.Contains(s[0].LastError, "refused") && s[0].LastError != last
 		})
 		last = in.Status()[0].LastError // the next refusal must change it
 	}
@@ -210,7 +210,7 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 	}
 
 	good := d.run(8, 4, 2, head)
-	d.send(synctest.Institution, 8, 4, good)
+	d.send(synckit.Institution, 8, 4, good)
 	d.wantAck("the real seqs 4-5", 8, 5)
 	got = stored(t, in, dev)
 	for i, r := range good {
@@ -224,35 +224,35 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 // refused by the ingester itself, whatever the broker lets through: its records are not stored and
 // nothing is acknowledged.
 func TestIngesterRefusesAnotherInstitutionsPrefix(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{}) // no ACL: the ingester alone decides
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{}) // no ACL: the ingester alone decides
 	const dev = "jn-0001-r101"
 	d := newFakeDevice(t, env, b, dev) // registers its key before the ingester starts
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
 	d.online(in)
 	recs := d.run(8, 1, 5, ledger.ZeroHash)
-	d.send(synctest.Institution, 8, 1, recs[:3])
+	d.send(synckit.Institution, 8, 1, recs[:3])
 	d.wantAck("seqs 1-3 under 0001", 8, 3)
 
 	d.send("0002", 8, 4, recs[3:]) // the next records, well signed, under 0002
-	d.send(synctest.Institution, 8, 1, recs[:3])
+	d.send(synckit.Institution, 8, 1, recs[:3])
 	d.wantAck("seqs 4-5 under 0002, then 1-3 again under 0001", 8, 3)
 	if got := stored(t, in, dev); len(got[8]) != 3 {
 		t.Fatalf("stored: %d records, want 3 (nothing from the 0002 prefix)", len(got[8]))
 	}
 	waitStatus(t, in, "want the device registered under 0001 with an error naming the institution", func(s []ingest.DeviceStatus) bool {
-		return len(s) == 1 && s[0].Institution == synctest.Institution && strings.Contains(s[0].LastError, "institution")
+		return len(s) == 1 && s[0].Institution == synckit.Institution && strings.Contains(s[0].LastError, "institution")
 	})
 
-	d.send(synctest.Institution, 8, 4, recs[3:])
+	d.send(synckit.Institution, 8, 4, recs[3:])
 	d.wantAck("seqs 4-5 under 0001", 8, 5)
 }
 
 // The ack leaves only after the commit: while the transaction storing a batch is held open, no
 // ack is published; once it commits, the ack follows.
 func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
 	d := newFakeDevice(t, env, b, dev)
 	in, err := ingest.New(env.IngestConfig("central", b.URL()), env.Log)
@@ -273,9 +273,9 @@ func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
 			close(release)
 		}
 	}()
-	synctest.Start(t, in.Run)
+	synckit.Start(t, in.Run)
 	d.online(in)
-	d.send(synctest.Institution, 8, 1, d.run(8, 1, 3, ledger.ZeroHash))
+	d.send(synckit.Institution, 8, 1, d.run(8, 1, 3, ledger.ZeroHash))
 	select {
 	case <-entered:
 	case <-time.After(10 * time.Second):

@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/sync/ingest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 // Each limit is allowed at its edge and refused one past it, naming the key.
 func TestConfigEdges(t *testing.T) {
-	env := synctest.NewEnv(t)
+	env := synckit.NewEnv(t)
 	good := env.IngestConfig("central", "tcp://127.0.0.1:1883")
 	tests := []struct {
 		name string

@@ -14,13 +14,13 @@ import (
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/sync/ingest"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 func TestConfigValidate(t *testing.T) {
-	env := synctest.NewEnv(t)
+	env := synckit.NewEnv(t)
 	good := env.IngestConfig("central", "tcp://127.0.0.1:1883")
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
@@ -47,8 +47,8 @@ func TestConfigValidate(t *testing.T) {
 // Two devices drain into one ingester; the status, live over the socket and from the file once
 // stopped, shows both acknowledged.
 func TestTwoDevicesAndStatus(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	icfg := env.IngestConfig("central", b.URL())
 	in, run := env.StartIngester(icfg)
 	devs := []string{"jn-0001-r101", "jn-0001-r102"}
@@ -56,9 +56,9 @@ func TestTwoDevicesAndStatus(t *testing.T) {
 		st := env.OpenStore(d, env.DeviceKey(d))
 		defer st.Close()
 		env.StartUplink(st, env.UplinkConfig(d, b.URL()))
-		synctest.Append(t, st, 100*(i+1))
-		synctest.WaitDrained(t, st, 30*time.Second)
-		if err := synctest.Check(st, in.Scan); err != nil {
+		synckit.Append(t, st, 100*(i+1))
+		synckit.WaitDrained(t, st, 30*time.Second)
+		if err := synckit.Check(st, in.Scan); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,19 +108,19 @@ func TestTwoDevicesAndStatus(t *testing.T) {
 // The central system loses its database: a new ingester sees the device's events start beyond 1,
 // waits GapTimeout, asks for a resync from seq 1, and ends up with the whole ledger.
 func TestResyncAfterCentralLostItsDatabase(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
 	st := env.OpenStore(dev, env.DeviceKey(dev))
 	defer st.Close()
 	_, first := env.StartIngester(env.IngestConfig("first", b.URL()))
 	env.StartUplink(st, env.UplinkConfig(dev, b.URL()))
-	synctest.Append(t, st, 300)
-	synctest.WaitDrained(t, st, 30*time.Second)
+	synckit.Append(t, st, 300)
+	synckit.WaitDrained(t, st, 30*time.Second)
 	first.Stop()
 
 	in, _ := env.StartIngester(env.IngestConfig("second", b.URL()))
-	synctest.Append(t, st, 50)
+	synckit.Append(t, st, 50)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s := in.Status()
@@ -132,8 +132,8 @@ func TestResyncAfterCentralLostItsDatabase(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	synctest.WaitDrained(t, st, 10*time.Second)
-	if err := synctest.Check(st, in.Scan); err != nil {
+	synckit.WaitDrained(t, st, 10*time.Second)
+	if err := synckit.Check(st, in.Scan); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -141,8 +141,8 @@ func TestResyncAfterCentralLostItsDatabase(t *testing.T) {
 // A device without a registered key, or whose records do not verify with its key, gets nothing
 // stored and nothing acknowledged.
 func TestUnverifiedDevicesRefused(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
 
 	// Unregistered: its key file is never copied to the registry.
@@ -158,7 +158,7 @@ func TestUnverifiedDevicesRefused(t *testing.T) {
 		return c
 	}
 	env.StartUplink(st1, quick("jn-0001-r199"))
-	synctest.Append(t, st1, 5)
+	synckit.Append(t, st1, 5)
 
 	// Registered with another key: the device's records do not verify.
 	env.DeviceKey("jn-0001-r198")
@@ -169,7 +169,7 @@ func TestUnverifiedDevicesRefused(t *testing.T) {
 	st2 := env.OpenStore("jn-0001-r198", wrong)
 	defer st2.Close()
 	env.StartUplink(st2, quick("jn-0001-r198"))
-	synctest.Append(t, st2, 5)
+	synckit.Append(t, st2, 5)
 
 	time.Sleep(2500 * time.Millisecond)
 	for _, st := range []interface{ Acked() (uint64, error) }{st1, st2} {
@@ -214,8 +214,8 @@ func id(d17 string) string { return roster.WithCheckChar(d17) }
 // Publish checks a roster, keeps it, and the ingester sends it (signed, in chunks) to the device
 // whose state reports an older version; the device applies it and says so.
 func TestPublishDataset(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	icfg := env.IngestConfig("central", b.URL())
 	ctx := context.Background()
 

@@ -20,12 +20,12 @@ import (
 	"github.com/kaoqin/kaoqin/sync/ingest/fleet"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/internal/pgtest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 // pgConfig is an ingester of share group "g" over the PostgreSQL database db.
-func pgConfig(env *synctest.Env, name, broker, db string) ingest.Config {
+func pgConfig(env *synckit.Env, name, broker, db string) ingest.Config {
 	c := env.IngestConfig(name, broker)
 	c.DB, c.Socket, c.ShareGroup = db, filepath.Join(env.Dir, name+".sock"), "g"
 	return c
@@ -79,17 +79,17 @@ func checkFleet(t *testing.T, db string, f *fleet.Fleet) {
 	t.Logf("%d events of %d devices stored exactly once", total, len(chains))
 }
 
-func startFleet(t *testing.T, env *synctest.Env, broker string, n int, ackTimeout time.Duration) (*fleet.Fleet, *synctest.Running) {
+func startFleet(t *testing.T, env *synckit.Env, broker string, n int, ackTimeout time.Duration) (*fleet.Fleet, *synckit.Running) {
 	t.Helper()
 	f, err := fleet.New(fleet.Config{Broker: broker, Devices: n, KeysDir: env.DeviceKeysDir, CentralPub: centralPub(t, env),
 		BatchSize: 16, Window: 4, AckTimeout: ackTimeout}, env.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f, synctest.Start(t, f.Run)
+	return f, synckit.Start(t, f.Run)
 }
 
-func centralPub(t *testing.T, env *synctest.Env) []byte {
+func centralPub(t *testing.T, env *synckit.Env) []byte {
 	k, err := ledger.LoadPublicKey(env.CentralPub)
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +98,8 @@ func centralPub(t *testing.T, env *synctest.Env) []byte {
 }
 
 // produce records a sign-in on a random device every interval until stopped.
-func produce(t *testing.T, f *fleet.Fleet, interval time.Duration) *synctest.Running {
-	return synctest.Start(t, func(ctx context.Context) error {
+func produce(t *testing.T, f *fleet.Fleet, interval time.Duration) *synckit.Running {
+	return synckit.Start(t, func(ctx context.Context) error {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
@@ -150,8 +150,8 @@ func (c *child) stop() {
 // in; one of them, at random, is killed with SIGKILL every few hundred milliseconds (mid-batch,
 // mid-commit, mid-ack) and started again. Nothing is lost and nothing is stored twice.
 func TestConsumersKilled(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	db := pgtest.DB(t)
 	// Migrate once before the children race for it (they would wait on the advisory lock).
 	in, err := ingest.New(pgConfig(env, "setup", b.URL(), db), env.Log)
@@ -203,8 +203,8 @@ func TestConsumersKilled(t *testing.T) {
 // PostgreSQL crashes and comes back while two consumers drain a backlog: they hold their acks,
 // retry, and nothing is lost or doubled.
 func TestPostgresRestartMidDrain(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	db := pgtest.DB(t)
 	for i := range 2 {
 		env.StartIngester(pgConfig(env, fmt.Sprintf("c%d", i), b.URL(), db))
@@ -215,7 +215,7 @@ func TestPostgresRestartMidDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Record(300, ledger.SignIn)
-	synctest.Start(t, f.Run)
+	synckit.Start(t, f.Run)
 	start := time.Now()
 	deadline := time.Now().Add(30 * time.Second)
 	for f.Totals().Acked < 1000 && time.Now().Before(deadline) {
@@ -243,17 +243,17 @@ func TestPostgresRestartMidDrain(t *testing.T) {
 // broker redelivered out of order) is held: once the predecessor arrives, the ack covers both,
 // with no resend and no resync.
 func TestIngesterHoldsBatchAhead(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
-	key := synctest.Ed25519(t, env.DeviceKey(dev))
+	key := synckit.Ed25519(t, env.DeviceKey(dev))
 	cfg := pgConfig(env, "c0", b.URL(), pgtest.DB(t))
 	cfg.GapTimeout = 3 * time.Second
 	env.StartIngester(cfg)
 	var recs []ledger.Record
 	var prev [32]byte
 	for i := range 20 {
-		e := synctest.SignIn(i)
+		e := synckit.SignIn(i)
 		e.Device, e.Epoch, e.Seq, e.ID = dev, 1, uint64(i+1), ledger.NewID(time.Now())
 		r, err := ledger.Seal(&e, prev, key)
 		if err != nil {
@@ -267,7 +267,7 @@ func TestIngesterHoldsBatchAhead(t *testing.T) {
 		t.Fatalf("connect: %v", tok.Error())
 	}
 	defer c.Disconnect(0)
-	c.Subscribe(wire.DownFilter(synctest.Institution, dev), 1, func(_ mqtt.Client, m mqtt.Message) {
+	c.Subscribe(wire.DownFilter(synckit.Institution, dev), 1, func(_ mqtt.Client, m mqtt.Message) {
 		got <- m.Topic() + " " + string(m.Payload())
 	}).Wait()
 	// The ingester is subscribed once it knows the device from its birth state.
@@ -277,7 +277,7 @@ func TestIngesterHoldsBatchAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		c.Publish(wire.StateTopic(synctest.Institution, dev), 1, false, sp).Wait()
+		c.Publish(wire.StateTopic(synckit.Institution, dev), 1, false, sp).Wait()
 		sts, _ := ingest.Status(context.Background(), cfg)
 		if len(sts) == 1 {
 			break
@@ -293,7 +293,7 @@ func TestIngesterHoldsBatchAhead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Publish(wire.EventsTopic(synctest.Institution, dev), 1, false, p).Wait()
+		c.Publish(wire.EventsTopic(synckit.Institution, dev), 1, false, p).Wait()
 	}
 	send(11, 20)
 	select {
@@ -327,8 +327,8 @@ func TestIngesterHoldsBatchAhead(t *testing.T) {
 // Simulated devices get a published roster from consumers sharing PostgreSQL, apply it and say
 // so; the database records the published version and each device's report.
 func TestFleetAppliesDataset(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	db := pgtest.DB(t)
 	f, err := fleet.New(fleet.Config{Broker: b.URL(), Devices: 4, KeysDir: env.DeviceKeysDir, CentralPub: centralPub(t, env),
 		AckTimeout: time.Second}, env.Log)
@@ -341,7 +341,7 @@ func TestFleetAppliesDataset(t *testing.T) {
 		cfgs = append(cfgs, c)
 		env.StartIngester(c)
 	}
-	synctest.Start(t, f.Run)
+	synckit.Start(t, f.Run)
 	if err := ingest.Publish(context.Background(), cfgs[0], "roster", 0, writeRoster(t, env.Dir, 3)); err != nil {
 		t.Fatal(err)
 	}

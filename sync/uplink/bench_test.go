@@ -1,18 +1,14 @@
 package uplink_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +18,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 )
 
 // The benchmarks of the sync path (make bench):
@@ -75,7 +71,7 @@ func buildBacklog() (dir string, err error) {
 		}
 		defer st.Close()
 		for i := range drainEvents {
-			if _, err := st.Append(synctest.SignIn(i)); err != nil {
+			if _, err := st.Append(synckit.SignIn(i)); err != nil {
 				backlog.err = err
 				return
 			}
@@ -103,23 +99,6 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// procStatus reads a size in bytes from /proc/<pid>/status ("VmHWM:", "RssAnon:").
-func procStatus(pid int, field string) uint64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // barePaho publishes n 200-byte QoS 1 messages pipelined (at most 10,000 unacknowledged) and
@@ -157,8 +136,8 @@ func BenchmarkDrain(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	env := synctest.NewEnv(b)
-	br := synctest.Broker(b, brokertest.Options{Persistence: true})
+	env := synckit.NewEnv(b)
+	br := brokertest.Start(b, brokertest.Options{Persistence: true})
 	pub, err := os.ReadFile(filepath.Join(dir, "device.pub"))
 	if err != nil {
 		b.Fatal(err)
@@ -177,33 +156,27 @@ func BenchmarkDrain(b *testing.B) {
 			b.Fatal(err)
 		}
 		in, ingRun := env.StartIngester(env.IngestConfig(fmt.Sprintf("central%d", i), br.URL()))
-		js, _ := json.Marshal(childConfig{StorePath: storePath, KeyFile: filepath.Join(dir, "device.key"), Broker: br.URL(),
-			CentralPub: env.CentralPub, Bench: true})
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+string(js))
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, os.Stderr
 		b.StartTimer()
 		start := time.Now()
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
+		cmd := synckit.StartChild(b, synckit.ChildConfig{StorePath: storePath, KeyFile: filepath.Join(dir, "device.key"), Device: device,
+			Broker: br.URL(), CentralPub: env.CentralPub, Bench: true}, &out)
 		if err := cmd.Wait(); err != nil {
 			b.Fatalf("agent: %v", err)
 		}
 		b.StopTimer()
-		var rep childReport
+		var rep synckit.ChildReport
 		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 			b.Fatalf("agent report %q: %v", out.String(), err)
 		}
 		wall := rep.Drained.Sub(start)
 		ingRun.Stop()
-		key := synctest.Ed25519(b, filepath.Join(dir, "device.key"))
+		key := synckit.Ed25519(b, filepath.Join(dir, "device.key"))
 		st, err := store.Open(store.Config{Path: storePath, Device: device, Key: key}, env.Log)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := synctest.Check(st, in.Scan); err != nil {
+		if err := synckit.Check(st, in.Scan); err != nil {
 			b.Fatal(err)
 		}
 		st.Close()
@@ -235,25 +208,25 @@ func median(v []float64) float64 {
 // BenchmarkAckLatency appends at classroom rates (10 events/s) and measures from Append returning
 // to the agent's cursor covering the event (the central's ack arrived and was recorded).
 func BenchmarkAckLatency(b *testing.B) {
-	env := synctest.NewEnv(b)
-	br := synctest.Broker(b, brokertest.Options{Persistence: true})
+	env := synckit.NewEnv(b)
+	br := brokertest.Start(b, brokertest.Options{Persistence: true})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
 	env.StartIngester(env.IngestConfig("central", br.URL()))
 	cfg := env.UplinkConfig(device, br.URL())
 	cfg.AckTimeout, cfg.MaxAckTimeout = 0, 0
 	env.StartUplink(st, cfg)
-	synctest.Append(b, st, 1)
+	synckit.Append(b, st, 1)
 	// Warm-up: if the first batch beat the ingester's subscription to the broker, it is resent
 	// after the default ack timeout (15 s), so wait longer than that.
-	synctest.WaitDrained(b, st, 40*time.Second)
+	synckit.WaitDrained(b, st, 40*time.Second)
 	var lat []time.Duration
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	i := 0
 	for b.Loop() {
 		<-tick.C
-		e, err := st.Append(synctest.SignIn(i))
+		e, err := st.Append(synckit.SignIn(i))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 // Each limit is allowed at its edge and refused one past it, naming the key.
 func TestConfigEdges(t *testing.T) {
-	env := synctest.NewEnv(t)
+	env := synckit.NewEnv(t)
 	good := env.UplinkConfig(device, "tcp://127.0.0.1:1883")
 	tests := []struct {
 		name string

@@ -9,7 +9,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
@@ -23,11 +23,11 @@ type acker struct {
 	cmdID   uint64
 }
 
-func newAcker(t *testing.T, env *synctest.Env, b *brokertest.Broker, st *store.Store) *acker {
+func newAcker(t *testing.T, env *synckit.Env, b *brokertest.Broker, st *store.Store) *acker {
 	t.Helper()
-	a := &acker{central: newCentral(t, b.URL(), synctest.Ed25519(t, env.CentralKey)), st: st,
+	a := &acker{central: newCentral(t, b.URL(), synckit.Ed25519(t, env.CentralKey)), st: st,
 		batches: make(chan wire.Batch, 1000), cmdID: uint64(time.Now().UnixMicro())}
-	a.sub(wire.EventsTopic(synctest.Institution, device), func(p []byte) {
+	a.sub(wire.EventsTopic(synckit.Institution, device), func(p []byte) {
 		bt, err := wire.DecodeBatch(p)
 		if err != nil {
 			t.Errorf("device sent a malformed batch: %v", err)
@@ -40,7 +40,7 @@ func newAcker(t *testing.T, env *synctest.Env, b *brokertest.Broker, st *store.S
 
 // cursorConfig sends one event per batch, and never again on its own for a minute: every batch
 // the test sees was asked for by the first connection, an ack or a resync.
-func cursorConfig(env *synctest.Env, b *brokertest.Broker, window int) uplink.Config {
+func cursorConfig(env *synckit.Env, b *brokertest.Broker, window int) uplink.Config {
 	cfg := env.UplinkConfig(device, b.URL())
 	cfg.BatchSize, cfg.Window = 1, window
 	cfg.AckTimeout, cfg.MaxAckTimeout = time.Minute, time.Minute
@@ -55,7 +55,7 @@ func (a *acker) ack(epoch, through uint64) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	a.publish(wire.AckTopic(synctest.Institution, device), p)
+	a.publish(wire.AckTopic(synckit.Institution, device), p)
 }
 
 func (a *acker) resync(from uint64) {
@@ -66,7 +66,7 @@ func (a *acker) resync(from uint64) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	a.publish(wire.CmdTopic(synctest.Institution, device), p)
+	a.publish(wire.CmdTopic(synckit.Institution, device), p)
 }
 
 // sent collects the first seqs of the batches received until one starting at last arrives.
@@ -136,11 +136,11 @@ func wantAcked(t *testing.T, st *store.Store, what string, want uint64) {
 // An ack for another epoch, older or newer, moves nothing: the cursor stays and the events stay
 // to be sent, until an ack of the device's own epoch arrives.
 func TestAckForAnotherEpochDoesNotMoveTheCursor(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
-	synctest.Append(t, st, 4) // seqs 2-5 after the epoch alarm
+	synckit.Append(t, st, 4) // seqs 2-5 after the epoch alarm
 	a := newAcker(t, env, b, st)
 	u, _ := env.StartUplink(st, cursorConfig(env, b, 10))
 	if got := a.sentThrough(5); !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
@@ -164,8 +164,8 @@ func TestAckForAnotherEpochDoesNotMoveTheCursor(t *testing.T) {
 // it were never sent, and counting them as delivered would lose them. The boundary: an ack of the
 // last seq sent is taken, one past it is not.
 func TestAckBeyondWhatWasSentIsRefused(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
 	a := newAcker(t, env, b, st)
@@ -173,7 +173,7 @@ func TestAckBeyondWhatWasSentIsRefused(t *testing.T) {
 	if got := a.sentThrough(1); !slices.Equal(got, []uint64{1}) {
 		t.Fatalf("first sends: got batches from %v, want 1", got)
 	}
-	synctest.Append(t, st, 6) // seqs 2-7, held back by the window
+	synckit.Append(t, st, 6) // seqs 2-7, held back by the window
 	a.quiet("window full")
 	ep := st.Epoch()
 
@@ -207,11 +207,11 @@ func TestAckBeyondWhatWasSentIsRefused(t *testing.T) {
 // of 7, a resync from 6 sends 4 and 5 again too. A resync from before the cursor (the central
 // lost events it had acknowledged) sends from where it asks.
 func TestResyncNeverSkipsUnacknowledgedEvents(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
-	synctest.Append(t, st, 6) // seqs 2-7
+	synckit.Append(t, st, 6) // seqs 2-7
 	a := newAcker(t, env, b, st)
 	u, _ := env.StartUplink(st, cursorConfig(env, b, 10))
 	a.sentThrough(7)

@@ -2,29 +2,22 @@ package uplink_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
-	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/internal/faultnet"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
@@ -59,7 +52,7 @@ func rosterJSON(t testing.TB, version uint64) []byte {
 // collects what the device reports.
 type central struct {
 	t       *testing.T
-	c       mqtt.Client
+	c       *brokertest.Client
 	key     ed25519.PrivateKey
 	applied chan wire.Applied
 	states  chan *wire.State
@@ -68,13 +61,8 @@ type central struct {
 func newCentral(t *testing.T, url string, key ed25519.PrivateKey) *central {
 	t.Helper()
 	c := &central{t: t, key: key, applied: make(chan wire.Applied, 100), states: make(chan *wire.State, 100)}
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID("test-central").SetProtocolVersion(4).SetAutoReconnect(false)
-	c.c = mqtt.NewClient(o)
-	if tok := c.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("central: connect: %v", tok.Error())
-	}
-	t.Cleanup(func() { c.c.Disconnect(100) })
-	c.sub(wire.AppliedTopic(synctest.Institution, device), func(p []byte) {
+	c.c = brokertest.Dial(t, url, "test-central")
+	c.sub(wire.AppliedTopic(synckit.Institution, device), func(p []byte) {
 		a, err := wire.DecodeApplied(p)
 		if err != nil {
 			t.Errorf("device sent a malformed applied: %v", err)
@@ -82,7 +70,7 @@ func newCentral(t *testing.T, url string, key ed25519.PrivateKey) *central {
 		}
 		c.applied <- *a
 	})
-	c.sub(wire.StateTopic(synctest.Institution, device), func(p []byte) {
+	c.sub(wire.StateTopic(synckit.Institution, device), func(p []byte) {
 		if s, err := wire.DecodeState(p); err == nil {
 			select {
 			case c.states <- s:
@@ -94,17 +82,12 @@ func newCentral(t *testing.T, url string, key ed25519.PrivateKey) *central {
 }
 
 func (c *central) sub(topic string, fn func([]byte)) {
-	tok := c.c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { fn(m.Payload()) })
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		c.t.Fatalf("central: subscribe: %v", tok.Error())
-	}
+	c.c.Subscribe(topic, func(_ string, p []byte) { fn(p) })
 }
 
 func (c *central) publish(topic string, p []byte) {
 	c.t.Helper()
-	if tok := c.c.Publish(topic, 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		c.t.Fatalf("central: publish: %v", tok.Error())
-	}
+	c.c.Publish(topic, false, p)
 }
 
 // waitOnline waits for an online state published from now on.
@@ -171,7 +154,7 @@ func (c *central) dataset(name string, version uint64, content []byte, signer ed
 // send publishes the manifest and the chunks, skipping the indexes in skip.
 func (c *central) send(name string, d dataset, skip ...int) {
 	c.t.Helper()
-	topic := wire.DataTopic(synctest.Institution, device, name)
+	topic := wire.DataTopic(synckit.Institution, device, name)
 	c.publish(topic, d.manifest)
 	for i, p := range d.chunks {
 		if !containsInt(skip, i) {
@@ -240,8 +223,8 @@ func activeRoster(t *testing.T, st *store.Store) uint64 {
 }
 
 func TestDatasets(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
 	cfg := env.UplinkConfig(device, b.URL())
@@ -252,7 +235,7 @@ func TestDatasets(t *testing.T) {
 		}
 	})
 	env.StartUplink(st, cfg)
-	key := synctest.Ed25519(t, env.CentralKey)
+	key := synckit.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
 	c.waitOnline()
 
@@ -342,121 +325,16 @@ func TestDatasets(t *testing.T) {
 	}
 }
 
-// The agent child of the kill tests: the test binary again with childEnv set.
-const childEnv = "KAOQIN_UPLINK_CHILD"
-
-type childConfig struct {
-	StorePath, KeyFile, Broker, CentralPub string
-	KillBeforeSwap                         bool
-	// Bench runs with the production ack timeouts, stops as soon as its backlog is acknowledged,
-	// and prints a childReport on stdout.
-	Bench bool
-}
-
-// childReport is what a bench child reports: when its backlog was drained and its memory.
-type childReport struct {
-	Drained      time.Time // when the cursor reached the head
-	HeapInuseMax uint64    // the highest HeapInuse, sampled every 10ms
-	PeakRSS      uint64    // VmHWM: includes the pages of the store's file mapped by bbolt
-	AnonMax      uint64    // the highest RssAnon sampled: the agent's own memory
-	TotalAlloc   uint64
-	NumGC        uint32
-}
-
 func TestMain(m *testing.M) {
-	if js := os.Getenv(childEnv); js != "" {
-		os.Exit(runChild(js))
-	}
-	os.Exit(m.Run())
-}
-
-func runChild(js string) int {
-	var c childConfig
-	if err := json.Unmarshal([]byte(js), &c); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	key, err := ledger.LoadPrivateKey(c.KeyFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(store.Config{Path: c.StorePath, Device: device, Key: key}, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	if c.KillBeforeSwap {
-		uplink.SetTestHookBeforeSwap(func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) })
-	}
-	cfg := synctest.UplinkConfig(device, c.Broker, c.CentralPub)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var rep childReport
-	sampled := make(chan struct{})
-	if c.Bench {
-		if path := os.Getenv("KAOQIN_AGENT_CPUPROFILE"); path != "" {
-			if f, err := os.Create(path); err == nil {
-				pprof.StartCPUProfile(f)
-				defer pprof.StopCPUProfile()
-			}
-		}
-		cfg.AckTimeout, cfg.MaxAckTimeout = 0, 0
-		if v, err := strconv.Atoi(os.Getenv("KAOQIN_BENCH_WINDOW")); err == nil {
-			cfg.Window = v
-		}
-		if v, err := strconv.Atoi(os.Getenv("KAOQIN_BENCH_BATCH")); err == nil {
-			cfg.BatchSize = v
-		}
-		go func() {
-			defer close(sampled)
-			var ms runtime.MemStats
-			for i := 0; ; i++ {
-				if i%10 == 0 {
-					runtime.ReadMemStats(&ms)
-					rep.HeapInuseMax = max(rep.HeapInuseMax, ms.HeapInuse)
-					rep.AnonMax = max(rep.AnonMax, procStatus(os.Getpid(), "RssAnon:"))
-				}
-				head, _ := st.Head()
-				if acked, _ := st.Acked(); acked == head {
-					rep.Drained = time.Now()
-					cancel()
-					return
-				}
-				time.Sleep(time.Millisecond)
-			}
-		}()
-	}
-	u, err := uplink.New(cfg, st, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 2
-	}
-	if err := u.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		return 1
-	}
-	if c.Bench {
-		<-sampled
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		rep.TotalAlloc, rep.NumGC, rep.PeakRSS = ms.TotalAlloc, ms.NumGC, procStatus(os.Getpid(), "VmHWM:")
-		json.NewEncoder(os.Stdout).Encode(rep)
-	}
-	return 0
+	synckit.ChildMain(m, map[string]func(){
+		"kill-before-swap": func() { uplink.SetTestHookBeforeSwap(func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) }) },
+	})
 }
 
 // startChild runs the agent in a child process and waits until it is online.
-func startChild(t *testing.T, c *central, cfg childConfig) *exec.Cmd {
+func startChild(t *testing.T, c *central, cfg synckit.ChildConfig) *exec.Cmd {
 	t.Helper()
-	js, _ := json.Marshal(cfg)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := synckit.StartChild(t, cfg, nil)
 	c.waitOnline()
 	return cmd
 }
@@ -481,13 +359,14 @@ func waitKilled(t *testing.T, cmd *exec.Cmd) {
 // middle of staging one. Each time the restarted agent finishes the job: the active roster is the
 // old one or the new one, never a mix, and no staging is left.
 func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	keyFile := env.DeviceKey(device)
 	env.OpenStore(device, keyFile).Close()
-	key := synctest.Ed25519(t, env.CentralKey)
+	key := synckit.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
-	cfg := childConfig{StorePath: env.StorePath(device), KeyFile: keyFile, Broker: b.URL(), CentralPub: env.CentralPub, KillBeforeSwap: true}
+	cfg := synckit.ChildConfig{StorePath: env.StorePath(device), KeyFile: keyFile, Device: device, Broker: b.URL(),
+		CentralPub: env.CentralPub, Hook: "kill-before-swap"}
 
 	// 1. Killed after the last chunk is staged, before the swap.
 	cmd := startChild(t, c, cfg)
@@ -524,7 +403,7 @@ func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
 	st.Close()
 
 	// 2. Killed in the middle of staging: half the chunks arrived.
-	cfg.KillBeforeSwap = false
+	cfg.Hook = ""
 	cmd = startChild(t, c, cfg)
 	v8 := c.dataset("roster", 8, rosterJSON(t, 8), key, device)
 	half := make([]int, 0)
@@ -559,11 +438,11 @@ func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
 // A complete staging is swapped in at start even with the broker down, and the applied report
 // goes out once the connection comes up.
 func TestStagedDatasetAppliedOfflineReportedLater(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
-	key := synctest.Ed25519(t, env.CentralKey)
+	key := synckit.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
 	v3 := c.dataset("roster", 3, rosterJSON(t, 3), key, device)
 	if _, err := st.Stage("roster", 3, v3.manifest, len(v3.chunks)); err != nil {

@@ -9,13 +9,13 @@ import (
 
 	"github.com/kaoqin/kaoqin/sync/ingest"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
-	"github.com/kaoqin/kaoqin/sync/internal/synctest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 func TestConfigValidate(t *testing.T) {
-	env := synctest.NewEnv(t)
+	env := synckit.NewEnv(t)
 	good := env.UplinkConfig(device, "tcp://127.0.0.1:1883")
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
@@ -54,7 +54,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // drains runs the uplink with cfg against b and reports whether a small backlog drains.
-func drains(t *testing.T, env *synctest.Env, b *brokertest.Broker, cfg uplink.Config, icfg func(*ingest.Config), within time.Duration) bool {
+func drains(t *testing.T, env *synckit.Env, b *brokertest.Broker, cfg uplink.Config, icfg func(*ingest.Config), within time.Duration) bool {
 	t.Helper()
 	st := env.OpenStore(cfg.Device, env.DeviceKey(cfg.Device))
 	defer st.Close()
@@ -65,12 +65,12 @@ func drains(t *testing.T, env *synctest.Env, b *brokertest.Broker, cfg uplink.Co
 	in, _ := env.StartIngester(ic)
 	_, run := env.StartUplink(st, cfg)
 	defer run.Stop()
-	synctest.Append(t, st, 50)
+	synckit.Append(t, st, 50)
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		head, _ := st.Head()
 		if acked, _ := st.Acked(); acked == head {
-			if err := synctest.Check(st, in.Scan); err != nil {
+			if err := synckit.Check(st, in.Scan); err != nil {
 				t.Fatal(err)
 			}
 			return true
@@ -81,8 +81,8 @@ func drains(t *testing.T, env *synctest.Env, b *brokertest.Broker, cfg uplink.Co
 }
 
 func TestTLSClientCertificate(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{TLS: true})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{TLS: true})
 	cfg := env.UplinkConfig("dev-tls", b.TLSURL())
 	cfg.CAFile, cfg.CertFile, cfg.KeyFile = b.TLSFiles.CA, b.TLSFiles.ClientCert, b.TLSFiles.ClientKey
 	if !drains(t, env, b, cfg, nil, 10*time.Second) {
@@ -96,8 +96,8 @@ func TestTLSClientCertificate(t *testing.T) {
 }
 
 func TestUsernamePassword(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{Users: map[string]string{"dev-pw": "right", "kaoqin-ingest": "central"}})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev-pw": "right", "kaoqin-ingest": "central"}})
 	login := func(ic *ingest.Config) { ic.Username, ic.Password = "kaoqin-ingest", "central" }
 	cfg := env.UplinkConfig("dev-pw", b.URL())
 	cfg.Username, cfg.Password = "dev-pw", "right"
@@ -114,17 +114,17 @@ func TestUsernamePassword(t *testing.T) {
 // Signed commands: a resync makes the agent send again from the seq asked; a replayed command,
 // one signed by another key and one for another device do nothing.
 func TestResyncCommand(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
 	cfg := env.UplinkConfig(device, b.URL())
 	cfg.BatchSize = 256
 	up, _ := env.StartUplink(st, cfg)
-	synctest.Append(t, st, 1200)
-	synctest.WaitDrained(t, st, 30*time.Second)
-	key := synctest.Ed25519(t, env.CentralKey)
+	synckit.Append(t, st, 1200)
+	synckit.WaitDrained(t, st, 30*time.Second)
+	key := synckit.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
 	cmd := func(id uint64, signer ed25519.PrivateKey, dev string) []byte {
 		p, err := wire.SealCommand(&wire.Command{ID: id, Device: dev, Issued: time.Now(), Cmd: wire.CmdResync, Epoch: st.Epoch(), FromSeq: 1}, signer)
@@ -145,7 +145,7 @@ func TestResyncCommand(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		return resent()
 	}
-	topic := wire.CmdTopic(synctest.Institution, device)
+	topic := wire.CmdTopic(synckit.Institution, device)
 	before := resent()
 	first := cmd(100, key, device)
 	c.publish(topic, first)
@@ -161,25 +161,25 @@ func TestResyncCommand(t *testing.T) {
 	if got := resent(); got != after {
 		t.Fatalf("replayed, forged or misaddressed commands resent %d batches, want none", got-after)
 	}
-	synctest.WaitDrained(t, st, 10*time.Second)
-	if err := synctest.Check(st, in.Scan); err != nil {
+	synckit.WaitDrained(t, st, 10*time.Second)
+	if err := synckit.Check(st, in.Scan); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // Run stops when its context is done, after a bounded flush, and publishes the offline state.
 func TestRunStopsWithFlush(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	st := env.OpenStore(device, env.DeviceKey(device))
 	defer st.Close()
-	key := synctest.Ed25519(t, env.CentralKey)
+	key := synckit.Ed25519(t, env.CentralKey)
 	c := newCentral(t, b.URL(), key)
 	cfg := env.UplinkConfig(device, b.URL())
 	cfg.FlushTimeout = 700 * time.Millisecond
 	_, run := env.StartUplink(st, cfg) // no ingester: nothing is ever acknowledged
 	c.waitOnline()
-	synctest.Append(t, st, 10)
+	synckit.Append(t, st, 10)
 	start := time.Now()
 	if err := run.Stop(); err != nil {
 		t.Fatal(err)

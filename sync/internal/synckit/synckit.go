@@ -1,14 +1,13 @@
-// Package synctest builds the pieces of sync tests and benchmarks: a real mosquitto, keys, agent
-// stores with their uplinks, ingesters, and the checker that compares what an agent recorded with
-// what the ingester stored.
-package synctest
+// Package synckit builds the pieces of sync tests and benchmarks: keys, agent stores with their
+// uplinks, ingesters, and the checker that compares what an agent recorded with what the ingester
+// stored. The broker is sync/internal/brokertest's; the logger and WaitFor are agent/testkit's.
+package synckit
 
 import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,8 +19,8 @@ import (
 	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/sync/ingest"
-	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/uplink"
 )
 
@@ -42,7 +41,7 @@ type Env struct {
 // in KAOQIN_TEST_LOG (debug, info, warn, error; default warn).
 func NewEnv(t testing.TB) *Env {
 	t.Helper()
-	e := &Env{T: t, Dir: t.TempDir(), Log: TestLogger(t)}
+	e := &Env{T: t, Dir: t.TempDir(), Log: testkit.Logger(t)}
 	var err error
 	if e.CentralKey, e.CentralPub, err = ledger.GenerateKeyFiles(filepath.Join(e.Dir, "central"), "central"); err != nil {
 		t.Fatal(err)
@@ -52,43 +51,6 @@ func NewEnv(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	return e
-}
-
-// TestLogger logs to t's output until the test ends.
-func TestLogger(t testing.TB) *slog.Logger {
-	level := slog.LevelWarn
-	switch strings.ToLower(os.Getenv("KAOQIN_TEST_LOG")) {
-	case "debug":
-		level = slog.LevelDebug
-	case "info":
-		level = slog.LevelInfo
-	case "error":
-		level = slog.LevelError
-	}
-	w := &testWriter{w: t.Output()}
-	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return len(p), nil
-	}
-	return w.w.Write(p)
-}
-
-func (w *testWriter) close() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }
 
 // DeviceKey makes a device key pair, registers the public key with the ingester's registry, and
@@ -202,9 +164,6 @@ func (e *Env) StartUplink(st *store.Store, cfg uplink.Config) (*uplink.Uplink, *
 	return u, Start(e.T, u.Run)
 }
 
-// Broker starts a mosquitto for the test.
-func Broker(t testing.TB, opt brokertest.Options) *brokertest.Broker { return brokertest.Start(t, opt) }
-
 // SignIn is a typical accepted sign-in event (about 480 bytes sealed).
 func SignIn(i int) ledger.Event {
 	return ledger.Event{Kind: ledger.SignIn, Source: "fp1", Method: "fingerprint", Trainee: fmt.Sprintf("T%05d", i),
@@ -305,7 +264,7 @@ func Check(st *store.Store, scan Scanner) error {
 		bad("agent backlog not drained: acked %d, head %d", acked, head)
 	}
 	if problems != nil {
-		return fmt.Errorf("synctest: check %s epoch %d:\n  %s", device, epoch, strings.Join(problems, "\n  "))
+		return fmt.Errorf("synckit: check %s epoch %d:\n  %s", device, epoch, strings.Join(problems, "\n  "))
 	}
 	return nil
 }
