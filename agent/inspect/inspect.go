@@ -322,5 +322,3 @@ type sourceLast struct {
 	Health drivers.Health
 	Last   *ledger.Event
 }
-
-

@@ -218,7 +218,7 @@ type todayBody struct {
 
 type sessionView struct {
 	report.Sheet
-	Missing  []report.Attendance
+	Absent   []report.Attendance
 	Refusals []ledger.Event
 	Timeline timeline
 }
@@ -280,7 +280,7 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request) {
 		sv := sessionView{Sheet: d.Sessions[i]}
 		for _, row := range sh.Rows {
 			if row.In == nil && row.Status != report.StatusNotEnrolled {
-				sv.Missing = append(sv.Missing, row)
+				sv.Absent = append(sv.Absent, row)
 			}
 		}
 		for _, e := range bySession[sh.Session] {
