@@ -46,7 +46,14 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, e
 		s.serverError(w, r, err)
 		return
 	}
-	tok := token()
+	// One login token per browser until it logs in: a second login page (another tab, or a
+	// favicon request sent to the login page) must not void the form of the first.
+	tok := ""
+	if c, err := r.Cookie(cookieLogin); err == nil && len(c.Value) == 43 {
+		tok = c.Value
+	} else {
+		tok = token()
+	}
 	http.SetCookie(w, &http.Cookie{Name: cookieLogin, Value: tok, Path: "/login", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 3600})
 	b := loginBody{Next: safeNext(r.FormValue("next")), Accounts: len(accts) > 0, LoginCSRF: tok}
 	if errKey != "" {
