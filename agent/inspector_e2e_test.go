@@ -1,16 +1,16 @@
 package agent_test
 
 import (
-	"bytes"
 	"archive/zip"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
-	"io"
 	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -163,7 +163,7 @@ func browserContext(t *testing.T) context.Context {
 
 func shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
 		return

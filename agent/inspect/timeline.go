@@ -87,3 +87,81 @@ func newTimeline(s *roster.Session, evs []ledger.Event, now time.Time, zone *tim
 	b.WriteString(`</svg>`)
 	return timeline{SVG: template.HTML(b.String())} // every text in it is escaped above
 }
+
+// rowsHTML renders the rows of a session on the today page. It is written here rather than in
+// the template because a day of 200 trainees in four sessions is 800 rows, and html/template's
+// reflection and escaping per field would be most of the page's time; every value is escaped.
+func rowsHTML(v view, rows []report.Attendance) template.HTML {
+	var b strings.Builder
+	b.Grow(len(rows) * 600)
+	esc := html.EscapeString
+	mark := func(m *report.Mark) {
+		if m == nil {
+			b.WriteString("<td></td>")
+			return
+		}
+		b.WriteString("<td>")
+		b.WriteString(esc(v.Clock(m.At)))
+		if !m.Synced {
+			b.WriteByte('*')
+		}
+		b.WriteString("<br><small>")
+		b.WriteString(esc(v.Method(m.Method)))
+		b.WriteString(" · ")
+		b.WriteString(esc(m.Source))
+		if sc := v.Score(m.Score); sc != "" {
+			b.WriteString(" · ")
+			b.WriteString(esc(sc))
+		}
+		b.WriteString("</small></td>")
+	}
+	photos := func(m *report.Mark) {
+		if m == nil {
+			return
+		}
+		for _, p := range m.Evidence {
+			u := fmt.Sprintf("/evidence/%d/%s", m.Seq, esc(p.SHA256))
+			fmt.Fprintf(&b, `<a href="%s"><img class="thumb" src="%s" alt="%s"></a>`, u, u, esc(v.T("evidence")))
+		}
+	}
+	for _, r := range rows {
+		b.WriteString(`<tr class="st-`)
+		b.WriteString(esc(string(r.Status)))
+		if r.Doubt {
+			b.WriteString(" doubt")
+		}
+		b.WriteString(`" data-trainee="`)
+		b.WriteString(esc(r.Trainee))
+		b.WriteString(`"><td><b>`)
+		b.WriteString(esc(r.Name))
+		b.WriteString(`</b> <span class="id">`)
+		b.WriteString(esc(r.Trainee))
+		b.WriteString(`</span><br><span class="id">`)
+		b.WriteString(esc(r.IDMasked))
+		b.WriteString(`</span></td><td>`)
+		b.WriteString(esc(v.Status(r.Status)))
+		if r.ClassHours > 0 {
+			fmt.Fprintf(&b, "<br><small>%d %s</small>", r.ClassHours, esc(v.T("hours")))
+		}
+		b.WriteString("</td>")
+		mark(r.In)
+		mark(r.Out)
+		b.WriteString("<td>")
+		for _, f := range r.Flags {
+			b.WriteString(`<span class="flag">`)
+			b.WriteString(esc(v.Flag(f)))
+			b.WriteString("</span>")
+		}
+		if r.Duplicates > 0 {
+			fmt.Fprintf(&b, `<span class="dup">%d× %s</span>`, r.Duplicates, esc(v.Kind(ledger.Duplicate)))
+		}
+		if r.Spot.NotSeen > 0 {
+			fmt.Fprintf(&b, `<span class="flag">%s: %d× %s</span>`, esc(v.T("spot")), r.Spot.NotSeen, esc(v.T("notSeen")))
+		}
+		b.WriteString("</td><td>")
+		photos(r.In)
+		photos(r.Out)
+		b.WriteString("</td></tr>\n")
+	}
+	return template.HTML(b.String())
+}

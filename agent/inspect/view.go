@@ -264,3 +264,6 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "max-age=3600")
 	w.Write(b)
 }
+
+// Rows are a session's rows on the today page (rowsHTML).
+func (v view) Rows(rows []report.Attendance) template.HTML { return rowsHTML(v, rows) }
