@@ -267,3 +267,6 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 
 // Rows are a session's rows on the today page (rowsHTML).
 func (v view) Rows(rows []report.Attendance) template.HTML { return rowsHTML(v, rows) }
+
+// Join lists names with commas (one escaped string, not a template loop over hundreds).
+func (v view) Join(names []string) string { return strings.Join(names, ", ") }
