@@ -45,6 +45,9 @@ func (s *Service) Verify(ctx context.Context, pub ed25519.PublicKey) (Integrity,
 		in.Intact = true
 	case errors.As(err, &p):
 		in.BadSeq, in.Problem = p.Seq, p.Err.Error()
+		if p.Seq > 0 {
+			in.Events = p.Seq - 1 // the records before the first bad one verify
+		}
 	case errors.Is(err, store.ErrDamaged):
 		in.BadSeq, in.Problem = sum.Events+1, err.Error()
 	default:
