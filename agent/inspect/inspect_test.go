@@ -63,7 +63,7 @@ func (b *testBackend) ExportBundle(ctx context.Context, w io.Writer, f ledger.Fi
 
 // fixture is a box whose demo session started 5 minutes ago, with 5 trainees in class: T001
 // signed in, T002 signed in by a manual override, T003 refused; T004 and T005 missing.
-func fixture(t *testing.T) (*testBackend, *roster.Roster) {
+func fixture(t testing.TB) (*testBackend, *roster.Roster) {
 	t.Helper()
 	dir := t.TempDir()
 	priv, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "keys"), "device")
