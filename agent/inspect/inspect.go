@@ -112,6 +112,7 @@ type Server struct {
 	codes *codes
 	// byAddr and byName lock out a client address and an account name.
 	byAddr, byName *limiter
+	recent         recent
 }
 
 // New returns the server over b.

@@ -417,6 +417,9 @@ func TestVisitIsRecorded(t *testing.T) {
 		t.Fatalf("integrity of an untouched ledger is not intact:\n%s", ib)
 	}
 	in, _ := b.Integrity(context.Background())
+	if _, today, _ := s.get(t, "/"); strings.Contains(today, "现场检查 (inspection)") {
+		t.Fatal("today shows an inspection before any")
+	}
 	_, body, _ := s.get(t, "/visit")
 	code, _, h := s.post(t, "/visit", url.Values{"csrf": {csrfOf(t, body)}, "headcount": {"2"}, "note": {"two in the room"}, "head": {in.HeadHash[:12]}})
 	if code != http.StatusSeeOther {
@@ -425,6 +428,10 @@ func TestVisitIsRecorded(t *testing.T) {
 	evs := b.events(t, ledger.Inspection)
 	if len(evs) != 1 || evs[0].Operator != "zhang" || evs[0].Note != "two in the room" || !strings.Contains(evs[0].Detail, "headcount 2") || !strings.Contains(evs[0].Detail, "matches") {
 		t.Fatalf("inspection events: got %+v, want one by zhang, headcount 2, hash matching", evs)
+	}
+	// The today page read the day once; it sees what was appended since.
+	if _, today, _ := s.get(t, "/"); !strings.Contains(today, "现场检查 (inspection)") || !strings.Contains(today, "two in the room") {
+		t.Error("today does not show the inspection recorded after its first view")
 	}
 	_, done, _ := s.get(t, h.Get("Location"))
 	if !strings.Contains(done, "已记录") || !strings.Contains(done, "链头哈希与账本一致") {

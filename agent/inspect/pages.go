@@ -189,17 +189,6 @@ func (s *Server) dayOf(r *http.Request) (time.Time, error) {
 	return t.Add(12 * time.Hour), nil // the middle of the day, away from DST edges
 }
 
-func (s *Server) events(ctx context.Context, f ledger.Filter) ([]ledger.Event, error) {
-	var out []ledger.Event
-	err := s.b.Events(ctx, f, 0, func(e *ledger.Event) error {
-		c := *e
-		c.Data = nil // templates and detail data never reach a page
-		out = append(out, c)
-		return nil
-	})
-	return out, err
-}
-
 func (s *Server) reportOptions() report.Options {
 	return report.Options{Zone: s.opt.Zone, ClassHour: s.opt.ClassHour, Now: s.opt.Now()}
 }

@@ -165,3 +165,41 @@ func rowsHTML(v view, rows []report.Attendance) template.HTML {
 	}
 	return template.HTML(b.String())
 }
+
+// eventsHTML renders a list of events (the day's other events) as list items, for the same reason
+// as rowsHTML: a busy day has hundreds of refusals. Every value is escaped.
+func eventsHTML(v view, evs []ledger.Event) template.HTML {
+	var b strings.Builder
+	b.Grow(len(evs) * 160)
+	esc := html.EscapeString
+	part := func(s string) {
+		if s != "" {
+			b.WriteString(" · ")
+			b.WriteString(esc(s))
+		}
+	}
+	for i := range evs {
+		e := &evs[i]
+		b.WriteString(`<li class="k-`)
+		b.WriteString(esc(string(e.Kind)))
+		b.WriteString(`">`)
+		b.WriteString(esc(v.Clock(e.Time.Wall)))
+		if !e.Time.Synced {
+			b.WriteByte('*')
+		}
+		part(v.Kind(e.Kind))
+		if e.Reason != "" {
+			part(v.Reason(e.Reason))
+		}
+		part(e.Trainee)
+		part(e.Operator)
+		part(e.Note)
+		if e.Detail != "" {
+			b.WriteString(" · <small>")
+			b.WriteString(esc(e.Detail))
+			b.WriteString("</small>")
+		}
+		b.WriteString("</li>\n")
+	}
+	return template.HTML(b.String())
+}

@@ -270,3 +270,6 @@ func (v view) Rows(rows []report.Attendance) template.HTML { return rowsHTML(v, 
 
 // Join lists names with commas (one escaped string, not a template loop over hundreds).
 func (v view) Join(names []string) string { return strings.Join(names, ", ") }
+
+// Events are a list of events on the today page (eventsHTML).
+func (v view) Events(evs []ledger.Event) template.HTML { return eventsHTML(v, evs) }
