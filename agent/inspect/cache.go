@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/report"
 )
 
 // recent holds the decoded events of the last days, so that an inspector going from page to page
@@ -45,9 +46,7 @@ func (s *Server) events(ctx context.Context, f ledger.Filter) ([]ledger.Event, e
 		if e.Seq < c.next {
 			return nil
 		}
-		cp := *e
-		cp.Data = nil
-		c.evs = append(c.evs, cp)
+		c.evs = append(c.evs, pageCopy(e))
 		last = max(last, e.Seq)
 		return nil
 	})
@@ -68,10 +67,18 @@ func (s *Server) events(ctx context.Context, f ledger.Filter) ([]ledger.Event, e
 func (s *Server) read(ctx context.Context, f ledger.Filter) ([]ledger.Event, error) {
 	var out []ledger.Event
 	err := s.b.Events(ctx, f, 0, func(e *ledger.Event) error {
-		c := *e
-		c.Data = nil // templates and detail data never reach a page
-		out = append(out, c)
+		out = append(out, pageCopy(e))
 		return nil
 	})
 	return out, err
+}
+
+// pageCopy is an event as the pages hold it: an enrolled template is dropped (no page shows one);
+// the data of a spot check (its counts) is kept for the report.
+func pageCopy(e *ledger.Event) ledger.Event {
+	c := *e
+	if c.Kind != report.KindSpotCheck {
+		c.Data = nil
+	}
+	return c
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/ops"
+	"github.com/kaoqin/kaoqin/agent/report"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/drivers"
@@ -93,6 +94,8 @@ func fixture(t testing.TB) (*testBackend, *roster.Roster) {
 		{Kind: ledger.SignIn, Trainee: "T002", IDMasked: roster.MaskID(r.Trainees[1].IDNumber), Session: sess, Source: "manual", Method: "manual",
 			Operator: "王老师", Note: "reader broken", Flags: []ledger.Flag{ledger.FlagManualOverride}, Time: clk},
 		{Kind: ledger.Refusal, Reason: ledger.ReasonLowScore, Trainee: "T003", Session: sess, Source: "door", Method: "fingerprint", Time: clk},
+		{Kind: report.KindSpotCheck, Session: sess, Source: "room-cam", Time: ledger.Clock{Wall: now.Add(-time.Minute), Synced: true},
+			Data: []byte(`{"headcount":4,"signed_in":2,"seen":["T001"],"not_seen":["T002"]}`)},
 	} {
 		if _, err := st.Append(e); err != nil {
 			t.Fatal(err)
@@ -244,7 +247,7 @@ func TestLoginTodayAndAccessControl(t *testing.T) {
 	}
 	sess := r.Sessions[0].ID
 	for _, want := range []string{"学员01", "学员02", "人工补签 (manual_override)", `id="expected-` + sess + `">5<`,
-		`id="missing-` + sess + `">3<`, "学员04 (T004)", "学员05 (T005)", "比对分数过低 (low_score)", roster.MaskID(r.Trainees[0].IDNumber), "<svg"} {
+		`id="missing-` + sess + `">3<`, "学员04 (T004)", "room-cam · 人数 4 / 已签到 2 · 在场 1, 不在场 1 (T002)", "随机抽查: 1× 不在场", "学员05 (T005)", "比对分数过低 (low_score)", roster.MaskID(r.Trainees[0].IDNumber), "<svg"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("today lacks %q", want)
 		}
