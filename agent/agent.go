@@ -47,7 +47,7 @@ type Agent struct {
 	ops    *ops.Service
 	roster atomic.Pointer[roster.Index]
 	rules  checkin.Rules
-	clock  *clock.System
+	clock  clock.Source // the kernel's; a test's Fake through SetClock
 
 	requests      chan request  // readings from sources and the API, to the decision loop
 	rosterChanged chan struct{} // wakes the template sync
@@ -56,7 +56,20 @@ type Agent struct {
 	tellers       sync.Map      // source name -> chan drivers.Verdict, for sources that show verdicts
 	decided       chan struct{} // closed when the decision loop has taken its last request
 	lastDiskAlarm time.Time     // the last disk_full alarm recorded; only Run's goroutine (record) uses it
+	timeState     atomic.Int32  // the decision loop's last assessment of the box's time: timeUnknown, timeTrusted, timeUntrusted
 }
+
+// States of the box's time, as the decision loop last assessed it (checkin.History.Assess).
+const (
+	timeUnknown   int32 = iota // not assessed yet
+	timeTrusted                // synchronised, or computed from the boot's time_anchor
+	timeUntrusted              // readings wait for trusted time
+)
+
+// clockTrusted reports whether the box's time is trusted now, as the decision loop last assessed
+// it: the kernel's synchronised clock not behind the last trusted time of the ledger, or the
+// boot's anchor. Safe for concurrent use (drivers.Env.ClockTrusted).
+func (a *Agent) clockTrusted() bool { return a.timeState.Load() == timeTrusted }
 
 // request is a reading on its way to the decision loop.
 type request struct {

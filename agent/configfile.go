@@ -109,7 +109,7 @@ func (d *decoder) table(prefix string, m map[string]any, v any, skip ...string) 
 			d.bad(key, "unknown key (misspelled, or not valid here)")
 			continue
 		}
-		f := rv.Field(idx)
+		f := rv.FieldByIndex(idx)
 		if sub, isTable := m[k].(map[string]any); isTable && f.Kind() == reflect.Struct {
 			d.table(key, sub, f.Addr().Interface())
 			continue
@@ -143,34 +143,53 @@ func (d *decoder) table(prefix string, m map[string]any, v any, skip ...string) 
 			}
 			continue
 		}
-		f.Set(one.Elem().Field(idx))
+		f.Set(one.Elem().FieldByIndex(idx))
 	}
 }
 
-// tomlFields maps the toml tags of a struct type to field indexes.
-func tomlFields(t reflect.Type) map[string]int {
-	out := map[string]int{}
+// tomlFields maps the toml tags of a struct type to field index paths. The fields of an embedded
+// struct without a tag are the struct's own keys (one driver's config embedding another's).
+func tomlFields(t reflect.Type) map[string][]int {
+	out := map[string][]int{}
 	for i := range t.NumField() {
-		tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			for k, idx := range tomlFields(f.Type) {
+				out[k] = append([]int{i}, idx...)
+			}
+			continue
+		}
 		if tag != "" && tag != "-" {
-			out[tag] = i
+			out[tag] = []int{i}
 		}
 	}
 	return out
 }
 
-// resolvePaths makes every drivers.Path field of the struct v points to absolute against dir.
+// resolvePaths makes every drivers.Path field of the struct v points to (and of the structs it
+// holds) absolute against dir.
 func resolvePaths(v any, dir string) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
 		return
 	}
-	rv = rv.Elem()
-	pathType := reflect.TypeOf(drivers.Path(""))
+	resolveValue(rv.Elem(), dir)
+}
+
+var pathType = reflect.TypeOf(drivers.Path(""))
+
+func resolveValue(rv reflect.Value, dir string) {
 	for i := range rv.NumField() {
 		f := rv.Field(i)
-		if f.Type() == pathType && f.String() != "" && !filepath.IsAbs(f.String()) && f.CanSet() {
-			f.SetString(filepath.Join(dir, f.String()))
+		switch {
+		case !f.CanSet():
+		case f.Type() == pathType:
+			if p := f.String(); p != "" && !filepath.IsAbs(p) {
+				f.SetString(filepath.Join(dir, p))
+			}
+		case f.Kind() == reflect.Struct:
+			resolveValue(f, dir)
 		}
 	}
 }
@@ -295,6 +314,10 @@ func ConfigKeys(kinds ...string) []string {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+				walk(prefix, f.Type)
+				continue
+			}
 			if tag == "" || tag == "-" {
 				continue
 			}

@@ -31,7 +31,10 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 			if err := a.st.Fatal(); err != nil {
 				return err // a commit failed elsewhere (the uplink's ack): stop before taking readings
 			}
-			clk := a.now()
+			clk, err := a.settle(h)
+			if err != nil {
+				return err
+			}
 			for _, e := range a.rules.Expire(h, clk) {
 				if _, err := a.record(e, h); err != nil && errors.Is(err, store.ErrFatal) {
 					return err
@@ -106,7 +109,14 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 			a.log.Error("looking up a reading's key", "source", rd.Source, "err", err)
 		} else if ok {
 			// A device resent a reading the ledger holds: recorded once, answered as recorded.
+			// Photos it brings now (a terminal uploads them after the punch) are attached to the
+			// recorded event by an event of their own: nothing is rewritten.
 			a.log.Debug("resent reading already recorded", "source", rd.Source, "key", rd.Key, "seq", seq)
+			if len(rd.Evidence) > 0 {
+				if err := a.attach(rd, seq, h); errors.Is(err, store.ErrFatal) {
+					return err
+				}
+			}
 			if rq.reply != nil {
 				rq.reply <- checkin.Outcome{Note: fmt.Sprintf("already recorded as seq %d", seq)}
 			}
@@ -114,9 +124,19 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 			return nil
 		}
 	}
-	clk := a.now()
+	clk, err := a.settle(h)
+	if err != nil {
+		if rq.reply != nil {
+			rq.reply <- checkin.Outcome{Err: err}
+		}
+		done(rd, drivers.NotRecorded)
+		return err
+	}
 	d := a.rules.Decide(rd, a.roster.Load(), h, clk)
 	var out checkin.Outcome
+	if d.Event.Kind == ledger.Reading {
+		out.Note = "recorded; decided once the box's time is trusted"
+	}
 	if !d.HasEvent() {
 		h.Expect(*d.Pending)
 		out.Pending = true
@@ -148,6 +168,41 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 	return nil
 }
 
+// attach records the photos of a resent reading that its recorded event (seq) lacks: a terminal
+// uploads a punch's photo after the punch. The attachment refers to the event; nothing is
+// rewritten. A resend with no new photo records nothing.
+func (a *Agent) attach(rd drivers.Reading, seq uint64, h *checkin.History) error {
+	recs, err := a.st.Range(seq, 1)
+	if err != nil || len(recs) == 0 {
+		a.log.Error("attaching photos: the recorded event cannot be read", "seq", seq, "err", err)
+		return err
+	}
+	orig, err := recs[0].Record.Event()
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, p := range orig.Evidence {
+		have[p.SHA256] = true
+	}
+	e := ledger.Event{Kind: ledger.Attachment, Time: a.now().Clock, Source: rd.Source, Trainee: orig.Trainee,
+		IDMasked: orig.IDMasked, Session: orig.Session, Ref: orig.ID, Detail: fmt.Sprintf("photos for seq %d", seq)}
+	for _, ev := range rd.Evidence {
+		if !have[ev.SHA256] {
+			e.Evidence = append(e.Evidence, ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size})
+		}
+	}
+	if len(e.Evidence) == 0 {
+		return nil
+	}
+	e.Key = rd.Key + "#" + e.Evidence[0].SHA256
+	if _, ok, _ := a.st.RecordedKey(e.Key); ok {
+		return nil // attached already
+	}
+	_, err = a.record(e, h)
+	return err
+}
+
 // done tells a reading's source, if it asked (Reading.Done), what became of it.
 func done(rd drivers.Reading, v drivers.Verdict) {
 	if rd.Done != nil {
@@ -166,6 +221,55 @@ func (a *Agent) now() checkin.Clock {
 		}
 	}
 	return checkin.Clock{Clock: r.Clock, Jumped: r.Jumped}
+}
+
+// settle reads the clock and assesses it against the time the ledger knows (checkin.History.Assess).
+// When the time has become trusted it records the boot's time_anchor, then decides the readings
+// that waited for it, oldest first, each as a new event naming its reading. Only a fatal store
+// error is returned.
+func (a *Agent) settle(h *checkin.History) (checkin.Clock, error) {
+	raw := a.now()
+	clk, anchor := h.Assess(raw)
+	if anchor != nil {
+		rec, err := a.record(*anchor, h)
+		switch {
+		case errors.Is(err, store.ErrFatal):
+			return clk, err
+		case err != nil:
+			if clk.Anchored {
+				clk = checkin.Untrusted(raw) // no anchor in the ledger, no time computed from it
+			}
+		default:
+			a.log.Info("time trusted: boot anchored", "boot", rec.Time.Boot, "wall", rec.Time.Wall, "seq", rec.Seq)
+		}
+	}
+	state := timeTrusted
+	if clk.Untrusted {
+		state = timeUntrusted
+	}
+	if was := a.timeState.Swap(state); was != state && state == timeUntrusted {
+		a.log.Warn("the box's time is not trusted: readings are recorded and decided once it is",
+			"wall", raw.Wall, "synced", raw.Synced, "last_trusted", h.LastTrusted())
+	}
+	held := h.Decidable()
+	n := 0
+	for _, hd := range held {
+		e := a.rules.DecideHeld(hd, a.roster.Load(), h)
+		rec, err := a.record(e, h)
+		if err != nil {
+			if errors.Is(err, store.ErrFatal) {
+				return clk, err
+			}
+			break // the disk reserve: the rest wait for the next try
+		}
+		n++
+		a.log.Debug("pending reading decided", "reading", hd.Event.Seq, "seq", rec.Seq, "kind", rec.Kind, "reason", rec.Reason,
+			"trainee", rec.Trainee, "wall", rec.Time.Wall)
+	}
+	if n > 0 {
+		a.log.Info("pending readings decided at their anchored time", "decided", n, "left", len(h.Waiting()))
+	}
+	return clk, nil
 }
 
 // record appends an event and updates the History. A full disk refuses the capture loudly, with

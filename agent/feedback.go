@@ -102,7 +102,7 @@ func verdictOf(out checkin.Outcome) drivers.Verdict {
 		return drivers.NotRecorded
 	case out.Event.Kind == ledger.Refusal:
 		return drivers.Refused
-	case out.Event.Kind.Counted() || out.Event.Kind == ledger.Duplicate:
+	case out.Event.Kind.Counted() || out.Event.Kind == ledger.Duplicate || out.Event.Kind == ledger.Reading:
 		return drivers.Recorded
 	}
 	return 0

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kaoqin/kaoqin/agent"
 	"github.com/kaoqin/kaoqin/agent/api"
+	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/ops"
@@ -139,6 +140,7 @@ func start(t *testing.T, o options) *harness {
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
 	}
+	agent.SetClock(a, clock.Running("harness-boot", true)) // the test machine's kernel may not say synchronised
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- a.Run(ctx) }()

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/checkin"
+	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
@@ -126,14 +128,79 @@ func (a *Agent) loadState() (*checkin.History, error) {
 		return nil, err
 	}
 	h.Restore(bound)
-	recent, err := a.st.Recent(time.Now().Add(-24 * time.Hour))
+	recent, err := a.tail()
 	if err != nil {
 		return nil, err
 	}
 	for i := range recent {
 		h.Add(&recent[i])
 	}
+	if w := h.Waiting(); len(w) > 0 {
+		a.log.Warn("readings wait for trusted time", "readings", len(w), "first_seq", w[0].Seq, "last_trusted", h.LastTrusted())
+	}
 	return h, nil
+}
+
+// tail returns, in seq order, the events the rules must remember at start: those of the last day
+// of trusted time before the last trusted time the ledger knows, and every pending reading and
+// time anchor among them or after them, whatever their wall time (a box restarted while its clock
+// still reads 1970 has readings of 1970 waiting, and no "last day" by its own clock).
+//
+// It reads back from the head. A trusted event more than a day before the latest trusted time
+// seen so far is old; like store.Recent it stops after tailSlack old events (clocks jump). A
+// reading already decided is left out: its decision, after it in the ledger, was read first, even
+// when the decision's own (anchored) time is too old to be returned.
+func (a *Agent) tail() ([]ledger.Event, error) {
+	const tailSlack, page = 1000, 256
+	var (
+		back    []ledger.Event      // newest first
+		last    time.Time           // the latest trusted wall time seen
+		decided = map[string]bool{} // readings named by a later event, old or not
+		olds    int
+		trust   = func(e *ledger.Event) bool { return e.Time.Synced && e.Kind != ledger.Reading }
+		old     = func(e *ledger.Event) bool {
+			return e.Kind != ledger.Reading && e.Kind != ledger.TimeAnchor && e.Time.Wall.Before(last.Add(-24*time.Hour))
+		}
+	)
+	head, _ := a.st.Head()
+	for to := head; to > 0 && olds < tailSlack; {
+		from := uint64(1)
+		if to > page {
+			from = to - page + 1
+		}
+		recs, err := a.st.Range(from, int(to-from+1))
+		if err != nil {
+			return nil, err
+		}
+		for i := len(recs) - 1; i >= 0 && olds < tailSlack; i-- {
+			e, err := recs[i].Record.Event()
+			if err != nil {
+				return nil, fmt.Errorf("agent: seq %d: %w", recs[i].Seq, err)
+			}
+			if trust(&e) && e.Time.Wall.After(last) {
+				last = e.Time.Wall
+			}
+			if e.Ref != "" {
+				decided[e.Ref] = true
+			}
+			if e.Kind == ledger.Reading && decided[e.ID] {
+				continue // its decision came later, maybe with a time too old to be read back
+			}
+			if old(&e) {
+				olds++
+				continue
+			}
+			back = append(back, e)
+		}
+		to = from - 1
+	}
+	var out []ledger.Event
+	for i := len(back) - 1; i >= 0; i-- {
+		if !old(&back[i]) { // the latest trusted time may have moved past it since
+			out = append(out, back[i])
+		}
+	}
+	return out, nil
 }
 
 func (a *Agent) newUplink() (*uplink.Uplink, error) {

@@ -7,13 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent"
 	"github.com/kaoqin/kaoqin/agent/api"
+	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/driverstest"
@@ -25,9 +28,20 @@ import (
 // fakeDaemon runs the agent with one driverstest source fed by feed, and imports the demo roster.
 func fakeDaemon(t *testing.T, feed string) (*api.Client, *driverstest.Feed) {
 	t.Helper()
-	dir := t.TempDir()
-	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
-		t.Fatal(err)
+	client, f, _ := fakeDaemonAt(t, feed, t.TempDir(), clock.Running("seams-boot", true), demo.Roster(time.Now(), 4, 1))
+	return client, f
+}
+
+// fakeDaemonAt is fakeDaemon with its folder (a daemon restarted on the same ledger), its clock
+// and its roster (nil: the ledger has one already). stop stops the daemon (once; the test's
+// cleanup calls it too).
+func fakeDaemonAt(t *testing.T, feed, dir string, clk clock.Source, r *roster.Roster) (client *api.Client, f *driverstest.Feed, stop func()) {
+	t.Helper()
+	opens := driverstest.Get(feed).Opens()
+	if _, err := os.Stat(filepath.Join(dir, "state", "keys")); err != nil {
+		if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := fmt.Sprintf(`device = "test-seams"
 institution = "0001"
@@ -52,31 +66,36 @@ feed = %q
 	if err != nil {
 		t.Fatal(err)
 	}
+	agent.SetClock(a, clk)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs)
-		}
-	})
-	var client *api.Client
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if t.Failed() {
+				t.Logf("daemon log:\n%s", logs)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	if !testkit.WaitFor(t, func() bool { client, err = api.Dial(c.Socket); return err == nil }, 10*time.Second) {
 		t.Fatalf("daemon socket: %v", err)
 	}
-	f := driverstest.Get(feed)
-	if !testkit.WaitFor(t, func() bool { return f.Opens() > 0 }, 10*time.Second) {
+	f = driverstest.Get(feed)
+	if !testkit.WaitFor(t, func() bool { return f.Opens() > opens }, 10*time.Second) {
 		t.Fatal("the agent never opened the source")
 	}
-	r := demo.Roster(time.Now(), 4, 1)
-	if _, err := client.ImportRoster(context.Background(), rosterJSON(t, r)); err != nil {
-		t.Fatal(err)
+	if r != nil {
+		if _, err := client.ImportRoster(context.Background(), rosterJSON(t, r)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return client, f
+	return client, f, stop
 }
 
 func allEvents(t *testing.T, c *api.Client) []ledger.Event {
@@ -107,6 +126,16 @@ func TestSourceSeams(t *testing.T) {
 		t.Errorf("templates synced: got %d, want the roster's 4", len(f.Templates()))
 	}
 
+	// A terminal that knows people itself is given the trainees with a usable voucher.
+	if !testkit.WaitFor(t, func() bool { return len(f.Persons()) == 3 }, 5*time.Second) {
+		t.Errorf("persons synced: got %+v, want T001-T003 (T004 is enrolled in no class)", f.Persons())
+	}
+	for _, p := range f.Persons() {
+		if p.Name == "" || p.ValidUntil.IsZero() {
+			t.Errorf("person %+v: want a name and the voucher's validity", p)
+		}
+	}
+
 	// Evidence is written by the source before the reading; the event names it.
 	ref, err := env.Evidence.PutEvidence(drivers.Crop, []byte("\xff\xd8 a face \xff\xd9"))
 	if err != nil {
@@ -130,14 +159,26 @@ func TestSourceSeams(t *testing.T) {
 	if v := <-verdicts; v != drivers.Recorded {
 		t.Fatalf("sighting: Done got %v, want recorded", v)
 	}
+	// Photos that come after the recorded punch (a terminal's usual order) are attached to it by
+	// an attachment event that refers to it; the sign-in itself is not rewritten.
+	late, err := env.Evidence.PutEvidence(drivers.Frame, []byte("\xff\xd8 the terminal's capture \xff\xd9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Push(drivers.Reading{Method: drivers.Face, Subject: "T001", Key: rd.Key, Evidence: []drivers.EvidenceRef{late}, Done: doneFn})
+	if v := <-verdicts; v != drivers.Recorded {
+		t.Fatalf("late photo: Done got %v, want recorded", v)
+	}
 	f.Push(drivers.Reading{Method: drivers.Face, Subject: "T999", Done: doneFn})
 	if v := <-verdicts; v != drivers.Refused {
 		t.Fatalf("unknown trainee: Done got %v, want refused", v)
 	}
 
-	var signIns, refusals []ledger.Event
+	var signIns, refusals, attachments []ledger.Event
 	for _, e := range allEvents(t, client) {
 		switch e.Kind {
+		case ledger.Attachment:
+			attachments = append(attachments, e)
 		case ledger.SignIn:
 			signIns = append(signIns, e)
 		case ledger.Refusal:
@@ -151,6 +192,9 @@ func TestSourceSeams(t *testing.T) {
 	if e.Trainee != "T001" || e.Key != rd.Key || len(e.Evidence) != 1 || e.Evidence[0].SHA256 != ref.SHA256 || e.Evidence[0].Kind != "crop" ||
 		!e.HasFlag("terminal_clock_off") {
 		t.Errorf("sign-in: got %+v, want T001 with the key, the crop and the source's flag", e)
+	}
+	if len(attachments) != 1 || attachments[0].Ref != e.ID || len(attachments[0].Evidence) != 1 || attachments[0].Evidence[0].SHA256 != late.SHA256 {
+		t.Errorf("attachments: got %+v, want one naming the sign-in %s with the late photo", attachments, e.ID)
 	}
 	if len(refusals) != 1 || refusals[0].Reason != ledger.ReasonUnknownTrainee {
 		t.Errorf("refusals: got %+v, want one unknown_trainee", refusals)

@@ -51,7 +51,7 @@ func (a *Agent) openSource(ctx context.Context, sc *SourceConfig, log *slog.Logg
 		Log:          log,
 		Evidence:     a.st,
 		Expected:     func(at time.Time) []string { return a.expected(sc.Name, at) },
-		ClockTrusted: func() bool { return a.clock.Read().Synced },
+		ClockTrusted: a.clockTrusted, // the decision loop's assessment; a Read here would take its jump report
 	})
 	if err != nil {
 		return nil, err
@@ -162,13 +162,23 @@ func (a *Agent) setRoster(x *roster.Index) {
 	}
 }
 
-// syncTemplates keeps every open source that keeps templates in step with the roster.
+// resyncEvery is how often sources are brought in step with the roster even when it has not
+// changed: a terminal that was unreachable at the last sync, or changed by hand, catches up.
+const resyncEvery = 10 * time.Minute
+
+// syncTemplates keeps every open source that keeps templates or people in step with the roster.
 func (a *Agent) syncTemplates(ctx context.Context) {
+	tick := time.NewTicker(resyncEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.rosterChanged:
+		case <-tick.C:
+		}
+		if a.roster.Load() == nil {
+			continue
 		}
 		x := a.roster.Load()
 		a.open.Range(func(name, src any) bool {
@@ -178,18 +188,55 @@ func (a *Agent) syncTemplates(ctx context.Context) {
 	}
 }
 
-// syncSource brings one source's templates in step with the roster, if it keeps any.
+// syncSource brings one source in step with the roster: its templates if it keeps any, its list
+// of people if it is a terminal that identifies people itself.
 func (a *Agent) syncSource(ctx context.Context, name string, src drivers.Source, x *roster.Index) {
-	ts, ok := src.(drivers.TemplateSyncer)
-	if !ok {
-		return
+	if ts, ok := src.(drivers.TemplateSyncer); ok {
+		if rep, err := ts.SyncTemplates(ctx, Templates(x)); err != nil {
+			a.log.Error("template sync failed", "source", name, "err", err)
+		} else {
+			a.log.Info("templates in step with the roster", "source", name, "version", x.Version, "report", rep)
+		}
 	}
-	rep, err := ts.SyncTemplates(ctx, Templates(x))
-	if err != nil {
-		a.log.Error("template sync failed", "source", name, "err", err)
-		return
+	if ps, ok := src.(drivers.PersonSyncer); ok {
+		if rep, err := ps.SyncPersons(ctx, Persons(x, time.Now())); err != nil {
+			a.log.Error("person sync failed", "source", name, "err", err)
+		} else {
+			a.log.Info("persons in step with the roster", "source", name, "version", x.Version, "report", rep)
+		}
 	}
-	a.log.Info("templates in step with the roster", "source", name, "version", x.Version, "report", rep)
+}
+
+// Persons lists the trainees a terminal should know: those enrolled in a class with a voucher
+// that is usable now (or without one: an unsubsidised place), each valid for the voucher's
+// period. A trainee whose voucher was revoked or expired is left out, so the terminal forgets them.
+func Persons(x *roster.Index, now time.Time) []drivers.Person {
+	var out []drivers.Person
+	for _, t := range x.Roster.Trainees {
+		p := drivers.Person{Trainee: t.ID, Name: t.Name}
+		usable := false
+		for _, e := range t.Enrolments {
+			if e.Voucher == "" {
+				usable, p.ValidFrom, p.ValidUntil = true, time.Time{}, time.Time{}
+				break
+			}
+			v := x.Voucher(e.Voucher)
+			if v == nil || v.Status == roster.Revoked || now.After(v.ValidTo) {
+				continue
+			}
+			usable = true
+			if p.ValidFrom.IsZero() || v.ValidFrom.Before(p.ValidFrom) {
+				p.ValidFrom = v.ValidFrom
+			}
+			if v.ValidTo.After(p.ValidUntil) {
+				p.ValidUntil = v.ValidTo
+			}
+		}
+		if usable {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (a *Agent) driverHealth() map[string]drivers.Health {

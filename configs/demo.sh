@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demonstration classroom of `make run`, on one machine: a mosquitto broker on loopback, the
-# reference central ingester, the agent with configs/demo.toml, an emulated fingerprint module and
-# an emulated QR voucher scanner playing configs/demo-*.script. Sign-ins flow from the emulated
+# reference central ingester, the agent with configs/demo.toml, an emulated fingerprint module, an
+# emulated QR voucher scanner, an emulated ZKTeco face terminal and an emulated Hikvision face
+# terminal, each playing its configs/demo-*.script. Sign-ins flow from the emulated
 # reader through the agent's ledger to the ingester, which acknowledges them.
 #
 # State lives in run/demo/ (delete it to start over). Ctrl-C stops everything. With
@@ -49,6 +50,8 @@ INGEST=(--broker "tcp://127.0.0.1:$PORT" --db "$D/ingest/ingest.db" --device-key
 
 "$BIN" emulate zfm --link "$D/zfm0" --script configs/demo-zfm.script 2>"$D/zfm.log" & pids+=($!)
 "$BIN" emulate lineterm --link "$D/qr0" --framing crlf --script configs/demo-qr.script 2>"$D/qr.log" & pids+=($!)
+"$BIN" emulate zkpush --server http://127.0.0.1:18831 --serial DEMOZK0001 --script configs/demo-zkpush.script 2>"$D/zkpush.log" & pids+=($!)
+"$BIN" emulate hikisapi --listen 127.0.0.1:18833 --script configs/demo-hik.script 2>"$D/hik.log" & pids+=($!)
 "$BIN" run --config "$CFG" 2>&1 | tee "$D/agent.log" & pids+=($!)
 
 sleep 4

@@ -156,6 +156,11 @@ type Health struct {
 	Readings uint64    `json:"readings"`
 	Dropped  uint64    `json:"dropped"` // corrupt packets, overlong lines, bad parity
 	Reopens  uint64    `json:"reopens"`
+	// LastContact is when a networked device last called or answered; zero for the others.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	// Info holds a driver's own figures an inspector needs, by name: a terminal's clock offset,
+	// its command queue, a lockout's end.
+	Info map[string]string `json:"info,omitempty"`
 }
 
 // Verdict is what became of a reading, as the person at the device is told.

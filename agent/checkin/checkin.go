@@ -80,10 +80,18 @@ func (r *Rules) station(source string) string {
 }
 
 // Clock is the time a decision is made at, and what the agent knows of its clock.
+// History.Assess turns a read of the box's clock into one.
 type Clock struct {
 	ledger.Clock
 	// Jumped is set while a backwards jump of the wall clock is recent.
 	Jumped bool
+	// Untrusted is set while the box's time cannot be trusted (History.Assess): a reading that
+	// passes the identity checks is then recorded as a pending reading (ledger.Reading), decided
+	// once the time is trusted.
+	Untrusted bool
+	// Anchored is set when Wall was computed from the boot's time_anchor and the monotonic clock;
+	// the event carries time_anchored.
+	Anchored bool
 }
 
 // Decision is the outcome of a reading.
@@ -139,6 +147,12 @@ func (r *Rules) Decide(rd drivers.Reading, x *roster.Index, h *History, clk Cloc
 	}
 
 	if rd.Method == drivers.Voucher {
+		if clk.Untrusted {
+			// Registration happens at a desk with staff, who can scan again once the time is
+			// trusted; a voucher's dates checked against a clock in 1970 would say "not yet valid".
+			e.Voucher = rd.Subject
+			return refuse(ledger.ReasonClockUntrusted, "the voucher's dates cannot be checked until the box's time is trusted")
+		}
 		return r.scanVoucher(rd, x, h, e, now)
 	}
 
@@ -168,10 +182,28 @@ func (r *Rules) Decide(rd drivers.Reading, x *roster.Index, h *History, clk Cloc
 		}
 	}
 
+	// The box's time is not trusted: everything after this point depends on it. The identified
+	// reading is recorded as it is, with its boot and monotonic offset, and decided later.
+	if clk.Untrusted {
+		e.Kind, e.Intent = ledger.Reading, string(rd.Intent)
+		e.Flags = append(e.Flags, ledger.FlagTimePending)
+		if !clk.Synced {
+			e.Flags = append(e.Flags, ledger.FlagClockUnsynced)
+		}
+		if clk.Jumped {
+			e.Flags = append(e.Flags, ledger.FlagClockJump)
+		}
+		if rd.Method == drivers.Manual {
+			e.Flags = append(e.Flags, ledger.FlagManualOverride)
+		}
+		return Decision{Event: e}
+	}
+
 	// Voucher check-in at a registration station: this reading completes a scan. Only a biometric
-	// reading identifies the holder; a card can be lent and an operator is not the holder.
+	// reading identifies the holder; a card can be lent and an operator is not the holder. A
+	// reading decided late (its time from an anchor) never completes a scan made after it.
 	if rd.Method == drivers.Fingerprint || rd.Method == drivers.Face {
-		if p, ok := h.pending[r.station(rd.Source)]; ok && now.Sub(p.At) <= r.VoucherWindow {
+		if p, ok := h.pending[r.station(rd.Source)]; ok && within(now, p.At, r.VoucherWindow+1) {
 			d := r.completeVoucher(p, t, x, e)
 			r.flag(&d.Event, rd, h, clk, t.ID)
 			return d
@@ -250,6 +282,9 @@ func (r *Rules) flag(e *ledger.Event, rd drivers.Reading, h *History, clk Clock,
 	}
 	if clk.Jumped {
 		e.Flags = append(e.Flags, ledger.FlagClockJump)
+	}
+	if clk.Anchored {
+		e.Flags = append(e.Flags, ledger.FlagTimeAnchored)
 	}
 	if d, ok := r.DoubtMargin[rd.Method]; ok && rd.Margin > 0 && rd.Margin < d {
 		e.Flags = append(e.Flags, ledger.FlagLowMargin)

@@ -18,6 +18,7 @@ type History struct {
 	bound     map[string]string
 	pending   map[string]Pending  // by station
 	seen      map[string]sighting // last camera sighting of a trainee
+	time      timeline
 }
 
 // sighting is a trainee seen by a camera: no ledger event, but the spot-check rules need it.
@@ -58,11 +59,13 @@ func NewHistory() *History {
 		bound:     map[string]string{},
 		pending:   map[string]Pending{},
 		seen:      map[string]sighting{},
+		time:      newTimeline(),
 	}
 }
 
 // Add updates the history with an event the store has recorded. Events must come in seq order.
 func (h *History) Add(e *ledger.Event) {
+	h.time.add(e)
 	at := e.Time.Wall
 	m := mark{at: at, source: e.Source, trainee: e.Trainee, id: e.ID}
 	switch e.Kind {

@@ -130,6 +130,9 @@ var kinds = map[string][2]string{
 	"alarm":           {"告警", "alarm"},
 	"spot_check":      {"随机抽查", "spot check"},
 	"inspection":      {"现场检查", "inspection"},
+	"attachment":      {"补传证据照片", "photos sent after the event"},
+	"reading":         {"待定打卡（时间未校准）", "reading pending trusted time"},
+	"time_anchor":     {"时间校准锚点", "time anchor"},
 }
 
 var reasons = map[string][2]string{
@@ -152,6 +155,7 @@ var reasons = map[string][2]string{
 	"voucher_checkin_timeout": {"培训券核验超时", "voucher check-in timed out"},
 	"unknown_voucher":         {"无效的培训券", "unknown voucher"},
 	"institution_retired":     {"培训机构已停办", "institution retired"},
+	"clock_untrusted":         {"本机时间未校准，无法核验培训券日期", "box time not trusted: voucher dates cannot be checked"},
 	// Alarm reasons.
 	"new_epoch":       {"新账本纪元", "new ledger epoch"},
 	"clock_jump":      {"系统时钟回拨", "clock went backwards"},
@@ -171,6 +175,11 @@ var flags = map[string][2]string{
 	"rapid_succession":     {"同一设备连续打卡", "rapid succession at one reader"},
 	"not_seen_by_camera":   {"摄像头未见本人", "not seen by the camera"},
 	"absent_at_spot_check": {"随机抽查不在场", "absent at spot check"},
+	"terminal_clock_off":   {"终端时钟偏差过大", "terminal clock off"},
+	"terminal_new_address": {"终端从新地址连接", "terminal at a new address"},
+	"face_duplicate":       {"人脸与他人重复", "face registered under another person"},
+	"time_pending":         {"时间未校准，待判定", "pending trusted time"},
+	"time_anchored":        {"时间按校准锚点推算", "time from the anchor"},
 }
 
 var methods = map[string][2]string{

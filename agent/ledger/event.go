@@ -34,6 +34,17 @@ const (
 	Enrollment     Kind = "enrollment"      // a biometric template enrolled on site; Data holds it
 	Alarm          Kind = "alarm"           // something an inspector must see: new epoch, clock jump, disk full
 	Inspection     Kind = "inspection"      // an inspector's visit: who (Operator), the headcount seen and the head hash read (Detail, Data), a note
+	Attachment     Kind = "attachment"      // photos a device sent after the event they belong to (Ref names it)
+
+	// Reading is a reading taken while the box's time was not trusted (flag time_pending): the
+	// trainee is identified, the decision waits for trusted time. It is decided by a later event
+	// whose ref names it, with the time its boot's time_anchor gives it; a reading that no event
+	// names is still pending.
+	Reading Kind = "reading"
+	// TimeAnchor maps a boot's monotonic clock to trusted wall time: its Time is a trusted read of
+	// that boot (wall, mono), so the wall time of any event of the boot is its mono moved by the
+	// difference (clock.Anchored).
+	TimeAnchor Kind = "time_anchor"
 )
 
 // Counted reports whether events of this kind count as attendance.
@@ -63,6 +74,7 @@ const (
 	ReasonVoucherTimeout     Reason = "voucher_checkin_timeout"
 	ReasonUnknownVoucher     Reason = "unknown_voucher"
 	ReasonInstitutionRetired Reason = "institution_retired"
+	ReasonClockUntrusted     Reason = "clock_untrusted" // a voucher scan while the box's time is not trusted: its dates cannot be checked
 )
 
 // Alarm reasons.
@@ -89,6 +101,11 @@ const (
 	FlagRapidSuccession Flag = "rapid_succession"   // another trainee at the same reader seconds ago
 	FlagNotSeenByCamera Flag = "not_seen_by_camera" // a terminal sign-in the classroom camera never saw
 	FlagAbsentSpotCheck Flag = "absent_at_spot_check"
+	FlagTerminalClock   Flag = "terminal_clock_off"   // the terminal's own clock is off the box's beyond the tolerance
+	FlagTerminalAddress Flag = "terminal_new_address" // a known terminal called from an address it never used
+	FlagFaceDuplicate   Flag = "face_duplicate"       // the terminal holds this trainee's face under another person too
+	FlagTimePending     Flag = "time_pending"         // a reading whose decision waits for trusted time
+	FlagTimeAnchored    Flag = "time_anchored"        // the wall time was computed from the boot's time_anchor
 )
 
 // Clock is when an event happened, as well as a box without a real-time clock can say.
@@ -96,7 +113,7 @@ type Clock struct {
 	Wall   time.Time `json:"wall"`   // wall clock with zone (RFC 3339)
 	Mono   int64     `json:"mono"`   // nanoseconds since boot (CLOCK_BOOTTIME), monotonic within Boot
 	Boot   string    `json:"boot"`   // kernel boot ID
-	Synced bool      `json:"synced"` // whether the kernel considered the clock synchronised
+	Synced bool      `json:"synced"` // whether the kernel considered the clock synchronised, or (flag time_anchored) the wall time was computed from a trusted anchor
 }
 
 // Event is one ledger entry. The zero values of optional fields are omitted from the body.
@@ -113,6 +130,7 @@ type Event struct {
 
 	Source      string  `json:"source,omitempty"` // the configured device name that produced the reading
 	Method      string  `json:"method,omitempty"`
+	Intent      string  `json:"intent,omitempty"` // a pending reading's intent ("in", "out"), for its later decision
 	Trainee     string  `json:"trainee,omitempty"`
 	IDMasked    string  `json:"id_masked,omitempty"` // the trainee's resident ID number, masked
 	Session     string  `json:"session,omitempty"`

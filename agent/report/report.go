@@ -19,9 +19,14 @@
 // was never shown. Time already credited to another session of the same trainee is not credited
 // twice. The class hours of a session are the whole class hours in the credited time, at most the
 // session's scheduled class hours. Hours from a session whose counted events carry a doubt flag
-// (anything but late and early_leave: a manual override, an unsynchronised clock, a trainee not
-// seen by the camera or absent at a spot check, ...) are counted and also reported as doubtful,
-// for review before payment.
+// (anything but late, early_leave and time_anchored: a manual override, an unsynchronised clock, a
+// trainee not seen by the camera or absent at a spot check, ...) are counted and also reported as
+// doubtful, for review before payment.
+//
+// A reading recorded while the box's time was not trusted (kind reading, flag time_pending) is
+// not attendance: it names no session. The sign-in or sign-out that decides it once the time is
+// trusted (its ref names the reading, its time comes from the boot's time_anchor) counts like any
+// other.
 package report
 
 import (
@@ -95,9 +100,12 @@ func Statuses() []Status {
 }
 
 // InDoubt reports whether a flag puts the hours of its session in doubt. Late and early_leave are
-// not doubts: the hours already leave out the time missed. Every other flag is, including flags a
-// newer version adds.
-func InDoubt(f ledger.Flag) bool { return f != ledger.FlagLate && f != ledger.FlagEarlyLeave }
+// not doubts: the hours already leave out the time missed. Nor is time_anchored: the time of a
+// reading decided once the box's time was trusted comes from its boot's monotonic clock and the
+// time_anchor, both in the signed chain. Every other flag is, including flags a newer version adds.
+func InDoubt(f ledger.Flag) bool {
+	return f != ledger.FlagLate && f != ledger.FlagEarlyLeave && f != ledger.FlagTimeAnchored
+}
 
 // Mark is one counted event of a trainee in a session: the sign-in or the sign-out.
 type Mark struct {

@@ -81,6 +81,24 @@ func manual(e *ledger.Event) {
 	e.Flags = append(e.Flags, ledger.FlagManualOverride)
 }
 
+// pending records a reading of trainee taken at hh:mm (true time) on a box whose clock read 1970:
+// no session yet, flagged time_pending. It returns the reading's ID.
+func pending(b *evb, trainee string, hh, mm int) string {
+	b.add(ledger.Reading, trainee, "", time.Unix(int64(hh*3600+mm*60), 0), func(e *ledger.Event) {
+		e.Time.Synced = false
+		e.Flags = []ledger.Flag{ledger.FlagTimePending, ledger.FlagClockUnsynced}
+	})
+	return b.evs[len(b.evs)-1].ID
+}
+
+// anchoredTo makes an event the decision of a pending reading, its time from the boot's anchor.
+func anchoredTo(reading string) func(*ledger.Event) {
+	return func(e *ledger.Event) {
+		e.Ref = reading
+		e.Flags = append(e.Flags, ledger.FlagTimeAnchored)
+	}
+}
+
 func find(t *testing.T, sh report.Sheet, trainee string) report.Attendance {
 	t.Helper()
 	for _, r := range sh.Rows {
@@ -178,6 +196,15 @@ func TestAttendanceTable(t *testing.T) {
 			in(b, "T1", "S-pm", at(12, 5))
 			out(b, "T1", "S-pm", at(15, 20))
 		}, "S-pm", "T1", at(23, 0), want{report.StatusPresent, 4, 3 * time.Hour, false, nil, 0, 0}},
+		{"a reading waiting for trusted time is not attendance", func(b *evb) { pending(b, "T1", 8, 20); pending(b, "T1", 11, 35) },
+			"S-am", "T1", at(23, 0), want{report.StatusAbsent, 0, 0, false, nil, 0, 0}},
+		{"readings decided once the time was trusted count, not in doubt", func(b *evb) {
+			r1 := pending(b, "T1", 8, 20)
+			r2 := pending(b, "T1", 11, 35)
+			b.add(ledger.TimeAnchor, "", "", at(12, 0))
+			in(b, "T1", "S-am", at(8, 20), anchoredTo(r1))
+			out(b, "T1", "S-am", at(11, 35), anchoredTo(r2))
+		}, "S-am", "T1", at(23, 0), want{report.StatusPresent, 4, 3 * time.Hour, false, []ledger.Flag{ledger.FlagTimeAnchored}, 0, 0}},
 		{"a trainee not in the class", func(b *evb) { in(b, "T9", "S-am", at(8, 25), manual); out(b, "T9", "S-am", at(11, 35)) },
 			"S-am", "T9", at(23, 0), want{report.StatusNotEnrolled, 0, 0, true, []ledger.Flag{ledger.FlagManualOverride}, 0, 0}},
 	}
@@ -354,6 +381,7 @@ func TestPresent(t *testing.T) {
 	b.add(ledger.Duplicate, "T3", "S-am", at(8, 22))
 	out(b, "T1", "S-am", at(11, 35))
 	b.add(ledger.Refusal, "T4", "S-am", at(8, 30))
+	pending(b, "T4", 8, 32) // waiting for trusted time: not in the room by the ledger yet
 	in(b, "T-gone", "S-am", at(8, 31))
 	got := report.Present(b.evs, fixture())
 	want := []report.Presence{
@@ -370,7 +398,8 @@ func TestPresent(t *testing.T) {
 
 func TestInDoubt(t *testing.T) {
 	for f, want := range map[ledger.Flag]bool{ledger.FlagLate: false, ledger.FlagEarlyLeave: false,
-		ledger.FlagManualOverride: true, ledger.FlagClockUnsynced: true, ledger.Flag("from_the_future"): true} {
+		ledger.FlagManualOverride: true, ledger.FlagClockUnsynced: true, ledger.Flag("from_the_future"): true,
+		ledger.FlagTimeAnchored: false, ledger.FlagTimePending: true} {
 		if got := report.InDoubt(f); got != want {
 			t.Errorf("InDoubt(%s): got %v, want %v", f, got, want)
 		}

@@ -101,6 +101,8 @@ type Store struct {
 	fatal    error
 	evBytes  int64
 
+	dbMu sync.RWMutex // held for reading around every transaction; for writing while heal swaps db
+
 	appended chan struct{}
 }
 
@@ -147,35 +149,13 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	note := "new store"
 	var salvaged *Salvaged
 	if why != "" {
-		aside := fmt.Sprintf("%s.corrupt-%s", cfg.Path, time.Now().UTC().Format("20060102T150405Z"))
-		if err := os.Rename(cfg.Path, aside); err != nil {
-			return nil, fmt.Errorf("store: %s is corrupt (%s) and cannot be moved aside: %w", cfg.Path, why, err)
-		}
-		syncDir(filepath.Dir(cfg.Path))
-		note = fmt.Sprintf("previous store moved aside to %s: %s", filepath.Base(aside), why)
-		if sv, err := Salvage(aside, cfg.Key.Public().(ed25519.PublicKey)); err != nil {
-			note += fmt.Sprintf("; nothing salvaged: %v", err)
-		} else {
-			salvaged = &sv
-			note += "; " + sv.String()
-		}
-		log.Error("store: corrupt database moved aside; starting a new epoch", "file", aside, "why", why, "salvage", note)
-	}
-	if s.db == nil || !existed {
-		if s.db == nil {
-			if s.db, err = openBolt(cfg.Path, false); err != nil {
-				return nil, fmt.Errorf("store: create %s: %w", cfg.Path, err)
-			}
-		}
-		if err := s.create(note); err != nil {
-			s.db.Close()
+		if note, salvaged, err = s.moveAside(why); err != nil {
 			return nil, err
 		}
-		if salvaged != nil {
-			if err := s.keepSalvaged(salvaged); err != nil {
-				s.db.Close()
-				return nil, err
-			}
+	}
+	if s.db == nil || !existed {
+		if err := s.fresh(note, salvaged); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.EvidenceDir != "" {
@@ -247,8 +227,69 @@ func (s *Store) create(note string) error {
 	if err != nil {
 		return fmt.Errorf("store: create: %w", err)
 	}
-	_, err = s.Append(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmNewEpoch, Note: note, Time: clock.Now()})
+	_, err = s.appendLocked(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmNewEpoch, Note: note, Time: clock.Now()})
 	return err
+}
+
+// moveAside renames a damaged or inconsistent file to Path.corrupt-<time>, never deleting it, and
+// salvages from it every event that still verifies. It returns the note of the new epoch's alarm.
+func (s *Store) moveAside(why string) (note string, salvaged *Salvaged, err error) {
+	cfg := s.cfg
+	aside := fmt.Sprintf("%s.corrupt-%s", cfg.Path, time.Now().UTC().Format("20060102T150405.000Z"))
+	if err := os.Rename(cfg.Path, aside); err != nil {
+		return "", nil, fmt.Errorf("store: %s is corrupt (%s) and cannot be moved aside: %w", cfg.Path, why, err)
+	}
+	syncDir(filepath.Dir(cfg.Path))
+	note = fmt.Sprintf("previous store moved aside to %s: %s", filepath.Base(aside), why)
+	if sv, err := Salvage(aside, cfg.Key.Public().(ed25519.PublicKey)); err != nil {
+		note += fmt.Sprintf("; nothing salvaged: %v", err)
+	} else {
+		salvaged = &sv
+		note += "; " + sv.String()
+	}
+	s.log.Error("store: corrupt database moved aside; starting a new epoch", "file", aside, "why", why, "salvage", note)
+	return note, salvaged, nil
+}
+
+// fresh creates a new file (if none is open) and starts an epoch in it with the alarm note, keeping
+// what was salvaged.
+func (s *Store) fresh(note string, salvaged *Salvaged) error {
+	if s.db == nil {
+		db, err := openBolt(s.cfg.Path, false)
+		if err != nil {
+			return fmt.Errorf("store: create %s: %w", s.cfg.Path, err)
+		}
+		s.dbMu.Lock()
+		s.db = db
+		s.dbMu.Unlock()
+	}
+	if err := s.create(note); err != nil {
+		s.db.Close()
+		return err
+	}
+	if salvaged != nil {
+		if err := s.keepSalvaged(salvaged); err != nil {
+			s.db.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// heal replaces a file found damaged while writing (bbolt panicked inside a write transaction:
+// damage the check at open could not see) with a new epoch, as Open would have, so the box goes
+// on taking attendance. It is called with s.mu held; readers that were inside the old file get
+// errors until they read again.
+func (s *Store) heal(why string) error {
+	s.dbMu.Lock()
+	s.db.Close()
+	s.db = nil
+	s.dbMu.Unlock()
+	note, salvaged, err := s.moveAside(why)
+	if err != nil {
+		return err
+	}
+	return s.fresh(note, salvaged)
 }
 
 // load reads the meta of an existing store. With checkHead it also checks that the file is a
@@ -308,6 +349,11 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 			err = fmt.Errorf("%w: %v", ErrDamaged, r)
 		}
 	}()
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return fmt.Errorf("%w: the file is being replaced", ErrDamaged)
+	}
 	return s.db.View(fn)
 }
 
@@ -319,6 +365,11 @@ func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 			err = fmt.Errorf("%w: %v", ErrDamaged, r)
 		}
 	}()
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return fmt.Errorf("%w: the file is being replaced", ErrDamaged)
+	}
 	return s.db.Update(fn)
 }
 
@@ -353,7 +404,11 @@ func (s *Store) Check() error {
 }
 
 // Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	return s.db.Close()
+}
 
 // Device is the device name the ledger belongs to.
 func (s *Store) Device() string { return s.cfg.Device }
@@ -398,6 +453,22 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	rec, err := s.appendLocked(e)
+	if err != nil && errors.Is(err, ErrDamaged) && s.fatal == nil {
+		// The file is damaged where the check at open could not see: a new epoch, and this event
+		// is its second.
+		if herr := s.heal(err.Error()); herr != nil {
+			s.fatal = fmt.Errorf("%w: %v; and the damaged file could not be replaced: %v", ErrFatal, err, herr)
+			return e, s.fatal
+		}
+		return s.appendLocked(e)
+	}
+	return rec, err
+}
+
+// appendLocked is Append with s.mu held (or before the store is shared). A damaged page found
+// while writing is returned as ErrDamaged, any other failed commit as ErrFatal.
+func (s *Store) appendLocked(e ledger.Event) (ledger.Event, error) {
 	if s.fatal != nil {
 		return e, s.fatal
 	}
@@ -441,6 +512,9 @@ func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, ErrDamaged) {
+		return e, fmt.Errorf("append seq %d: %w", e.Seq, err)
+	}
 	if err != nil {
 		s.fatal = fmt.Errorf("%w: append seq %d: %v", ErrFatal, e.Seq, err)
 		return e, s.fatal

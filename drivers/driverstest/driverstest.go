@@ -66,6 +66,7 @@ type Feed struct {
 	closed    chan struct{}
 	failOpen  error
 	templates []drivers.Template
+	persons   []drivers.Person
 	capture   []drivers.Reading
 }
 
@@ -109,6 +110,13 @@ func (f *Feed) Templates() []drivers.Template {
 	return f.templates
 }
 
+// Persons are those the agent last synced (drivers.PersonSyncer).
+func (f *Feed) Persons() []drivers.Person {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.persons
+}
+
 // SetCapture sets what the next Capture returns (drivers.Capturer).
 func (f *Feed) SetCapture(rds []drivers.Reading) {
 	f.mu.Lock()
@@ -130,6 +138,7 @@ var (
 	_ drivers.Teller         = (*source)(nil)
 	_ drivers.TemplateSyncer = (*source)(nil)
 	_ drivers.Capturer       = (*source)(nil)
+	_ drivers.PersonSyncer   = (*source)(nil)
 )
 
 func (s *source) Next(ctx context.Context) (drivers.Reading, error) {
@@ -161,6 +170,13 @@ func (s *source) SyncTemplates(ctx context.Context, ts []drivers.Template) (stri
 	s.f.templates = append([]drivers.Template(nil), ts...)
 	s.f.mu.Unlock()
 	return "test feed: templates taken", nil
+}
+
+func (s *source) SyncPersons(ctx context.Context, ps []drivers.Person) (string, error) {
+	s.f.mu.Lock()
+	s.f.persons = append([]drivers.Person(nil), ps...)
+	s.f.mu.Unlock()
+	return "test feed: persons taken", nil
 }
 
 func (s *source) Capture(ctx context.Context) ([]drivers.Reading, error) {

@@ -45,7 +45,13 @@ func (t *Terminal) Health() drivers.Health {
 	st := t.Status()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	h := drivers.Health{State: t.state, Since: t.since, Readings: t.nReadings, Dropped: t.dropped, LastErr: t.lastErr}
+	h := drivers.Health{State: t.state, Since: t.since, Readings: t.nReadings, Dropped: t.dropped, LastErr: t.lastErr,
+		LastContact: t.lastContact, Info: map[string]string{
+			"serial": st.Serial, "address": st.Address, "commands_queued": fmt.Sprint(st.Pending + st.Sent),
+			"failures": fmt.Sprint(st.Failures), "operlog_lines": fmt.Sprint(st.OperLog)}}
+	if st.ClockKnown {
+		h.Info["clock_offset"] = st.ClockOffset.String()
+	}
 	if t.state == drivers.StateStarting {
 		return h
 	}

@@ -72,8 +72,11 @@ func (l *ledger) run(ctx context.Context, src drivers.Source) {
 			v = l.verdict(n)
 		}
 		if v != drivers.NotRecorded {
-			if _, dup := l.byKey[rd.Key]; !dup {
+			if was, dup := l.byKey[rd.Key]; !dup {
 				l.byKey[rd.Key] = rd
+			} else if len(rd.Evidence) > 0 { // as the agent does: late photos attached to the event
+				was.Evidence = append(was.Evidence, rd.Evidence...)
+				l.byKey[rd.Key] = was
 			}
 		}
 		hold := l.hold

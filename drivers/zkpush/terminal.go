@@ -68,6 +68,7 @@ type Terminal struct {
 	recent      *keyRing
 	punches     *keyRing             // PIN|time of recorded punches
 	photos      map[string]heldPhoto // PIN|time -> a photo waiting for its punch
+	punchKeys   map[string]string    // PIN|time -> the reading key of a recorded punch, for a late photo
 }
 
 type heldPhoto struct {
@@ -94,7 +95,7 @@ func newTerminal(c Config, loc *time.Location, env drivers.Env) (*Terminal, erro
 		cfg: c, loc: loc, log: log.With("serial", c.Serial), env: env, q: q,
 		readings: make(chan drivers.Reading, readingsBuffer), closed: make(chan struct{}),
 		strangers: map[string]bool{}, since: time.Now(), state: drivers.StateStarting,
-		recent: newKeyRing(recentKeys), punches: newKeyRing(recentPunches), photos: map[string]heldPhoto{},
+		recent: newKeyRing(recentKeys), punches: newKeyRing(recentPunches), photos: map[string]heldPhoto{}, punchKeys: map[string]string{},
 	}
 	t.expected = c.Address
 	if t.expected == "" {
@@ -167,7 +168,7 @@ func (t *Terminal) serve(ctx context.Context, path, method string, q url.Values,
 		case "ATTLOG":
 			return t.attlog(ctx, body, bodyErr, stranger, now)
 		case "ATTPHOTO":
-			return t.attphoto(body, now)
+			return t.attphoto(ctx, body, now)
 		case "OPERLOG":
 			return t.oplog(body)
 		}
@@ -366,8 +367,12 @@ func (t *Terminal) attlog(ctx context.Context, body []byte, bodyErr error, stran
 			return http.StatusServiceUnavailable, "zkpush: " + err.Error()
 		}
 		t.mu.Lock()
-		for _, k := range keys {
+		if len(t.punchKeys) >= recentPunches {
+			clear(t.punchKeys)
+		}
+		for i, k := range keys {
 			t.punches.add(k)
+			t.punchKeys[k] = rds[i].Key
 		}
 		t.nReadings += uint64(len(rds))
 		t.mu.Unlock()
@@ -452,7 +457,7 @@ func (t *Terminal) trackClock(newest time.Time, n int, now time.Time) bool {
 // come yet is held for the punch's reading; one whose punch is already recorded is logged with
 // the punch's key. A photo that cannot be decoded is logged and acknowledged (sending it again
 // would not mend it).
-func (t *Terminal) attphoto(body []byte, now time.Time) (int, string) {
+func (t *Terminal) attphoto(ctx context.Context, body []byte, now time.Time) (int, string) {
 	t.sweepPhotos(now)
 	p, err := ParsePhoto(body, t.loc, t.cfg.AlnumPINs)
 	if err != nil {
@@ -474,6 +479,7 @@ func (t *Terminal) attphoto(body []byte, now time.Time) (int, string) {
 	pk := punchKey(p.PIN, p.At)
 	t.mu.Lock()
 	recorded := t.punches.has(pk)
+	readingKey := t.punchKeys[pk]
 	if !recorded {
 		if len(t.photos) >= recentPunches {
 			clear(t.photos)
@@ -481,7 +487,17 @@ func (t *Terminal) attphoto(body []byte, now time.Time) (int, string) {
 		t.photos[pk] = heldPhoto{ref: ref, at: now}
 	}
 	t.mu.Unlock()
-	if recorded {
+	if recorded && readingKey != "" {
+		// The punch is in the ledger: the photo is attached to its event (the agent records an
+		// attachment that refers to it), and acknowledged once that is durable.
+		rd := drivers.Reading{Source: t.env.Name, Method: drivers.Face, Subject: p.PIN, At: p.At, Key: readingKey,
+			Evidence: []drivers.EvidenceRef{ref}, Detail: "zkpush attphoto after its punch"}
+		if err := t.deliver(ctx, []drivers.Reading{rd}); err != nil {
+			t.fail("attphoto of %s not attached: %v", p.PIN, err)
+			return http.StatusServiceUnavailable, "zkpush: " + err.Error()
+		}
+		t.log.Debug("zkpush: attphoto attached to its recorded punch", "pin", p.PIN, "punch", p.At.Format(punchLayout), "evidence", ref.SHA256)
+	} else if recorded {
 		t.log.Info("zkpush: attphoto kept after its punch was recorded", "pin", p.PIN, "punch", p.At.Format(punchLayout), "evidence", ref.SHA256)
 	} else {
 		t.log.Debug("zkpush: attphoto kept, held for its punch", "pin", p.PIN, "punch", p.At.Format(punchLayout), "evidence", ref.SHA256)

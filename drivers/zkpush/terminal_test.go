@@ -225,15 +225,17 @@ func TestPhotoLinkedToItsPunch(t *testing.T) {
 		t.Fatalf("evidence: got %+v, want the photo as one frame of %d bytes", rd.Evidence, len(jpg))
 	}
 
-	// The protocol's usual order, punch then photo (the emulator's): the photo is kept and logged
-	// with its punch.
+	// The protocol's usual order, punch then photo (the emulator's): the photo is handed over
+	// with the punch's key, for the agent to attach to the recorded event.
 	term := r.emu(nil)
-	term.Punch(emu.Punch{PIN: "1460", At: at.Add(time.Minute), Verify: 15, Photo: emu.Capture(2)})
+	photo2 := emu.Capture(2)
+	term.Punch(emu.Punch{PIN: "1460", At: at.Add(time.Minute), Verify: 15, Photo: photo2})
 	if err := term.Upload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.logs.String(), "attphoto kept after its punch was recorded") {
-		t.Errorf("no log line for the photo after its punch:\n%s", r.logs)
+	late := r.led.recorded()["ZK007|1460|2026-03-02 08:02:28|0|15"]
+	if len(late.Evidence) != 1 || late.Evidence[0].Size != int64(len(photo2)) {
+		t.Errorf("photo after its punch: got evidence %+v, want the photo attached to the punch's key", late.Evidence)
 	}
 
 	// A photo with no punch: kept, and logged once its wait is over.

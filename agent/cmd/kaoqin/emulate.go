@@ -16,18 +16,23 @@ import (
 )
 
 func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "zkpush" {
-		return emulateZkpush(ctx, args[1:], stderr)
-	}
-	kind, err := pickSub(args, "emulate", []string{"zfm", "lineterm", "roster"},
-		"Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n       kaoqin emulate roster --out FILE [--trainees N]\n\n"+
-			"zfm and lineterm create a pseudo-terminal, make PATH a symlink to it, play the script and serve until killed.\n"+
-			"Script formats: go doc github.com/kaoqin/kaoqin/drivers/zfm/emu and .../drivers/lineterm/emu", stdout)
+	kind, err := pickSub(args, "emulate", []string{"zfm", "lineterm", "zkpush", "hikisapi", "roster"},
+		"Usage: kaoqin emulate zfm --link PATH [--script FILE]\n       kaoqin emulate lineterm --link PATH --script FILE [--framing lf|crlf|cr|stx/etx]\n"+
+			"       kaoqin emulate zkpush --server URL --serial SN [--script FILE]\n       kaoqin emulate hikisapi --listen ADDR [--script FILE]\n"+
+			"       kaoqin emulate roster --out FILE [--trainees N]\n\n"+
+			"zfm and lineterm create a pseudo-terminal, make PATH a symlink to it, play the script and serve until killed;\n"+
+			"zkpush is a ZKTeco terminal calling a PUSH server; hikisapi a Hikvision terminal serving ISAPI.\n"+
+			"Script formats: go doc github.com/kaoqin/kaoqin/drivers/<kind>/emu", stdout)
 	if err != nil {
 		return err
 	}
-	if kind == "roster" {
+	switch kind {
+	case "roster":
 		return emulateRoster(args[1:], stdout, stderr)
+	case "zkpush":
+		return emulateZkpush(ctx, args[1:], stderr)
+	case "hikisapi":
+		return emulateHikisapi(ctx, args[1:], stderr)
 	}
 	// Each emulator registers its own flags: --help lists only those.
 	var em interface {

@@ -20,7 +20,7 @@ func filterFlags(fs *flag.FlagSet) func() (ledger.Filter, error) {
 	until := fs.String("until", "", "before this time")
 	session := fs.String("session", "", "only this session")
 	trainee := fs.String("trainee", "", "only this trainee")
-	kind := fs.String("kind", "", "only this kind: sign_in, sign_out, voucher_checkin, refusal, duplicate, enrollment, alarm")
+	kind := fs.String("kind", "", "only this kind: sign_in, sign_out, voucher_checkin, refusal, duplicate, enrollment, alarm, reading, time_anchor")
 	flg := fs.String("flag", "", "only events with this doubt flag (late, early_leave, manual_override, ...)")
 	return func() (ledger.Filter, error) {
 		f, err := api.ParseFilter(map[string][]string{"since": {*since}, "until": {*until}, "session": {*session},

@@ -66,6 +66,7 @@ func commands() []command {
 		{"roster", "import or show the roster (roster import FILE | roster show)", cmdRoster},
 		{"cert", "certificate serials (cert decode|validate SERIAL | cert next)", cmdCert},
 		{"enroll", "enrol a trainee's finger at a reader (enroll finger --trainee ID)", cmdEnroll},
+		{"face", "enrol faces and identify photos with the daemon's matcher (face enroll|identify)", cmdFace},
 		{"keygen", "make an ed25519 key pair (device or central)", cmdKeygen},
 		{"ingest", "the reference central consumer (ingest run|status|publish)", cmdIngest},
 		{"emulate", "device emulators on a pseudo-terminal (emulate zfm|lineterm)", cmdEmulate},

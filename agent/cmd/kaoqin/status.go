@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent"
@@ -44,6 +45,21 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, n := range names {
 		h := s.Sources[n]
 		fmt.Fprintf(stdout, "source %-14s %-9s readings %d, dropped %d, reopens %d %s\n", n, h.State, h.Readings, h.Dropped, h.Reopens, h.LastErr)
+		var extra []string
+		if !h.LastContact.IsZero() {
+			extra = append(extra, "last contact "+h.LastContact.Format(time.DateTime))
+		}
+		keys := make([]string, 0, len(h.Info))
+		for k := range h.Info {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			extra = append(extra, k+" "+h.Info[k])
+		}
+		if len(extra) > 0 {
+			fmt.Fprintf(stdout, "       %-14s %s\n", "", strings.Join(extra, ", "))
+		}
 	}
 	return nil
 }
