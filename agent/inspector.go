@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/kaoqin/kaoqin/agent/api"
-	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/export"
 	"github.com/kaoqin/kaoqin/agent/inspect"
 	"github.com/kaoqin/kaoqin/agent/label"
@@ -43,7 +42,7 @@ func (b *backend) Receipt(ctx context.Context) (*export.Receipt, error) { return
 // Health is the box's state beyond the ledger.
 func (b *backend) Health(ctx context.Context) (inspect.Health, error) {
 	a := b.a
-	h := inspect.Health{Clock: clock.Now(), Uplink: a.cfg.Uplink.Enabled, DiskReserve: a.cfg.Store.MinFreeMiB << 20,
+	h := inspect.Health{Clock: a.now().Clock, Uplink: a.cfg.Uplink.Enabled, DiskReserve: a.cfg.Store.MinFreeMiB << 20,
 		EvidenceBudget: a.cfg.Store.EvidenceBudgetMiB << 20}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(a.cfg.StateDir, &st); err == nil {
@@ -83,7 +82,7 @@ func (b *backend) RecordInspection(ctx context.Context, v inspect.Visit) (ledger
 	if err != nil {
 		return ledger.Event{}, fmt.Errorf("agent: inspection: %w", err)
 	}
-	e := ledger.Event{Kind: ledger.Inspection, Time: clock.Now(), Source: InspectorSource, Operator: v.Inspector,
+	e := ledger.Event{Kind: ledger.Inspection, Time: b.a.now().Clock, Source: InspectorSource, Operator: v.Inspector,
 		Institution: b.a.cfg.Institution, Note: v.Note, Detail: inspect.VisitDetail(v), Data: data}
 	return b.a.st.Append(e)
 }

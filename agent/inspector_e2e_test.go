@@ -25,6 +25,7 @@ import (
 
 	"github.com/kaoqin/kaoqin/agent"
 	"github.com/kaoqin/kaoqin/agent/api"
+	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/export"
 	"github.com/kaoqin/kaoqin/agent/inspect"
@@ -90,6 +91,7 @@ feed = %q
 	if err != nil {
 		t.Fatal(err)
 	}
+	agent.SetClock(a, clock.Running("inspector-boot", true)) // the test machine's kernel may not say synchronised
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
