@@ -15,6 +15,8 @@ DEB_PKGS  += ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-b
 # already installed, such as NodeSource's).
 DEB_PKGS  += libdlib-dev libatlas-base-dev libjpeg-dev libopenblas0-pthread $(if $(shell command -v npm),,npm)
 FACE_MODELS ?= .cache/face-models
+# The inspector's pages are tested in a headless browser, with a font that has Chinese glyphs.
+DEB_PKGS  += chromium fonts-wqy-microhei
 FUZZTIME  ?= 60s
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STATICCHECK_VERSION := v0.8.2
@@ -87,6 +89,8 @@ bench: deps bench-face
 	$(GO) test -run '^$$' -bench 'TodayAndHours' -benchtime 50x ./agent/report
 	@echo "== export: a 100,000-event bundle vs the CSV export alone (target ratio >= 0.5)"
 	$(GO) test -run '^$$' -bench 'Bundle' -benchtime 3x -timeout 20m ./agent/export
+	@echo "== inspector: the today and hours pages (store read, report, HTML) for a 200-trainee, 4-session day (target < 50 ms) vs a bare read of the same events from the store"
+	$(GO) test -run '^$$' -bench 'InspectorPages' -benchtime 20x ./agent/inspect
 
 	@echo "== camera: the JPEG splitter vs a bare bytes.Index scan; the colour check vs a header-only check"
 	$(GO) test -run '^$$' -bench 'Splitter|Inspect' -benchtime 2s ./drivers/camera

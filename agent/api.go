@@ -30,6 +30,7 @@ type backend struct {
 	*ops.Service
 	a       *Agent
 	started time.Time
+	insp    *inspect.Server // the inspector's pages, nil without listen
 }
 
 var (
@@ -139,6 +140,9 @@ func (a *Agent) serveAPI(wg *sync.WaitGroup) (*serverSet, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	b := &backend{Service: a.ops, a: a, started: time.Now()}
+	if a.cfg.Listen != "" {
+		b.insp = inspect.New(b, inspect.Options{Log: a.log.With("component", "inspect")})
+	}
 	servers := &serverSet{}
 	servers.add(&http.Server{Handler: api.Handler(b, true), ReadHeaderTimeout: 5 * time.Second}, ln, wg, a.log)
 	if a.cfg.Listen != "" {
@@ -148,8 +152,8 @@ func (a *Agent) serveAPI(wg *sync.WaitGroup) (*serverSet, error) {
 			return nil, fmt.Errorf("agent: listen %s: %w", a.cfg.Listen, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/v1/", api.Handler(b, false))
-		mux.Handle("/", inspect.Handler(b))
+		mux.Handle("/v1/", b.insp.Protect(api.Handler(b, false)))
+		mux.Handle("/", b.insp.Handler())
 		servers.add(&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, tl, wg, a.log)
 	}
 	return servers, nil

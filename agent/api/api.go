@@ -68,6 +68,19 @@ type Backend interface {
 	Snapshot(ctx context.Context, w io.Writer) (int64, error)
 }
 
+// InspectorCode is a one-time login code for the inspector's pages.
+type InspectorCode struct {
+	Code    string    `json:"code"`
+	Expires time.Time `json:"expires"`
+	Listen  string    `json:"listen"` // where the pages are served
+}
+
+// CodeIssuer is a backend that serves the inspector's pages: it makes one-time login codes
+// (POST /v1/inspector/code, on the socket only).
+type CodeIssuer interface {
+	InspectorCode(ctx context.Context) (InspectorCode, error)
+}
+
 // Handler serves the API. Writes are served only when admin is set (the unix socket).
 func Handler(b Backend, admin bool) http.Handler {
 	mux := http.NewServeMux()
@@ -150,6 +163,16 @@ func Handler(b Backend, admin bool) http.Handler {
 			panic(http.ErrAbortHandler)
 		}
 	})
+	if ci, ok := b.(CodeIssuer); ok {
+		mux.HandleFunc("POST /v1/inspector/code", func(w http.ResponseWriter, r *http.Request) {
+			c, err := ci.InspectorCode(r.Context())
+			if err != nil {
+				writeErr(w, http.StatusConflict, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, c)
+		})
+	}
 	mux.HandleFunc("POST /v1/enroll", func(w http.ResponseWriter, r *http.Request) {
 		var req EnrollRequest
 		if !readJSON(w, r, &req) {

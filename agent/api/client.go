@@ -201,3 +201,10 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	return n, err
 }
+
+// InspectorCode asks the daemon for a one-time login code for the inspector's pages.
+func (c *Client) InspectorCode(ctx context.Context) (InspectorCode, error) {
+	var out InspectorCode
+	err := c.call(ctx, http.MethodPost, "/v1/inspector/code", nil, &out)
+	return out, err
+}

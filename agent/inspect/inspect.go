@@ -1,131 +1,326 @@
-// Package inspect serves the inspector's view of the box over HTTP: the day's log, who is in the
-// room now per session, and the box's state. It reads only, through the ledger service
-// (agent/ops); the daemon mounts it beside the read-only JSON of agent/api.
+// Package inspect serves the field inspector's view of the box over HTTP (实地查看): today's
+// sessions with who signed in and out, how, and who is missing; a search of the log; the
+// integrity of the ledger against its head hash and the central receipt; the box's health; the
+// class-hour report and the per-session sign-in sheet (签到表), printable and as CSV; a form that
+// records the visit in the ledger; and the verifiable bundle to take away.
+//
+// Every page is read-only and behind a login: inspector accounts come from the store
+// (store.Inspector: name, role, argon2id hash), and where none exist yet, a one-time code printed
+// on the box (`kaoqin inspector code`, Server.IssueCode). Logins are rate-limited with a lockout,
+// sessions expire, every form that changes something carries a CSRF token, and every response
+// carries security headers (a CSP with no inline script, no framing, no-store). No page shows a
+// full resident ID number, a key or a template. Pages are rendered on the server
+// (html/template, Chinese first, English by ?lang=en), with every asset embedded.
+//
+// The pages read through Backend, which the daemon implements over the ledger service
+// (agent/ops); the figures come from agent/report, so the page, the CLI and the CSV agree.
 package inspect
 
 import (
 	"context"
+	"crypto/ed25519"
 	"embed"
-	"html/template"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/export"
+	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/ops"
+	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/drivers"
 )
 
-// Backend is what the pages read.
+// Backend is what the pages read, and the two things they do: record a visit and write a bundle.
 type Backend interface {
 	Status(ctx context.Context) (ops.Status, error)
+	// Events calls fn for each event matching f from seq from on, in order.
 	Events(ctx context.Context, f ledger.Filter, from uint64, fn func(*ledger.Event) error) error
-	Roster(ctx context.Context) (ops.RosterSummary, error)
+	// ActiveRoster is the active roster in full, nil if none (reports mask the ID numbers).
+	ActiveRoster(ctx context.Context) (*roster.Roster, error)
+	// Integrity verifies the ledger's chain and signatures with the device key.
+	Integrity(ctx context.Context) (ops.Integrity, error)
+	// Receipt is the latest central receipt, nil if the box has none yet.
+	Receipt(ctx context.Context) (*export.Receipt, error)
+	// Health is the box's state beyond the ledger: clock, disk, evidence, uplink.
+	Health(ctx context.Context) (Health, error)
+	// Inspectors are the accounts that may log in; none means one-time codes.
+	Inspectors(ctx context.Context) ([]store.Inspector, error)
+	// RecordInspection appends a signed inspection event for the visit.
+	RecordInspection(ctx context.Context, v Visit) (ledger.Event, error)
+	// ExportBundle writes the verifiable bundle of the events f selects (export.Write).
+	ExportBundle(ctx context.Context, w io.Writer, f ledger.Filter, lang label.Lang) (export.Manifest, error)
+	// Evidence opens an evidence JPEG by its hex SHA-256 name.
+	Evidence(name string) (io.ReadCloser, error)
+	// PublicKey is the device's public key, whose fingerprint the integrity page shows.
+	PublicKey() (ed25519.PublicKey, error)
 }
 
-// Handler serves the pages.
-func Handler(b Backend) http.Handler {
+// Health is the box's state for the health page.
+type Health struct {
+	Clock          ledger.Clock // now, and whether the kernel considers the clock synchronised
+	Uplink         bool         // the uplink to the central system is configured
+	DiskFree       uint64       // bytes free on the state file system
+	DiskReserve    uint64       // the reserve under which captures are refused
+	EvidenceUsed   int64        // bytes in evidence/
+	EvidenceBudget int64        // 0: no budget beyond the reserve
+}
+
+// Visit is what an inspector records: the headcount observed, a note, and the head hash they read
+// on the integrity page (to compare later with the central system's).
+type Visit struct {
+	Inspector string
+	Role      string
+	Headcount int
+	Note      string
+	HeadSeq   uint64 // the head the page showed
+	HeadHash  string // as the inspector wrote it down (may be a prefix)
+	Matches   bool   // HeadHash matches the ledger's hash at HeadSeq
+}
+
+// Options tune the server. Zero values are the defaults.
+type Options struct {
+	// Zone is the configured time zone (nil: time.Local).
+	Zone *time.Location
+	// ClassHour is the length of a class hour for the reports (zero: report.DefaultClassHour).
+	ClassHour time.Duration
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	Log *slog.Logger
+	// SessionIdle and SessionMax end a session after so long without a request, and so long
+	// after login (30 minutes, 8 hours).
+	SessionIdle, SessionMax time.Duration
+	// CodeValid is how long a one-time code is valid (10 minutes).
+	CodeValid time.Duration
+	// MaxFailures failed logins within Lockout lock the address and the account out for
+	// Lockout (5, 15 minutes).
+	MaxFailures int
+	Lockout     time.Duration
+}
+
+// Server is the inspector's web view. Create it with New.
+type Server struct {
+	b     Backend
+	opt   Options
+	log   *slog.Logger
+	sess  *sessions
+	codes *codes
+	// byAddr and byName lock out a client address and an account name.
+	byAddr, byName *limiter
+	recent         recent
+}
+
+// New returns the server over b.
+func New(b Backend, opt Options) *Server {
+	if opt.Zone == nil {
+		opt.Zone = time.Local
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.SessionIdle <= 0 {
+		opt.SessionIdle = 30 * time.Minute
+	}
+	if opt.SessionMax <= 0 {
+		opt.SessionMax = 8 * time.Hour
+	}
+	if opt.CodeValid <= 0 {
+		opt.CodeValid = 10 * time.Minute
+	}
+	if opt.MaxFailures <= 0 {
+		opt.MaxFailures = 5
+	}
+	if opt.Lockout <= 0 {
+		opt.Lockout = 15 * time.Minute
+	}
+	lim := func() *limiter {
+		return &limiter{m: map[string]*failures{}, max: opt.MaxFailures, window: opt.Lockout, lockout: opt.Lockout}
+	}
+	return &Server{b: b, opt: opt, log: opt.Log,
+		sess:   &sessions{m: map[string]*session{}, idle: opt.SessionIdle, max: opt.SessionMax},
+		codes:  &codes{m: map[string]time.Time{}},
+		byAddr: lim(), byName: lim()}
+}
+
+// IssueCode makes a one-time login code, valid Options.CodeValid, usable once. It refuses while
+// inspector accounts exist: then inspectors log in with their accounts.
+func (s *Server) IssueCode(ctx context.Context) (Code, error) {
+	accts, err := s.b.Inspectors(ctx)
+	if err != nil {
+		return Code{}, err
+	}
+	if len(accts) > 0 {
+		return Code{}, ErrAccountsExist
+	}
+	c := s.codes.issue(s.opt.Now(), s.opt.CodeValid)
+	s.log.Info("one-time inspector code issued", "expires", c.Expires)
+	return c, nil
+}
+
+// ErrAccountsExist refuses a one-time code where inspector accounts exist.
+var ErrAccountsExist = errorString("inspect: inspector accounts exist on this box: log in with an account (one-time codes are for boxes without accounts)")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+const (
+	cookieSession = "kaoqin_session"
+	cookieLogin   = "kaoqin_login" // the login form's CSRF token, before there is a session
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// Handler serves the pages (everything but /v1/).
+func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { page(b, w, r) })
-	return mux
-}
-
-//go:embed templates/log.html
-var templates embed.FS
-
-var logPage = template.Must(template.ParseFS(templates, "templates/log.html"))
-
-// page serves the inspector's view of one day of the log (today by default).
-func page(b Backend, w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	day := time.Now()
-	if d := q.Get("date"); d != "" {
-		t, err := time.ParseInLocation(time.DateOnly, d, time.Local)
-		if err != nil {
-			http.Error(w, "date: want YYYY-MM-DD", http.StatusBadRequest)
+	mux.HandleFunc("GET /static/{file}", s.static)
+	mux.HandleFunc("GET /favicon.ico", http.NotFound)
+	mux.HandleFunc("GET /login", s.loginPage)
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.authed(s.logout))
+	mux.HandleFunc("GET /{$}", s.authed(s.today))
+	mux.HandleFunc("GET /search", s.authed(s.search))
+	mux.HandleFunc("GET /integrity", s.authed(s.integrity))
+	mux.HandleFunc("GET /health", s.authed(s.health))
+	mux.HandleFunc("GET /reports", s.authed(s.reports))
+	mux.HandleFunc("GET /reports/hours.csv", s.authed(s.hoursCSV))
+	mux.HandleFunc("GET /reports/sheet", s.authed(s.sheet))
+	mux.HandleFunc("GET /reports/sheet.csv", s.authed(s.sheetCSV))
+	mux.HandleFunc("GET /visit", s.authed(s.visitPage))
+	mux.HandleFunc("POST /visit", s.authed(s.visit))
+	mux.HandleFunc("GET /bundle", s.authed(s.bundle))
+	mux.HandleFunc("GET /evidence/{seq}/{sha}", s.authed(s.evidence))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if s.current(r) == nil {
+			s.toLogin(w, r)
 			return
 		}
-		day = t
-	}
-	y, m, d := day.Date()
-	f := ledger.Filter{Since: time.Date(y, m, d, 0, 0, 0, 0, time.Local), Trainee: q.Get("trainee"), Session: q.Get("session")}
-	f.Until = f.Since.AddDate(0, 0, 1)
-	var evs []ledger.Event
-	err := b.Events(r.Context(), f, 0, func(e *ledger.Event) error {
-		evs = append(evs, *e)
-		return nil
+		s.fail(w, r, http.StatusNotFound, "notFound")
 	})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	names := map[string]string{}
-	if r, err := b.Roster(r.Context()); err == nil {
-		for _, t := range r.Trainees {
-			names[t.ID] = t.Name
-		}
-	}
-	st, err := b.Status(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	logPage.Execute(w, struct {
-		Status  ops.Status
-		Date    string
-		Filter  ledger.Filter
-		Events  []ledger.Event
-		Names   map[string]string
-		Present []presence
-	}{st, f.Since.Format(time.DateOnly), f, evs, names, present(evs, names)})
+	return secure(mux)
 }
 
-// presence is who is in the room for a session, by the day's events: signed in, not signed out.
-type presence struct {
-	Session  string
-	In       []string // "T001 张三"
-	SignedIn int      // signed in at all today
+// Protect serves h (the read-only JSON API) only to a logged-in inspector; anyone else gets 401
+// as JSON.
+func (s *Server) Protect(h http.Handler) http.Handler {
+	return secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.current(r) == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"inspect: log in first (POST /login)"}`+"\n")
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			io.WriteString(w, `{"error":"inspect: the JSON API here is read-only"}`+"\n")
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 }
 
-func present(evs []ledger.Event, names map[string]string) []presence {
-	type state struct{ in, out bool }
-	bySession := map[string]map[string]*state{}
-	var order []string
-	for _, e := range evs {
-		if e.Session == "" || (e.Kind != ledger.SignIn && e.Kind != ledger.SignOut) {
-			continue
+// csp allows nothing but this origin's stylesheet and images: no script at all.
+const csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// secure adds the security headers to every response; pages and JSON carry personal data, so
+// nothing but the stylesheet may be stored by a cache.
+func secure(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", csp)
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+		hd.Set("Cross-Origin-Resource-Policy", "same-origin")
+		hd.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		if !strings.HasPrefix(r.URL.Path, "/static/") {
+			hd.Set("Cache-Control", "no-store")
 		}
-		m := bySession[e.Session]
-		if m == nil {
-			m = map[string]*state{}
-			bySession[e.Session] = m
-			order = append(order, e.Session)
-		}
-		st := m[e.Trainee]
-		if st == nil {
-			st = &state{}
-			m[e.Trainee] = st
-		}
-		if e.Kind == ledger.SignIn {
-			st.in = true
-		} else {
-			st.out = true
-		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// current is the request's live session, or nil.
+func (s *Server) current(r *http.Request) *session {
+	c, err := r.Cookie(cookieSession)
+	if err != nil {
+		return nil
 	}
-	var out []presence
-	for _, s := range order {
-		p := presence{Session: s}
-		for t, st := range bySession[s] {
-			if st.in {
-				p.SignedIn++
+	return s.sess.get(c.Value, s.opt.Now())
+}
+
+type ctxKey struct{}
+
+// authed serves h to a logged-in inspector; anyone else is sent to the login page (a POST is
+// refused outright).
+func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ss := s.current(r)
+		if ss == nil {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				s.fail(w, r, http.StatusUnauthorized, "loginFirst")
+				return
 			}
-			if st.in && !st.out {
-				p.In = append(p.In, strings.TrimSpace(t+" "+names[t]))
+			s.toLogin(w, r)
+			return
+		}
+		if r.Method == http.MethodPost {
+			if !sameOrigin(r) || r.PostFormValue("csrf") != ss.csrf || ss.csrf == "" {
+				s.fail(w, r, http.StatusForbidden, "badCSRF")
+				return
 			}
 		}
-		slices.Sort(p.In)
-		out = append(out, p)
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ss)))
 	}
-	return out
+}
+
+func sessionOf(r *http.Request) *session {
+	ss, _ := r.Context().Value(ctxKey{}).(*session)
+	return ss
+}
+
+// sameOrigin refuses a form posted from another site: when the browser says where it came from
+// (Origin, or Sec-Fetch-Site), it must be this host.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		host := strings.TrimPrefix(strings.TrimPrefix(o, "http://"), "https://")
+		return host == r.Host
+	}
+	return true
+}
+
+func (s *Server) toLogin(w http.ResponseWriter, r *http.Request) {
+	next := r.URL.RequestURI()
+	http.Redirect(w, r, "/login?next="+urlQueryEscape(next)+langSuffix(r, "&"), http.StatusSeeOther)
+}
+
+// clientAddr is the address a login is rate-limited by.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// sourceLast is a source's state with its last event in the ledger.
+type sourceLast struct {
+	Name   string
+	Health drivers.Health
+	Last   *ledger.Event
 }

@@ -33,6 +33,7 @@ const (
 	Duplicate      Kind = "duplicate"       // a repeat within the suppression window: recorded, not counted
 	Enrollment     Kind = "enrollment"      // a biometric template enrolled on site; Data holds it
 	Alarm          Kind = "alarm"           // something an inspector must see: new epoch, clock jump, disk full
+	Inspection     Kind = "inspection"      // an inspector's visit: who (Operator), the headcount seen and the head hash read (Detail, Data), a note
 	Attachment     Kind = "attachment"      // photos a device sent after the event they belong to (Ref names it)
 
 	// Reading is a reading taken while the box's time was not trusted (flag time_pending): the

@@ -2,44 +2,56 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
-	"time"
+	"path/filepath"
 
 	"github.com/kaoqin/kaoqin/agent"
+	"github.com/kaoqin/kaoqin/agent/export"
+	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/store"
 )
 
 func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "export --format csv|json --out FILE [filters]", stderr)
+	fs := newFlags("export", "export --format csv|json --out FILE [filters] | export --bundle FILE [--since T] [--until T]", stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file")
 	db := fs.String("db", "", "read this ledger file instead")
-	format := fs.String("format", "csv", "csv or json (JSON lines)")
+	format := fs.String("format", "csv", "csv (UTF-8 with BOM, names from the roster) or json (JSON lines)")
 	out := fs.String("out", "", "output file (required; - for standard output)")
+	bundle := fs.String("bundle", "", "write the verifiable bundle (zip) to this file instead: events, evidence, chain segment, receipt, device key")
+	langFlag := fs.String("lang", "zh", "language of the CSV: zh or en")
 	filter := filterFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	lang, err := label.ParseLang(*langFlag)
+	if err != nil {
+		return usageError{err}
+	}
+	f, err := filter()
+	if err != nil {
+		return err
+	}
+	if *bundle != "" {
+		return exportBundle(ctx, *cfgPath, *db, *bundle, f, lang, stdout, stderr)
 	}
 	if *format != "csv" && *format != "json" {
 		return usagef("export: --format %q: want csv or json", *format)
 	}
 	if *out == "" {
-		return usagef("export: --out is required")
-	}
-	f, err := filter()
-	if err != nil {
-		return err
+		return usagef("export: --out (or --bundle) is required")
 	}
 	l, err := openLedger(*cfgPath, *db, readOnly)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	names := map[string]string{}
+	if sum, err := l.Roster(ctx); err == nil {
+		names = export.Names(rosterOf(sum))
+	}
 	w := stdout
 	var file *os.File
 	if *out != "-" {
@@ -51,7 +63,18 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	p := newProgress(stderr, "exporting")
 	n := uint64(0)
-	write, flush := exporter(w, *format)
+	var write func(*ledger.Event) error
+	flush := func() error { return nil }
+	if *format == "json" {
+		jw := export.NewJSONWriter(w)
+		write = jw.Write
+	} else {
+		ew, err := export.NewEventWriter(w, export.Options{Lang: lang, Names: names})
+		if err != nil {
+			return err
+		}
+		write, flush = ew.Write, ew.Flush
+	}
 	err = l.Events(ctx, f, 0, func(e *ledger.Event) error {
 		n++
 		if n%1000 == 0 {
@@ -75,32 +98,80 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-var csvHeader = []string{"seq", "id", "time", "clock_synced", "kind", "trainee", "id_masked", "session", "institution",
-	"voucher", "source", "method", "score", "reason", "flags", "operator", "note", "evidence", "device", "epoch"}
-
-// evidenceNames lists an event's photos as their SHA-256 names, space-separated.
-func evidenceNames(ps []ledger.Photo) string {
-	names := make([]string, len(ps))
-	for i, p := range ps {
-		names[i] = p.SHA256
+// exportBundle writes the verifiable bundle: from a consistent copy of the ledger (through the
+// running daemon, or the file when it is stopped; --db names a copy), signed with the device key.
+func exportBundle(ctx context.Context, cfgPath, db, out string, f ledger.Filter, lang label.Lang, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return err
 	}
-	return strings.Join(names, " ")
-}
-
-func exporter(w io.Writer, format string) (write func(*ledger.Event) error, flush func() error) {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		return func(e *ledger.Event) error { e.Data = nil; return enc.Encode(e) }, func() error { return nil }
+	key, err := ledger.LoadPrivateKey(cfg.Key)
+	if err != nil {
+		return fmt.Errorf("export: the bundle is signed with the device key: %w", err)
 	}
-	cw := csv.NewWriter(w)
-	cw.Write(csvHeader)
-	return func(e *ledger.Event) error {
-			return cw.Write([]string{strconv.FormatUint(e.Seq, 10), e.ID, e.Time.Wall.Format(time.RFC3339),
-				strconv.FormatBool(e.Time.Synced), string(e.Kind), e.Trainee, e.IDMasked, e.Session, e.Institution,
-				e.Voucher, e.Source, e.Method, strconv.FormatFloat(e.Score, 'g', -1, 64), string(e.Reason),
-				joinFlags(e.Flags), e.Operator, e.Note, evidenceNames(e.Evidence), e.Device, strconv.FormatUint(e.Epoch, 10)})
-		}, func() error {
-			cw.Flush()
-			return cw.Error()
+	if db == "" {
+		tmp, err := os.CreateTemp("", "kaoqin-bundle-*.db")
+		if err != nil {
+			return err
 		}
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		if _, err := snapshot(ctx, cfgPath, tmp.Name()); err != nil {
+			return err
+		}
+		db = tmp.Name()
+	}
+	st, err := store.OpenReadOnly(db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r, _, err := st.Roster()
+	if err != nil {
+		return err
+	}
+	evDir := cfg.LedgerConfig().EvidenceDir
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".bundle-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	var p *progress
+	stage := ""
+	m, err := export.Write(tmp, st, export.BundleOptions{
+		Options: export.Options{Lang: lang, Names: export.Names(r)},
+		Filter:  f,
+		Key:     key,
+		Evidence: func(name string) (io.ReadCloser, error) {
+			return os.Open(filepath.Join(evDir, name[:2], name+".jpg"))
+		},
+		Progress: func(pr export.Progress) {
+			if pr.Stage != stage {
+				if p != nil {
+					p.done()
+				}
+				stage, p = pr.Stage, newProgress(stderr, "writing "+pr.Stage)
+			}
+			p.update(uint64(max(pr.Done, 0)), uint64(max(pr.Total, 0)))
+		},
+	})
+	if p != nil {
+		p.done()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d events, records seq %d-%d, head %s\n", out, m.Events, m.First, m.Last, m.HeadHash)
+	if len(m.MissingEvidence) > 0 || len(m.DamagedEvidence) > 0 {
+		fmt.Fprintf(stdout, "evidence not in the bundle: %d missing, %d damaged (listed in its manifest)\n", len(m.MissingEvidence), len(m.DamagedEvidence))
+	}
+	fmt.Fprintf(stdout, "check it anywhere, offline: kaoqin verify --bundle %s --pubkey device.pub\n", filepath.Base(out))
+	return nil
 }

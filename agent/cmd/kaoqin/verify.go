@@ -10,18 +10,25 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent"
+	"github.com/kaoqin/kaoqin/agent/export"
+	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
 )
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "verify --pubkey FILE [--db FILE | --config FILE] [--all-signatures]", stderr)
+	fs := newFlags("verify", "verify --pubkey FILE [--db FILE | --config FILE] [--all-signatures] | verify --bundle FILE [--pubkey FILE] [--lang zh|en]", stderr)
+	bundle := fs.String("bundle", "", "check a bundle from `kaoqin export --bundle` (offline, on any machine) instead of a ledger")
+	langFlag := fs.String("lang", "zh", "language of the bundle check's report: zh or en")
 	db := fs.String("db", "", "ledger file (a copy, or the daemon's while it is stopped); default: the config's ledger, snapshotted through the daemon when it runs")
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file, when --db is not given")
 	pubPath := fs.String("pubkey", "", "the device's public key, PEM (required: verification trusts nothing in the file)")
 	all := fs.Bool("all-signatures", false, "also check every event's own signature (about 30 µs an event on two cores)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *bundle != "" {
+		return verifyBundle(*bundle, *pubPath, *langFlag, stdout, stderr)
 	}
 	if *pubPath == "" {
 		return usagef("verify: --pubkey is required")
@@ -88,4 +95,44 @@ func damaged(path string, pub ed25519.PublicKey, cause error) error {
 	}
 	return fmt.Errorf("NOT INTACT: the file is damaged (%v): %d events verify from the raw bytes (device %s epoch %d, seq 1-%d); the damage is %s",
 		cause, len(sv.Records), sv.Device, sv.Epoch, len(sv.Records), where)
+}
+
+// verifyBundle checks a bundle offline and says what changed. Without --pubkey it checks the
+// bundle against its own key, and says so.
+func verifyBundle(path, pubPath, langName string, stdout, stderr io.Writer) error {
+	lang, err := label.ParseLang(langName)
+	if err != nil {
+		return usageError{err}
+	}
+	var opt export.VerifyOptions
+	if pubPath != "" {
+		if opt.Key, err = ledger.LoadPublicKey(pubPath); err != nil {
+			return usageError{err}
+		}
+	}
+	var p *progress
+	stage := ""
+	opt.Progress = func(pr export.Progress) {
+		if pr.Stage != stage {
+			if p != nil {
+				p.done()
+			}
+			stage, p = pr.Stage, newProgress(stderr, "checking "+pr.Stage)
+		}
+		p.update(uint64(max(pr.Done, 0)), uint64(max(pr.Total, 0)))
+	}
+	res, verr := export.VerifyFile(path, opt)
+	if p != nil {
+		p.done()
+	}
+	if res == nil {
+		return verr
+	}
+	if err := res.Describe(stdout, lang); err != nil {
+		return err
+	}
+	if verr != nil {
+		return fmt.Errorf("NOT INTACT: %s: %d problems (listed above)", path, len(res.Problems))
+	}
+	return nil
 }
