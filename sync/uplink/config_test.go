@@ -36,7 +36,7 @@ func TestConfigEdges(t *testing.T) {
 		{"backoff_max equal", func(c *uplink.Config) { c.BackoffMin, c.BackoffMax = time.Second, time.Second }, ""},
 		{"backoff_max below", func(c *uplink.Config) { c.BackoffMin, c.BackoffMax = time.Second, time.Second-1 }, "backoff_max"},
 		{"backoff_max unset", func(c *uplink.Config) { c.BackoffMin, c.BackoffMax = time.Hour, 0 }, ""},
-		{"no broker", func(c *uplink.Config) { c.Broker = "" }, "broker is empty"},
+		{"no broker", func(c *uplink.Config) { c.Broker = "" }, "broker: required"},
 		{"username and password", func(c *uplink.Config) { c.Username, c.Password = "u", "p" }, ""},
 	}
 	for _, tc := range tests {
