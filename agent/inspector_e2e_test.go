@@ -30,6 +30,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/export"
 	"github.com/kaoqin/kaoqin/agent/inspect"
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
@@ -77,6 +78,9 @@ listen = %q
 name = "door-face"
 kind = "driverstest"
 feed = %q
+
+[uplink]
+central_key = "central.pub"
 `, addr, feed)
 	path := filepath.Join(dir, "agent.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -222,11 +226,12 @@ func TestInspectorVisitInTheBrowser(t *testing.T) {
 	}
 	st.Close()
 
+	central := centralKey(t, dir)
 	d := startInspectorDaemon(t, dir, t.Name())
 	ctx0 := context.Background()
 	r := demo.Roster(time.Now(), 6, 1)
 	session := r.Sessions[0].ID
-	if _, err := d.client.ImportRoster(ctx0, rosterJSON(t, r)); err != nil {
+	if _, err := d.client.ImportDataset(ctx0, ops.ImportRequest{Bundle: signedRoster(t, central, "jn-0001-r101", r)}); err != nil {
 		t.Fatal(err)
 	}
 	if !testkit.WaitFor(t, func() bool { return d.feed.Opens() > 0 }, 10*time.Second) {
@@ -248,7 +253,7 @@ func TestInspectorVisitInTheBrowser(t *testing.T) {
 		d.feed.Push(rd)
 		<-verdicts
 	}
-	if _, err := d.client.SignIn(ctx0, api.SignInRequest{Trainee: "T002", Operator: "王老师", Reason: "读卡器故障"}); err != nil {
+	if _, err := d.client.SignIn(ctx0, api.SignInRequest{Trainee: "T002", Operator: demo.Teacher, Secret: demo.TeacherSecret, Reason: "读卡器故障"}); err != nil {
 		t.Fatal(err)
 	}
 

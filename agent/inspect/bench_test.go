@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -48,7 +49,7 @@ func benchBox(b *testing.B) (*testBackend, time.Time) {
 	}
 	b.Cleanup(func() { st.Close() })
 	raw, _ := json.Marshal(r)
-	if _, err := st.SetRoster(raw, r, "import"); err != nil {
+	if _, err := st.ApplyDataset(store.DatasetIn{Ref: ledger.DatasetRef{Name: store.RosterDataset, Version: r.Version, SHA256: fmt.Sprintf("%x", sha256.Sum256(raw)), Origin: store.OriginFile}, Content: raw}); err != nil {
 		b.Fatal(err)
 	}
 	add := func(e ledger.Event) {

@@ -3,8 +3,10 @@ package inspect
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -84,7 +86,7 @@ func fixture(t testing.TB) (*testBackend, *roster.Roster) {
 	now := time.Now()
 	r := demo.Roster(now, 6, 1)
 	raw, _ := json.Marshal(r)
-	if _, err := st.SetRoster(raw, r, "import"); err != nil {
+	if _, err := st.ApplyDataset(store.DatasetIn{Ref: ledger.DatasetRef{Name: store.RosterDataset, Version: r.Version, SHA256: fmt.Sprintf("%x", sha256.Sum256(raw)), Origin: store.OriginFile}, Content: raw}); err != nil {
 		t.Fatal(err)
 	}
 	sess := r.Sessions[0].ID

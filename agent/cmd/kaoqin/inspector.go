@@ -20,9 +20,6 @@ const inspectorUsage = `Usage: kaoqin inspector code [--config FILE]      a one-
        kaoqin inspector hash < password           an argon2id hash of a password (for an accounts file)
        kaoqin inspector accounts FILE [--config]  set the inspector accounts (JSON: [{"name","role","hash"}]; daemon stopped)`
 
-// stdin is where `inspector hash` reads the password; tests replace it.
-var stdin io.Reader = os.Stdin
-
 func cmdInspector(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, err := pickSub(args, "inspector", []string{"code", "hash", "accounts"}, inspectorUsage, stdout)
 	if err != nil {
