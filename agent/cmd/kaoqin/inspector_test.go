@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -23,15 +22,13 @@ import (
 func TestInspectorVerbs(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "agent.toml")
-	os.WriteFile(cfgPath, []byte("device = \"box-1\"\ninstitution = \"0001\"\nstate_dir = \"state\"\nsocket = \"kaoqin.sock\"\nlisten = \"127.0.0.1:0\"\n"), 0o644)
+	os.WriteFile(cfgPath, []byte("device = \"box-1\"\ninstitution = \"0001\"\nstate_dir = \"state\"\nsocket = \"kaoqin.sock\"\nlisten = \"127.0.0.1:0\"\n\n[uplink]\ncentral_key = \"central.pub\"\n"), 0o644)
 	if r := cli(t, "keygen", "--out", filepath.Join(dir, "state", "keys")); r.code != 0 {
 		t.Fatalf("keygen: %+v", r)
 	}
 	rs := demo.Roster(time.Now(), 4, 1)
 	session := rs.Sessions[0].ID
-	rosterFile := filepath.Join(dir, "roster.json")
-	b, _ := json.Marshal(rs)
-	os.WriteFile(rosterFile, b, 0o644)
+	rosterFile := signedBundle(t, dir, "box-1", rs)
 	if r := cli(t, "roster", "import", "--config", cfgPath, rosterFile); r.code != 0 {
 		t.Fatalf("roster import: %+v", r)
 	}
@@ -51,7 +48,7 @@ func TestInspectorVerbs(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if r := cli(t, "signin", "--config", cfgPath, "--trainee", "T002", "--operator", "王老师", "--reason", "reader broken"); r.code != 0 {
+	if r := cliEnv(t, []string{"KAOQIN_SECRET=" + demo.TeacherSecret}, "signin", "--config", cfgPath, "--trainee", "T002", "--operator", demo.Teacher, "--reason", "reader broken"); r.code != 0 {
 		t.Fatalf("signin: %+v", r)
 	}
 
