@@ -270,7 +270,7 @@ func templatesOf(r *roster.Roster) []string {
 	return out
 }
 
-func rosterJSON(t *testing.T, r *roster.Roster) []byte {
+func rosterJSON(t testing.TB, r *roster.Roster) []byte {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {

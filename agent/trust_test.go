@@ -21,7 +21,7 @@ import (
 // centralKey makes the central system's key pair of a test in dir (central.key, central.pub).
 // centralKey makes the central system's key pair in dir, or loads it (a daemon restarted on the
 // same folder).
-func centralKey(t *testing.T, dir string) ed25519.PrivateKey {
+func centralKey(t testing.TB, dir string) ed25519.PrivateKey {
 	t.Helper()
 	priv := filepath.Join(dir, "central.key")
 	if _, err := os.Stat(priv); err != nil {
@@ -37,7 +37,7 @@ func centralKey(t *testing.T, dir string) ed25519.PrivateKey {
 }
 
 // signedRoster is r as the bundle `kaoqin ingest publish --out` makes for device.
-func signedRoster(t *testing.T, key ed25519.PrivateKey, device string, r *roster.Roster) []byte {
+func signedRoster(t testing.TB, key ed25519.PrivateKey, device string, r *roster.Roster) []byte {
 	t.Helper()
 	content := rosterJSON(t, r)
 	now := time.Now()
