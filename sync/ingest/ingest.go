@@ -177,6 +177,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	err = in.work(ctx)
 	stopConn()
 	wg.Wait()
+	in.publishStatus() // the worker is done: the last snapshot is exact
 	srv.Close()
 	os.Remove(in.cfg.Socket)
 	return err
