@@ -82,7 +82,7 @@ type device struct {
 
 	gapSince  time.Time // when a batch beyond the chain's end was first seen, zero if none
 	gapEpoch  uint64    // the epoch of that batch
-	gapFirst  uint64    // its first seq: the gap is filled once the chain reaches gapFirst-1
+	gapLast   uint64    // the last seq of the batches held beyond it: filled once the chain reaches it
 	resyncAt  time.Time // when the last resync was sent
 	resyncGap time.Duration
 	sent      map[string]sentDataset // dataset -> what was last sent
@@ -177,6 +177,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	err = in.work(ctx)
 	stopConn()
 	wg.Wait()
+	in.publishStatus() // the worker is done: the last snapshot is exact
 	srv.Close()
 	os.Remove(in.cfg.Socket)
 	return err
@@ -303,7 +304,9 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		case stored, duplicate:
 			acks[de] = max(acks[de], r.end.Seq)
 			if r.outcome == stored {
-				d.gapSince, d.resyncGap = time.Time{}, 0
+				if b.epoch != d.gapEpoch || r.end.Seq >= d.gapLast {
+					d.gapSince, d.resyncGap = time.Time{}, 0
+				}
 				d.rec.Epoch = max(d.rec.Epoch, b.epoch)
 			}
 		case gap:
@@ -311,8 +314,11 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 			if i >= p.parked {
 				since = retry[i-p.parked].since
 			} else if d.gapSince.IsZero() {
-				d.gapSince, d.gapEpoch, d.gapFirst = now, b.epoch, b.first
+				d.gapSince, d.gapEpoch, d.gapLast = now, b.epoch, b.last()
 				in.log.Debug("ingest: gap", "device", d.name, "epoch", b.epoch, "have_through", r.end.Seq, "got_first", b.first)
+			}
+			if b.epoch == d.gapEpoch {
+				d.gapLast = max(d.gapLast, b.last())
 			}
 			if now.Sub(since) < in.cfg.GapTimeout && len(parked) < maxParked {
 				parked = append(parked, parkedBatch{b: *b, since: since})
@@ -552,7 +558,7 @@ func (in *Ingester) checkGaps(ctx context.Context, now time.Time) {
 		if end > d.chains[epoch].Seq {
 			d.chains[epoch] = chainEnd{Seq: end} // head unknown here: the cache is for status only
 		}
-		if end+1 >= d.gapFirst {
+		if end >= d.gapLast {
 			d.gapSince, d.resyncGap = time.Time{}, 0 // filled, by this member or another
 			continue
 		}

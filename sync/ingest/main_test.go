@@ -16,6 +16,9 @@ func TestMain(m *testing.M) {
 		return
 	}
 	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run()) // a fuzzing worker runs FuzzDecodeColumns only: no database
+	}
 	durable := false
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
 		durable = true

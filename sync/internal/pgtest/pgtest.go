@@ -2,9 +2,10 @@
 // tests: one server per test binary, started from TestMain in a temporary directory on a free
 // loopback port (and a unix socket in that directory), with one fresh database per test.
 //
-// PostgreSQL refuses to run as root. When the tests run as root (as CI does), initdb and pg_ctl
-// run as the postgres user (runuser -u postgres --) on a directory owned by that user; otherwise
-// they run as the current user. A missing PostgreSQL fails the tests: `make deps` installs it.
+// PostgreSQL refuses to run as root. When the tests run as root (as CI does), initdb runs as the
+// postgres user (runuser -u postgres --) on a directory owned by that user, and the server as a
+// child process switched to that user; otherwise both run as the current user. The server dies
+// with the test process (parent-death signal), however that ends. A missing PostgreSQL fails the tests: `make deps` installs it.
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, pgtest.Options{})) }
 //
@@ -24,9 +25,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,11 +53,14 @@ type Server struct {
 	Port int
 
 	bin    string
-	asUser []string // runuser prefix when running as root
+	asUser []string            // runuser prefix for initdb when running as root
+	cred   *syscall.Credential // the postgres user when running as root
 	opt    Options
-	mu     sync.Mutex
-	up     bool
 	dbs    atomic.Int64
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd     // the postmaster, nil when stopped
+	done chan struct{} // closed when it has exited
 }
 
 var current *Server
@@ -122,6 +126,7 @@ func Start(opt Options) (*Server, error) {
 			return nil, fmt.Errorf("pgtest: %w", err)
 		}
 		s.asUser = []string{"runuser", "-u", "postgres", "--"}
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	out, err := s.run(filepath.Join(bin, "initdb"), "-D", s.data(), "-U", User, "--auth=trust", "-E", "UTF8",
 		"--locale=C", "--no-sync", "--no-instructions")
@@ -149,48 +154,82 @@ func (s *Server) run(name string, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
-// Start starts a stopped server on the same port with the same data.
+// Start starts a stopped server on the same port with the same data. The postmaster is a child
+// of the test process (as the postgres user when running as root) that the kernel kills if the
+// test process dies, so a test binary killed by a timeout leaves no server behind.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.up {
+	if s.cmd != nil {
 		return nil
 	}
-	opts := []string{"-p", strconv.Itoa(s.Port), "-k", s.Dir, "-c", "listen_addresses=127.0.0.1",
+	args := []string{"-D", s.data(), "-p", strconv.Itoa(s.Port), "-k", s.Dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "max_connections=200", "-c", "shared_buffers=128MB"}
 	if !s.opt.Durable {
-		opts = append(opts, "-c", "fsync=off", "-c", "full_page_writes=off")
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
 	}
 	for _, e := range s.opt.Extra {
-		opts = append(opts, "-c", e)
+		args = append(args, "-c", e)
 	}
-	out, err := s.run(filepath.Join(s.bin, "pg_ctl"), "start", "-w", "-t", "60", "-D", s.data(),
-		"-l", filepath.Join(s.Dir, "server.log"), "-o", strings.Join(opts, " "))
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
-		return fmt.Errorf("pgtest: pg_ctl start: %v: %s\n%s", err, out, tail(log))
+		return fmt.Errorf("pgtest: %w", err)
 	}
-	s.up = true
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = s.Dir, logf, logf
+	// Go sets the parent-death signal after switching to the postgres user, so it holds.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: s.cred}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pgtest: start postgres: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := pgx.Connect(ctx, s.URL("postgres"))
+		cancel()
+		if err == nil {
+			conn.Close(context.Background())
+			break
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("pgtest: postgres exited at start: %v\n%s", cmd.ProcessState, s.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("pgtest: postgres not accepting connections after 60s: %v\n%s", err, s.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.cmd, s.done = cmd, done
 	return nil
 }
 
-// Stop stops the server. Immediate is a crash (no checkpoint; the server recovers from its WAL
-// at the next Start); otherwise the server stops cleanly, breaking every connection.
+// Stop stops the server. Immediate is a crash (SIGQUIT: no checkpoint; the server recovers from
+// its WAL at the next Start); otherwise the server stops cleanly (SIGINT, a fast shutdown),
+// breaking every connection.
 func (s *Server) Stop(immediate bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.up {
+	if s.cmd == nil {
 		return nil
 	}
-	mode := "fast"
+	sig := syscall.SIGINT
 	if immediate {
-		mode = "immediate"
+		sig = syscall.SIGQUIT
 	}
-	out, err := s.run(filepath.Join(s.bin, "pg_ctl"), "stop", "-w", "-t", "60", "-m", mode, "-D", s.data())
-	if err != nil {
-		return fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, out)
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(60 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
 	}
-	s.up = false
+	s.cmd, s.done = nil, nil
 	return nil
 }
 
