@@ -298,6 +298,13 @@ func TestDatasets(t *testing.T) {
 		}
 	}
 
+	// A refusal names the version and content the manifest claims, though its signature failed.
+	forged := c.dataset("roster", 3, rosterJSON(t, 3), otherKey, device)
+	c.send("roster", forged)
+	if a := c.report(); a.Status != wire.StatusRefused || a.Version != 3 || a.SHA256 != forged.m.SHA256 {
+		t.Errorf("forged v3: report %+v, want refused version 3 sha %s", a, forged.m.SHA256[:12])
+	}
+
 	// Older: nothing at all. Equal: nothing changes, the device confirms what it has.
 	before := len(alarms(t, st, ledger.AlarmRosterRefused))
 	c.send("roster", c.dataset("roster", 1, rosterJSON(t, 1), key, device))
@@ -582,4 +589,5 @@ func TestStagedDatasetAppliedOfflineReportedLater(t *testing.T) {
 	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 3 || a.SHA256 != v3.m.SHA256 {
 		t.Fatalf("report after reconnecting: %+v, want applied version 3", a)
 	}
+	c.quiet(1500 * time.Millisecond) // once: the report leaves the pending list when published
 }
