@@ -119,7 +119,8 @@ fuzz:
 
 # Mutation testing of the packages where a bug costs most (docs/TESTING.md): gremlins changes one
 # operator at a time and runs the package's tests; a mutant they do not catch is a test to write
-# or an equivalence to explain. Slow (minutes a package), so not part of `make test`.
+# or an equivalence to explain. Slow (minutes a package), so not part of `make test`. -count=1:
+# gremlins times each mutant's run against its own first run, which must not come from the cache.
 GREMLINS_VERSION  := v0.6.0
 MUTATE_PKGS       ?= agent/checkin agent/ledger agent/store sync/uplink sync/ingest
 MUTATE_WORKERS    ?= 1
@@ -128,7 +129,7 @@ mutate: deps
 	$(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
 	@set -e; for p in $(MUTATE_PKGS); do \
 		echo "== $$p"; \
-		$$($(GO) env GOPATH)/bin/gremlins unleash --workers $(MUTATE_WORKERS) --timeout-coefficient $(MUTATE_TIMEOUT) -S lt ./$$p \
+		GOFLAGS=-count=1 $$($(GO) env GOPATH)/bin/gremlins unleash --workers $(MUTATE_WORKERS) --timeout-coefficient $(MUTATE_TIMEOUT) -S lt ./$$p \
 			| grep -E '^ *(LIVED|TIMED OUT)|^(Killed|Timed out|Test efficacy|Mutator coverage)'; \
 	done
 

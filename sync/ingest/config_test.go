@@ -20,6 +20,11 @@ func TestConfigEdges(t *testing.T) {
 		want string // "" when valid
 	}{
 		{"chunk_size at the maximum", func(c *ingest.Config) { c.ChunkSize = wire.MaxChunkSize }, ""},
+		{"chunk_size 0, the default", func(c *ingest.Config) { c.ChunkSize = 0 }, ""},
+		{"every duration 0, the defaults", func(c *ingest.Config) {
+			c.GapTimeout, c.ResendInterval, c.ConnectTimeout, c.KeepAlive = 0, 0, 0, 0
+			c.PingTimeout, c.WriteTimeout, c.BackoffMin, c.BackoffMax = 0, 0, 0, 0
+		}, ""},
 		{"chunk_size over", func(c *ingest.Config) { c.ChunkSize = wire.MaxChunkSize + 1 }, "chunk_size"},
 		{"chunk_size negative", func(c *ingest.Config) { c.ChunkSize = -1 }, "chunk_size"},
 		{"keepalive 1s", func(c *ingest.Config) { c.KeepAlive = time.Second }, ""},

@@ -300,6 +300,13 @@ func TestDatasets(t *testing.T) {
 		}
 	}
 
+	// A refusal names the version and content the manifest claims, though its signature failed.
+	forged := c.dataset("roster", 3, rosterJSON(t, 3), otherKey, device)
+	c.send("roster", forged)
+	if a := c.report(); a.Status != wire.StatusRefused || a.Version != 3 || a.SHA256 != forged.m.SHA256 {
+		t.Errorf("forged v3: report %+v, want refused version 3 sha %s", a, forged.m.SHA256[:12])
+	}
+
 	// Older: a replay, recorded, not reported. Equal: nothing changes, the device confirms what it has.
 	before := len(refusals(t, st))
 	c.send("roster", c.dataset("roster", 1, rosterJSON(t, 1), key, device))
@@ -479,5 +486,46 @@ func TestStagedDatasetAppliedOfflineReportedLater(t *testing.T) {
 	proxy.Heal()
 	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 3 || a.SHA256 != v3.m.SHA256 {
 		t.Fatalf("report after reconnecting: %+v, want applied version 3", a)
+	}
+	c.quiet(1500 * time.Millisecond) // once: the report leaves the pending list when published
+}
+
+// An older manifest arriving while a newer version is staged (a resend overtaken by the next
+// version) leaves the newer staging alone: its missing chunk, when it comes, completes it.
+func TestOlderManifestKeepsNewerStaging(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	st := env.OpenStore(device, env.DeviceKey(device))
+	defer st.Close()
+	cfg := env.UplinkConfig(device, b.URL())
+	cfg.DatasetTimeout = time.Minute
+	env.StartUplink(st, cfg)
+	key := synckit.Ed25519(t, env.CentralKey)
+	c := newCentral(t, b.URL(), key)
+	c.waitOnline()
+
+	v4 := c.dataset("roster", 4, rosterJSON(t, 4), key, device)
+	if len(v4.chunks) < 2 {
+		t.Fatalf("v4 has %d chunks, want several", len(v4.chunks))
+	}
+	c.send("roster", v4, 1) // all but chunk 1
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if s, ok, _ := st.StagedDataset("roster"); ok && s.Version == 4 && len(s.Missing) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("v4 never staged with one chunk missing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	v3 := c.dataset("roster", 3, rosterJSON(t, 3), key, device)
+	c.publish(wire.DataTopic(synckit.Institution, device, "roster"), v3.manifest)
+	c.publish(wire.DataTopic(synckit.Institution, device, "roster"), v4.chunks[1])
+	if a := c.report(); a.Status != wire.StatusApplied || a.Version != 4 {
+		t.Fatalf("report: %+v, want v4 applied", a)
+	}
+	if v := activeRoster(t, st); v != 4 {
+		t.Fatalf("active roster %d, want 4", v)
 	}
 }
