@@ -40,10 +40,12 @@ type Config struct {
 	Listen   string `toml:"listen"`
 	LogLevel string `toml:"log_level"`
 
-	Store   StoreConfig    `toml:"store"`
-	Checkin CheckinConfig  `toml:"checkin"`
-	Sources []SourceConfig `toml:"source"`
-	Uplink  UplinkConfig   `toml:"uplink"`
+	Store   StoreConfig   `toml:"store"`
+	Checkin CheckinConfig `toml:"checkin"`
+	// SpotCheck is the [spot_check] table: the room cameras' random spot checks (spotcheck.go).
+	SpotCheck SpotCheckConfig `toml:"spot_check"`
+	Sources   []SourceConfig  `toml:"source"`
+	Uplink    UplinkConfig    `toml:"uplink"`
 
 	file  string
 	lines map[string]int
@@ -109,7 +111,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err := toml.Unmarshal(doc, &raw); err != nil {
 		return nil, syntaxError(path, err)
 	}
-	c := &Config{file: path, lines: lines}
+	c := &Config{file: path, lines: lines, SpotCheck: DefaultSpotCheck()}
 	d := &decoder{file: path, lines: lines}
 	d.table("", raw, c, "source")
 	c.decodeSources(d, raw["source"])
@@ -246,6 +248,7 @@ func (c *Config) validate(d *decoder) {
 			}
 		}
 	}
+	c.SpotCheck.validate(bad)
 	names := map[string]bool{}
 	for i := range c.Sources {
 		s := &c.Sources[i]
@@ -360,7 +363,7 @@ func (c *Config) rules() checkin.Rules {
 		MinScore:    conv(c.Checkin.MinScore), MinMargin: conv(c.Checkin.MinMargin), DoubtMargin: conv(c.Checkin.DoubtMargin),
 		Suppress: time.Duration(c.Checkin.Suppress), TwoDevices: time.Duration(c.Checkin.TwoDevices),
 		Rapid: time.Duration(c.Checkin.Rapid), VoucherWindow: time.Duration(c.Checkin.VoucherWindow),
-		Stations: st,
+		Stations: st, AbsentShare: c.SpotCheck.AbsentShare,
 	}.WithDefaults()
 }
 

@@ -211,7 +211,9 @@ func events(b Backend, w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	err = b.Events(r.Context(), f, from, func(e *ledger.Event) error {
-		e.Data = nil // templates stay on the box's ledger; the log does not need them
+		if e.Kind == ledger.Enrollment {
+			e.Data = nil // templates stay on the box's ledger; the log does not need them
+		}
 		return enc.Encode(e)
 	})
 	if err != nil {
