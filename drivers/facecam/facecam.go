@@ -60,9 +60,13 @@ type Config struct {
 	CaptureWithin drivers.Duration `toml:"capture_within"`
 }
 
-// DefaultConfig is a camera config with every default set.
+// DefaultConfig is a camera config with every default set. Frames keep the camera's own width
+// (width = 0): the detector finds no face narrower than about 80 pixels, so a room camera's spot
+// check needs the full frame (docs/face.md); a door camera may set width = 640 to go faster.
 func DefaultConfig() *Config {
-	return &Config{Config: camera.DefaultConfig(), Burst: DefaultBurst, CaptureWithin: drivers.Duration(DefaultCaptureWithin)}
+	c := &Config{Config: camera.DefaultConfig(), Burst: DefaultBurst, CaptureWithin: drivers.Duration(DefaultCaptureWithin)}
+	c.Width = 0
+	return c
 }
 
 // Validate implements drivers.SourceConfig: every problem of the camera's keys, the face table's
