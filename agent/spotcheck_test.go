@@ -169,7 +169,9 @@ func TestSpotCheckCommand(t *testing.T) {
 
 	// One face, T001's: T002 and T003 are not seen, and the room is short of faces.
 	f.SetCapture([]drivers.Reading{{Method: drivers.Face, Subject: "T001", Intent: drivers.Sighting, Evidence: []drivers.EvidenceRef{crop1, frame}}})
-	spotcheck()
+	if n, err := client.SpotCheck(context.Background()); n != 1 || err != nil { // `kaoqin spotcheck`: the same, from the socket
+		t.Fatalf("spot check through the API: got %d cameras, %v, want 1", n, err)
+	}
 	if !testkit.WaitFor(t, func() bool { return len(spotChecks(t, client)) == 2 }, 10*time.Second) {
 		t.Fatalf("spot checks after the second command: got %d, want 2", len(spotChecks(t, client)))
 	}

@@ -51,6 +51,14 @@ type Backend interface {
 	Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error)
 	// Snapshot writes a consistent copy of the ledger file.
 	Snapshot(ctx context.Context, w io.Writer) (int64, error)
+	// SpotCheck asks every room camera for a spot check now and returns how many were asked;
+	// the spot_check events follow in the ledger once the cameras' bursts are decided.
+	SpotCheck(ctx context.Context) (int, error)
+}
+
+// SpotCheckReply is the answer to POST /v1/spotcheck: how many room cameras were asked.
+type SpotCheckReply struct {
+	Cameras int `json:"cameras"`
 }
 
 // Handler serves the API. Writes are served only when admin is set (the unix socket).
@@ -88,6 +96,14 @@ func Handler(b Backend, admin bool) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/spotcheck", func(w http.ResponseWriter, r *http.Request) {
+		n, err := b.SpotCheck(r.Context())
+		if err != nil {
+			writeErr(w, http.StatusConflict, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, SpotCheckReply{Cameras: n})
 	})
 	mux.HandleFunc("POST /v1/roster", func(w http.ResponseWriter, r *http.Request) {
 		raw, err := io.ReadAll(io.LimitReader(r.Body, 256<<20))

@@ -206,3 +206,11 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	return n, err
 }
+
+// SpotCheck asks the running daemon for a spot check at every room camera now; it returns how
+// many cameras were asked (the events follow in the ledger).
+func (c *Client) SpotCheck(ctx context.Context) (int, error) {
+	var r SpotCheckReply
+	err := c.call(ctx, "POST", "/v1/spotcheck", nil, &r)
+	return r.Cameras, err
+}

@@ -60,6 +60,7 @@ func commands() []command {
 		{"log", "list ledger events", cmdLog},
 		{"verify", "check the ledger's hash chain and signatures offline", cmdVerify},
 		{"export", "export events as CSV or JSON", cmdExport},
+		{"spotcheck", "take a spot check at every room camera now (the headcount against the sign-ins)", cmdSpotcheck},
 		{"snapshot", "write a consistent copy of the ledger file, while the daemon runs", cmdSnapshot},
 		{"roster", "import or show the roster (roster import FILE | roster show)", cmdRoster},
 		{"cert", "certificate serials (cert decode|validate SERIAL | cert next)", cmdCert},
