@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
@@ -44,6 +45,10 @@ type Config struct {
 	// Publish. The ingester sends the highest version of each to every device whose state
 	// reports an older one.
 	DatasetDir string
+	// EvidenceDir is where the photos the devices send (up/evidence) are kept,
+	// <EvidenceDir>/<sha256[:2]>/<sha256>.jpg, each acknowledged to its device (down/evack) once
+	// durable; default <DatasetDir>/evidence. Without either, photos are refused unacknowledged.
+	EvidenceDir string
 	// Socket is the unix socket on which a running ingester serves its status and takes reload
 	// requests; default DB + ".sock".
 	Socket string
@@ -100,6 +105,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Socket == "" && c.DB != "" {
 		c.Socket = c.DB + ".sock"
+	}
+	if c.EvidenceDir == "" && c.DatasetDir != "" {
+		c.EvidenceDir = filepath.Join(c.DatasetDir, "evidence")
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = DefaultChunkSize

@@ -334,6 +334,8 @@ func (in *Ingester) message(m mqtt.Message, w *write, ends map[DeviceEpoch]chain
 			return
 		}
 		d.rec.State, d.dirty = s, true
+	case wire.KindEvidence:
+		in.evidence(d, t.Arg, m.Payload())
 	case wire.KindApplied:
 		a, err := wire.DecodeApplied(m.Payload())
 		if err != nil {
