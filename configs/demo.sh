@@ -92,6 +92,7 @@ show() {
 	"$BIN" log --config "$CFG" || true
 	echo "== kaoqin ingest status (the central side)"
 	"$BIN" ingest status "${INGEST[@]}" || true
+	echo "== evidence photos held centrally (spot-check frames and face crops, acknowledged by sha256): $(find "$D/ingest/datasets/evidence" -name '*.jpg' 2>/dev/null | wc -l)"
 }
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
