@@ -241,6 +241,9 @@ func (a *Agent) recordSpotCheck(r spotResult, h *checkin.History) error {
 		if short {
 			e.Flags = append(e.Flags, ledger.FlagHeadcountShort)
 		}
+		if len(photos) == 0 && len(r.readings) > 0 {
+			e.Note = "no photos: the evidence store refused them (budget or disk reserve reached)"
+		}
 		if !clk.Synced {
 			e.Flags = append(e.Flags, ledger.FlagClockUnsynced)
 		}

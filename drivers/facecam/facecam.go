@@ -212,6 +212,14 @@ func (r *Room) Capture(ctx context.Context) ([]drivers.Reading, error) {
 		burst = append(burst, f.JPEG)
 	}
 	rds, err := s.p.SpotCheck(context.WithoutCancel(ctx), s.env, burst, at)
+	if err != nil && s.env.Evidence != nil && !errors.Is(err, face.ErrBadFrame) {
+		// The evidence store refused the photos (its budget or the disk reserve is reached): the
+		// headcount is still taken, without photos, and said loudly.
+		s.fail(fmt.Errorf("evidence refused; the spot check goes on without photos: %w", err))
+		noPhotos := s.env
+		noPhotos.Evidence = nil
+		rds, err = s.p.SpotCheck(context.WithoutCancel(ctx), noPhotos, burst, at)
+	}
 	if err != nil {
 		s.fail(err)
 		return nil, fmt.Errorf("facecam: capture: %w", err)
