@@ -55,6 +55,9 @@ type Config struct {
 type StoreConfig struct {
 	MinFreeMiB        uint64 `toml:"min_free_mib"`        // reserve: under it new captures are refused
 	EvidenceBudgetMiB int64  `toml:"evidence_budget_mib"` // cap of evidence/; 0 = none beyond the reserve
+	// EvidenceRetention: photos the central system acknowledged are deleted once older than this
+	// (0: kept until the budget presses); an unacknowledged photo is never deleted.
+	EvidenceRetention Duration `toml:"evidence_retention"`
 }
 
 // CheckinConfig is the [checkin] table: thresholds and windows of the rules.
@@ -111,7 +114,8 @@ func LoadConfig(path string) (*Config, error) {
 	if err := toml.Unmarshal(doc, &raw); err != nil {
 		return nil, syntaxError(path, err)
 	}
-	c := &Config{file: path, lines: lines, SpotCheck: DefaultSpotCheck()}
+	c := &Config{file: path, lines: lines, SpotCheck: DefaultSpotCheck(),
+		Store: StoreConfig{EvidenceRetention: Duration(DefaultEvidenceRetention)}}
 	d := &decoder{file: path, lines: lines}
 	d.table("", raw, c, "source")
 	c.decodeSources(d, raw["source"])
@@ -249,6 +253,9 @@ func (c *Config) validate(d *decoder) {
 		}
 	}
 	c.SpotCheck.validate(bad)
+	if r := time.Duration(c.Store.EvidenceRetention); r < 0 {
+		bad("store.evidence_retention", "%v is negative", r)
+	}
 	names := map[string]bool{}
 	for i := range c.Sources {
 		s := &c.Sources[i]

@@ -4,6 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -99,4 +104,67 @@ func (s *Store) evidenceUpdate(fn func(*bolt.Tx) error) error {
 		return s.fatal
 	}
 	return nil
+}
+
+// PruneEvidence deletes photos the central system has acknowledged and that are either older than
+// retention (by their file's time; zero keeps them for ever) or, oldest first, needed to bring the
+// evidence folder under half its budget once it is over nine tenths of it. A photo without an ack
+// is never deleted, whatever its age or the budget. It returns how many photos it deleted and
+// their bytes.
+func (s *Store) PruneEvidence(retention time.Duration, now time.Time) (n int, freed int64, err error) {
+	if s.readOnly {
+		return 0, 0, ErrReadOnly
+	}
+	if s.cfg.EvidenceDir == "" {
+		return 0, 0, nil
+	}
+	type photo struct {
+		path, sha string
+		mod       time.Time
+		size      int64
+	}
+	var acked []photo
+	err = filepath.WalkDir(s.cfg.EvidenceDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(d.Name(), ".jpg") {
+			return err
+		}
+		sha := strings.TrimSuffix(d.Name(), ".jpg")
+		ok, err := s.EvidenceAcked(sha)
+		if err != nil || !ok {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		acked = append(acked, photo{path, sha, fi.ModTime(), fi.Size()})
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: evidence prune: %w", err)
+	}
+	slices.SortFunc(acked, func(a, b photo) int { return a.mod.Compare(b.mod) })
+	s.mu.Lock()
+	used := s.evBytes
+	s.mu.Unlock()
+	budget := s.cfg.EvidenceBudget
+	pressed := budget > 0 && used > budget/10*9
+	for _, p := range acked {
+		old := retention > 0 && now.Sub(p.mod) > retention
+		if !old && !(pressed && used > budget/2) {
+			continue
+		}
+		if err := os.Remove(p.path); err != nil {
+			return n, freed, fmt.Errorf("store: evidence prune: %w", err)
+		}
+		n++
+		freed += p.size
+		used -= p.size
+	}
+	if n > 0 {
+		s.mu.Lock()
+		s.evBytes -= freed
+		s.mu.Unlock()
+	}
+	return n, freed, nil
 }
