@@ -134,8 +134,11 @@ func (a *Agent) spotTick(ctx context.Context, now time.Time) {
 		}
 		if len(p.times) > 0 && !now.Before(p.times[0]) {
 			p.times = p.times[1:]
-			a.log.Info("spot check due", "session", id)
-			a.askSpotCheck(ctx, x, id, now)
+			if n := a.askSpotCheck(ctx, x, id, now); n > 0 {
+				a.log.Info("spot check due", "session", id, "cameras", n)
+			} else {
+				a.log.Debug("spot check due, but no room camera serves the session", "session", id)
+			}
 		}
 	}
 }
