@@ -33,6 +33,9 @@ func (in *Ingester) keepEvidence(sha string, jpg []byte) error {
 	if in.cfg.EvidenceDir == "" {
 		return errors.New("this ingester keeps no evidence (no evidence or datasets folder)")
 	}
+	if len(jpg) > wire.MaxPayload {
+		return fmt.Errorf("photo of %d bytes, limit %d", len(jpg), wire.MaxPayload)
+	}
 	sum := sha256.Sum256(jpg)
 	if got := hex.EncodeToString(sum[:]); got != sha {
 		return fmt.Errorf("photo of %d bytes hashes to %s, its topic says %s", len(jpg), got, sha)
