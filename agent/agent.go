@@ -57,6 +57,12 @@ type Agent struct {
 	decided       chan struct{} // closed when the decision loop has taken its last request
 	lastDiskAlarm time.Time     // the last disk_full alarm recorded; only Run's goroutine (record) uses it
 	timeState     atomic.Int32  // the decision loop's last assessment of the box's time: timeUnknown, timeTrusted, timeUntrusted
+
+	// Spot checks (spotcheck.go); the maps are the decision loop's own.
+	spotPlans   map[string]*spotPlan // by session: the checks still to come
+	spotBusy    map[string]bool      // room cameras whose burst is in progress
+	spotResults chan spotResult      // bursts back from the cameras' goroutines
+	spotNow     chan struct{}        // the central system's spotcheck command
 }
 
 // States of the box's time, as the decision loop last assessed it (checkin.History.Assess).
@@ -90,5 +96,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		requests:      make(chan request, 64),
 		rosterChanged: make(chan struct{}, 1),
 		decided:       make(chan struct{}),
+		spotPlans:     map[string]*spotPlan{},
+		spotBusy:      map[string]bool{},
+		spotResults:   make(chan spotResult, 4),
+		spotNow:       make(chan struct{}, 1),
 	}, nil
 }

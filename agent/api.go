@@ -186,3 +186,20 @@ func (s *serverSet) Close() error {
 	})
 	return nil
 }
+
+// SpotCheck asks the decision loop for a spot check at every open room camera (a drivers.Capturer)
+// now, as the central system's spotcheck command does.
+func (b *backend) SpotCheck(ctx context.Context) (int, error) {
+	n := 0
+	b.a.open.Range(func(_, v any) bool {
+		if _, ok := v.(drivers.Capturer); ok {
+			n++
+		}
+		return true
+	})
+	if n == 0 {
+		return 0, errors.New("agent: no open source is a room camera")
+	}
+	b.a.SpotCheckNow()
+	return n, nil
+}

@@ -40,11 +40,13 @@ type Config struct {
 	Listen   string `toml:"listen"`
 	LogLevel string `toml:"log_level"`
 
-	Store   StoreConfig    `toml:"store"`
-	Checkin CheckinConfig  `toml:"checkin"`
-	Sources []SourceConfig `toml:"source"`
-	Uplink  UplinkConfig   `toml:"uplink"`
-	Trust   TrustConfig    `toml:"trust"`
+	Store   StoreConfig   `toml:"store"`
+	Checkin CheckinConfig `toml:"checkin"`
+	// SpotCheck is the [spot_check] table: the room cameras' random spot checks (spotcheck.go).
+	SpotCheck SpotCheckConfig `toml:"spot_check"`
+	Sources   []SourceConfig  `toml:"source"`
+	Uplink    UplinkConfig    `toml:"uplink"`
+	Trust     TrustConfig     `toml:"trust"`
 
 	file  string
 	lines map[string]int
@@ -54,6 +56,9 @@ type Config struct {
 type StoreConfig struct {
 	MinFreeMiB        uint64 `toml:"min_free_mib"`        // reserve: under it new captures are refused
 	EvidenceBudgetMiB int64  `toml:"evidence_budget_mib"` // cap of evidence/; 0 = none beyond the reserve
+	// EvidenceRetention: photos the central system acknowledged are deleted once older than this
+	// (0: kept until the budget presses); an unacknowledged photo is never deleted.
+	EvidenceRetention Duration `toml:"evidence_retention"`
 }
 
 // CheckinConfig is the [checkin] table: thresholds and windows of the rules.
@@ -110,7 +115,8 @@ func LoadConfig(path string) (*Config, error) {
 	if err := toml.Unmarshal(doc, &raw); err != nil {
 		return nil, syntaxError(path, err)
 	}
-	c := &Config{file: path, lines: lines}
+	c := &Config{file: path, lines: lines, SpotCheck: DefaultSpotCheck(),
+		Store: StoreConfig{EvidenceRetention: Duration(DefaultEvidenceRetention)}}
 	d := &decoder{file: path, lines: lines}
 	d.table("", raw, c, "source")
 	c.decodeSources(d, raw["source"])
@@ -247,6 +253,10 @@ func (c *Config) validate(d *decoder) {
 			}
 		}
 	}
+	c.SpotCheck.validate(bad)
+	if r := time.Duration(c.Store.EvidenceRetention); r < 0 {
+		bad("store.evidence_retention", "%v is negative", r)
+	}
 	names := map[string]bool{}
 	for i := range c.Sources {
 		s := &c.Sources[i]
@@ -361,7 +371,7 @@ func (c *Config) rules() checkin.Rules {
 		MinScore:    conv(c.Checkin.MinScore), MinMargin: conv(c.Checkin.MinMargin), DoubtMargin: conv(c.Checkin.DoubtMargin),
 		Suppress: time.Duration(c.Checkin.Suppress), TwoDevices: time.Duration(c.Checkin.TwoDevices),
 		Rapid: time.Duration(c.Checkin.Rapid), VoucherWindow: time.Duration(c.Checkin.VoucherWindow),
-		Stations: st,
+		Stations: st, AbsentShare: c.SpotCheck.AbsentShare,
 	}.WithDefaults()
 }
 

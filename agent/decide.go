@@ -27,6 +27,12 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 			if err := a.handle(rq, h); err != nil {
 				return err
 			}
+		case r := <-a.spotResults:
+			if err := a.recordSpotCheck(r, h); err != nil {
+				return err
+			}
+		case <-a.spotNow:
+			a.spotNowAll(ctx, a.now().Wall)
 		case <-tick.C:
 			if err := a.st.Fatal(); err != nil {
 				return err // a commit failed elsewhere (the uplink's ack): stop before taking readings
@@ -34,6 +40,9 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 			clk, err := a.settle(h)
 			if err != nil {
 				return err
+			}
+			if !clk.Untrusted {
+				a.spotTick(ctx, clk.Wall)
 			}
 			for _, e := range a.rules.Expire(h, clk) {
 				if _, err := a.record(e, h); err != nil && errors.Is(err, store.ErrFatal) {

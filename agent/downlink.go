@@ -17,9 +17,19 @@ func (a *Agent) Deliver(d uplink.Delivery) {
 	case d.Command != nil:
 		switch d.Command.Cmd {
 		case wire.CmdSpotcheck:
-			a.log.Info("spot check asked by the central system; no camera source takes it in this agent", "id", d.Command.ID)
+			a.log.Info("spot check asked by the central system", "id", d.Command.ID)
+			a.SpotCheckNow()
 		default:
 			a.log.Info("command not supported by this agent", "cmd", d.Command.Cmd, "id", d.Command.ID)
 		}
+	}
+}
+
+// SpotCheckNow asks the decision loop for a spot check at every room camera at once (the central
+// system's spotcheck command). It does not wait; a request while one is queued is the same one.
+func (a *Agent) SpotCheckNow() {
+	select {
+	case a.spotNow <- struct{}{}:
+	default:
 	}
 }

@@ -74,6 +74,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer services.Done()
 		a.syncTemplates(svcCtx)
 	}()
+	services.Add(1)
+	go func() {
+		defer services.Done()
+		a.pruneEvidence(svcCtx)
+	}()
 
 	for i := range a.cfg.Sources {
 		sources.Add(1)

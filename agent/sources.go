@@ -2,12 +2,16 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/drivers"
+	"github.com/kaoqin/kaoqin/drivers/face"
 )
 
 // runSource owns one device: open, read until an error, close, back off with jitter, reopen.
@@ -142,12 +146,26 @@ func stamp(name string, rd drivers.Reading) drivers.Reading {
 	return rd
 }
 
-// Templates lists the roster's templates (fingerprints today) for the sources that keep them.
+// Templates lists the roster's templates for the sources that keep them: fingerprints, and face
+// descriptors in the face pipeline's template form (face.EncodeTemplate: the model's SHA-256 with
+// each descriptor, so a camera refuses descriptors of another model). A face whose model sum or
+// descriptor is malformed is left out (the roster's validation refuses such a roster anyway).
 func Templates(x *roster.Index) []drivers.Template {
 	var out []drivers.Template
 	for _, t := range x.Trainees {
 		for _, f := range t.Fingerprints {
 			out = append(out, drivers.Template{Trainee: t.ID, Kind: drivers.FingerTemplate, Finger: f.Finger, Data: f.Template})
+		}
+		for _, f := range t.Faces {
+			sum, err := hex.DecodeString(f.ModelSHA256)
+			if err != nil || len(sum) != 32 || len(f.Descriptor) != 4*len(face.Descriptor{}) {
+				continue
+			}
+			var d face.Descriptor
+			for i := range d {
+				d[i] = math.Float32frombits(binary.LittleEndian.Uint32(f.Descriptor[4*i:]))
+			}
+			out = append(out, drivers.Template{Trainee: t.ID, Kind: drivers.FaceTemplate, Data: face.EncodeTemplate([32]byte(sum), &d)})
 		}
 	}
 	return out

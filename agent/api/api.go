@@ -66,6 +66,14 @@ type Backend interface {
 	Enroll(ctx context.Context, req EnrollRequest, progress func(string)) (ledger.Event, error)
 	// Snapshot writes a consistent copy of the ledger file.
 	Snapshot(ctx context.Context, w io.Writer) (int64, error)
+	// SpotCheck asks every room camera for a spot check now and returns how many were asked;
+	// the spot_check events follow in the ledger once the cameras' bursts are decided.
+	SpotCheck(ctx context.Context) (int, error)
+}
+
+// SpotCheckReply is the answer to POST /v1/spotcheck: how many room cameras were asked.
+type SpotCheckReply struct {
+	Cameras int `json:"cameras"`
 }
 
 // InspectorCode is a one-time login code for the inspector's pages.
@@ -127,6 +135,14 @@ func Handler(b Backend, admin bool) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/spotcheck", func(w http.ResponseWriter, r *http.Request) {
+		n, err := b.SpotCheck(r.Context())
+		if err != nil {
+			writeErr(w, http.StatusConflict, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, SpotCheckReply{Cameras: n})
 	})
 	mux.HandleFunc("POST /v1/roster", func(w http.ResponseWriter, r *http.Request) {
 		var req ops.ImportRequest
@@ -262,7 +278,9 @@ func events(b Backend, w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	err = b.Events(r.Context(), f, from, func(e *ledger.Event) error {
-		e.Data = nil // templates stay on the box's ledger; the log does not need them
+		if e.Kind == ledger.Enrollment {
+			e.Data = nil // templates stay on the box's ledger; the log does not need them
+		}
 		return enc.Encode(e)
 	})
 	if err != nil {

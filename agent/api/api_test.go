@@ -60,6 +60,10 @@ func (f *fakeBackend) Snapshot(ctx context.Context, w io.Writer) (int64, error) 
 	return int64(n), err
 }
 
+func (f *fakeBackend) SpotCheck(ctx context.Context) (int, error) {
+	return 0, errors.New("no room camera")
+}
+
 func fixture() *fakeBackend {
 	today := time.Now()
 	return &fakeBackend{events: []ledger.Event{

@@ -208,3 +208,11 @@ func (c *Client) InspectorCode(ctx context.Context) (InspectorCode, error) {
 	err := c.call(ctx, http.MethodPost, "/v1/inspector/code", nil, &out)
 	return out, err
 }
+
+// SpotCheck asks the running daemon for a spot check at every room camera now; it returns how
+// many cameras were asked (the events follow in the ledger).
+func (c *Client) SpotCheck(ctx context.Context) (int, error) {
+	var r SpotCheckReply
+	err := c.call(ctx, "POST", "/v1/spotcheck", nil, &r)
+	return r.Cameras, err
+}

@@ -44,6 +44,10 @@ type Rules struct {
 	Rapid time.Duration
 	// VoucherWindow is how long a scanned voucher waits for its holder; default 2m.
 	VoucherWindow time.Duration
+	// AbsentShare flags a sign-out absent_at_spot_check when the session's spot checks did not see
+	// the trainee in at least this share of them (0 < share <= 1); default 0.5. Checks that were
+	// unsure about the trainee count as checks, not as misses.
+	AbsentShare float64
 	// Stations groups readers: a voucher scanned at one reader of a station is completed by a
 	// biometric reading at another reader of the same station. Maps source name to station name; a
 	// source not listed is a station of its own.
@@ -56,6 +60,7 @@ const (
 	DefaultTwoDevices    = 10 * time.Minute
 	DefaultRapid         = 2 * time.Second
 	DefaultVoucherWindow = 2 * time.Minute
+	DefaultAbsentShare   = 0.5
 )
 
 // WithDefaults returns r with zero fields set to their defaults.
@@ -69,6 +74,9 @@ func (r Rules) WithDefaults() Rules {
 	def(&r.TwoDevices, DefaultTwoDevices)
 	def(&r.Rapid, DefaultRapid)
 	def(&r.VoucherWindow, DefaultVoucherWindow)
+	if r.AbsentShare == 0 {
+		r.AbsentShare = DefaultAbsentShare
+	}
 	return r
 }
 
@@ -267,6 +275,7 @@ func (r *Rules) Decide(rd drivers.Reading, x *roster.Index, h *History, clk Cloc
 		if now.Before(s.End) {
 			e.Flags = append(e.Flags, ledger.FlagEarlyLeave)
 		}
+		r.cameraFlags(&e, h, t.ID, s.ID, a)
 	default:
 		return duplicate("already signed in")
 	}
@@ -297,6 +306,25 @@ func (r *Rules) flag(e *ledger.Event, rd drivers.Reading, h *History, clk Clock,
 	}
 	if m, ok := h.bySource[rd.Source]; ok && m.trainee != trainee && rd.Method != drivers.Manual && within(now, m.at, r.Rapid) {
 		e.Flags = append(e.Flags, ledger.FlagRapidSuccession)
+	}
+}
+
+// cameraFlags adds to a sign-out what the room's cameras found during the session: absent at the
+// spot checks (not seen in AbsentShare of them), and, for a sign-in no camera made (a fingerprint,
+// a card, a terminal), never seen by a camera at all. Both only where a camera looked: a session
+// without a spot check flags neither.
+func (r *Rules) cameraFlags(e *ledger.Event, h *History, trainee, session string, a *attendance) {
+	checks, missed := h.SpotChecks(trainee, session)
+	if checks == 0 {
+		return
+	}
+	if float64(missed) >= r.AbsentShare*float64(checks) && missed > 0 {
+		e.Flags = append(e.Flags, ledger.FlagAbsentSpotCheck)
+	}
+	if a.inMethod != string(drivers.Face) {
+		if _, seen := h.SeenSince(trainee, a.in); !seen {
+			e.Flags = append(e.Flags, ledger.FlagNotSeenByCamera)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package checkin
 
 import (
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -18,6 +19,8 @@ type History struct {
 	bound     map[string]string
 	pending   map[string]Pending  // by station
 	seen      map[string]sighting // last camera sighting of a trainee
+	spots     map[string]int      // spot checks recorded per session
+	spotMiss  map[attendKey]int   // spot checks of a session that did not see a signed-in trainee
 	time      timeline
 }
 
@@ -30,8 +33,9 @@ type sighting struct {
 type attendKey struct{ trainee, session string }
 
 type attendance struct {
-	in, out time.Time
-	inID    string
+	in, out  time.Time
+	inID     string
+	inMethod string
 }
 
 type mark struct {
@@ -59,6 +63,8 @@ func NewHistory() *History {
 		bound:     map[string]string{},
 		pending:   map[string]Pending{},
 		seen:      map[string]sighting{},
+		spots:     map[string]int{},
+		spotMiss:  map[attendKey]int{},
 		time:      newTimeline(),
 	}
 }
@@ -70,7 +76,7 @@ func (h *History) Add(e *ledger.Event) {
 	m := mark{at: at, source: e.Source, trainee: e.Trainee, id: e.ID}
 	switch e.Kind {
 	case ledger.SignIn:
-		h.attend[attendKey{e.Trainee, e.Session}] = &attendance{in: at, inID: e.ID}
+		h.attend[attendKey{e.Trainee, e.Session}] = &attendance{in: at, inID: e.ID, inMethod: e.Method}
 	case ledger.SignOut:
 		if a := h.attend[attendKey{e.Trainee, e.Session}]; a != nil {
 			a.out = at
@@ -82,6 +88,8 @@ func (h *History) Add(e *ledger.Event) {
 				delete(h.pending, st)
 			}
 		}
+	case ledger.SpotCheck:
+		h.addSpotCheck(e)
 	case ledger.Refusal:
 		if e.Reason == ledger.ReasonNotHolder || e.Reason == ledger.ReasonVoucherTimeout {
 			for st, p := range h.pending {
@@ -116,6 +124,94 @@ func (h *History) SeenSince(trainee string, since time.Time) (source string, ok 
 		return "", false
 	}
 	return s.source, true
+}
+
+// SpotCheckData is the Data of a spot_check event (JSON): the faces counted against the trainees
+// signed in to the session at the time, each of them seen, not seen or unsure. agent/report reads
+// the same fields.
+type SpotCheckData struct {
+	Headcount int `json:"headcount"` // faces found in the room
+	SignedIn  int `json:"signed_in"` // trainees signed in and not signed out
+	// Identified is how many faces were identified as a trainee expected in the room.
+	Identified int      `json:"identified"`
+	Seen       []string `json:"seen"`     // signed in, and identified in the frame
+	NotSeen    []string `json:"not_seen"` // signed in, not identified, and every face was someone else
+	Unsure     []string `json:"unsure"`   // signed in, not identified, but a face was not identified either
+	// Unexpected lists trainees identified in the room who are not signed in to the session.
+	Unexpected []string `json:"unexpected,omitempty"`
+	// Tolerance is the headcount tolerance the check was judged with.
+	Tolerance int `json:"tolerance"`
+}
+
+// SpotCheck judges one spot check: faces are the subjects a camera's burst found (an empty
+// subject for a face it could not identify), judged against the trainees signed in to session.
+// A trainee is seen when identified; when not, unsure while some face stayed unidentified (it may
+// be theirs: docs/face.md says why the camera refuses rather than guesses), else not seen.
+// short is set when the headcount falls under the sign-ins by more than tolerance.
+func (h *History) SpotCheck(session string, faces []string, tolerance int) (d SpotCheckData, short bool) {
+	signed := h.SignedIn(session)
+	d = SpotCheckData{Headcount: len(faces), SignedIn: len(signed), Tolerance: tolerance,
+		Seen: []string{}, NotSeen: []string{}, Unsure: []string{}}
+	ids := map[string]bool{}
+	unknown := 0
+	for _, f := range faces {
+		if f == "" {
+			unknown++
+		} else {
+			ids[f] = true
+		}
+	}
+	d.Identified = len(ids)
+	for _, t := range signed {
+		switch {
+		case ids[t]:
+			d.Seen = append(d.Seen, t)
+			delete(ids, t)
+		case unknown > 0:
+			d.Unsure = append(d.Unsure, t)
+		default:
+			d.NotSeen = append(d.NotSeen, t)
+		}
+	}
+	for t := range ids {
+		d.Unexpected = append(d.Unexpected, t)
+	}
+	slices.Sort(d.Unexpected)
+	return d, d.Headcount+tolerance < d.SignedIn
+}
+
+// SignedIn lists, sorted, the trainees signed in to session and not signed out.
+func (h *History) SignedIn(session string) []string {
+	var out []string
+	for k, a := range h.attend {
+		if k.session == session && a.out.IsZero() {
+			out = append(out, k.trainee)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// addSpotCheck remembers a recorded spot check: the trainees it saw are sightings, the ones it
+// did not see count against them at sign-out (absent_at_spot_check). Unsure counts neither way.
+func (h *History) addSpotCheck(e *ledger.Event) {
+	var d SpotCheckData
+	if json.Unmarshal(e.Data, &d) != nil {
+		return
+	}
+	h.spots[e.Session]++
+	for _, t := range d.Seen {
+		h.See(t, e.Source, e.Time.Wall)
+	}
+	for _, t := range d.NotSeen {
+		h.spotMiss[attendKey{t, e.Session}]++
+	}
+}
+
+// SpotChecks reports how many spot checks were recorded in session and how many of them did not
+// see trainee.
+func (h *History) SpotChecks(trainee, session string) (checks, missed int) {
+	return h.spots[session], h.spotMiss[attendKey{trainee, session}]
 }
 
 // Expect records a voucher scan waiting for its holder at a station (a Decision's Pending). A new
@@ -163,6 +259,20 @@ func (h *History) Prune(before time.Time) {
 	for k, s := range h.seen {
 		if s.at.Before(before) {
 			delete(h.seen, k)
+		}
+	}
+	for k := range h.spotMiss {
+		if _, ok := h.attend[k]; !ok {
+			delete(h.spotMiss, k)
+		}
+	}
+	for sess := range h.spots {
+		live := false
+		for k := range h.attend {
+			live = live || k.session == sess
+		}
+		if !live {
+			delete(h.spots, sess)
 		}
 	}
 }

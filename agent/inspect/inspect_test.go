@@ -40,6 +40,8 @@ type testBackend struct {
 	key ed25519.PrivateKey
 }
 
+func (b *testBackend) SpotCheck(context.Context) (int, error) { return 0, nil }
+
 func (b *testBackend) Integrity(ctx context.Context) (ops.Integrity, error) {
 	return b.Service.Verify(ctx, b.key.Public().(ed25519.PublicKey))
 }

@@ -193,6 +193,7 @@ var flags = map[string][2]string{
 	"rapid_succession":     {"同一设备连续打卡", "rapid succession at one reader"},
 	"not_seen_by_camera":   {"摄像头未见本人", "not seen by the camera"},
 	"absent_at_spot_check": {"随机抽查不在场", "absent at spot check"},
+	"headcount_short":      {"抽查人数少于签到人数", "fewer faces than sign-ins"},
 	"terminal_clock_off":   {"终端时钟偏差过大", "terminal clock off"},
 	"terminal_new_address": {"终端从新地址连接", "terminal at a new address"},
 	"face_duplicate":       {"人脸与他人重复", "face registered under another person"},

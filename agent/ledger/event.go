@@ -35,6 +35,10 @@ const (
 	Alarm          Kind = "alarm"           // something an inspector must see: new epoch, clock jump, disk full
 	Inspection     Kind = "inspection"      // an inspector's visit: who (Operator), the headcount seen and the head hash read (Detail, Data), a note
 	Attachment     Kind = "attachment"      // photos a device sent after the event they belong to (Ref names it)
+	// SpotCheck is a room camera's random spot check during a session: the headcount against the
+	// trainees signed in, each marked seen, not seen or unsure, in Data as JSON
+	// (checkin.SpotCheckData), with the frame and the crops as evidence.
+	SpotCheck Kind = "spot_check"
 
 	// Reading is a reading taken while the box's time was not trusted (flag time_pending): the
 	// trainee is identified, the decision waits for trusted time. It is decided by a later event
@@ -112,16 +116,17 @@ type Flag string
 
 // Doubt flags.
 const (
-	FlagLate            Flag = "late"               // signed in after the session start plus grace
-	FlagEarlyLeave      Flag = "early_leave"        // signed out before the session end
-	FlagClockUnsynced   Flag = "clock_unsynced"     // the wall clock was not synchronised
-	FlagClockJump       Flag = "clock_jump"         // the wall clock jumped backwards recently
-	FlagLowMargin       Flag = "low_margin"         // accepted, but the runner-up was close
-	FlagManualOverride  Flag = "manual_override"    // entered by an operator, not a device
-	FlagTwoDevices      Flag = "two_devices"        // the same trainee at another device minutes ago
-	FlagRapidSuccession Flag = "rapid_succession"   // another trainee at the same reader seconds ago
-	FlagNotSeenByCamera Flag = "not_seen_by_camera" // a terminal sign-in the classroom camera never saw
-	FlagAbsentSpotCheck Flag = "absent_at_spot_check"
+	FlagLate            Flag = "late"                 // signed in after the session start plus grace
+	FlagEarlyLeave      Flag = "early_leave"          // signed out before the session end
+	FlagClockUnsynced   Flag = "clock_unsynced"       // the wall clock was not synchronised
+	FlagClockJump       Flag = "clock_jump"           // the wall clock jumped backwards recently
+	FlagLowMargin       Flag = "low_margin"           // accepted, but the runner-up was close
+	FlagManualOverride  Flag = "manual_override"      // entered by an operator, not a device
+	FlagTwoDevices      Flag = "two_devices"          // the same trainee at another device minutes ago
+	FlagRapidSuccession Flag = "rapid_succession"     // another trainee at the same reader seconds ago
+	FlagNotSeenByCamera Flag = "not_seen_by_camera"   // a terminal sign-in the classroom camera never saw
+	FlagAbsentSpotCheck Flag = "absent_at_spot_check" // not seen in the configured share of the session's spot checks
+	FlagHeadcountShort  Flag = "headcount_short"      // a spot check counted fewer faces than sign-ins, beyond the tolerance
 	FlagTerminalClock   Flag = "terminal_clock_off"   // the terminal's own clock is off the box's beyond the tolerance
 	FlagTerminalAddress Flag = "terminal_new_address" // a known terminal called from an address it never used
 	FlagFaceDuplicate   Flag = "face_duplicate"       // the terminal holds this trainee's face under another person too

@@ -122,7 +122,10 @@ type Trainee struct {
 	IDNumber     string        `json:"id_number"` // resident ID number; shown only masked
 	Enrolments   []Enrolment   `json:"enrolments"`
 	Fingerprints []Fingerprint `json:"fingerprints,omitempty"`
-	Cards        []string      `json:"cards,omitempty"` // card numbers a card reader reports
+	// Faces are the trainee's face descriptors (from `kaoqin face enroll`, one per enrolment
+	// photo), for the cameras' face pipeline.
+	Faces []Face   `json:"faces,omitempty"`
+	Cards []string `json:"cards,omitempty"` // card numbers a card reader reports
 }
 
 // Enrolment puts a trainee in a class, paid for by a voucher (empty for unsubsidised places).
@@ -135,6 +138,14 @@ type Enrolment struct {
 type Fingerprint struct {
 	Finger   string `json:"finger"`
 	Template []byte `json:"template"` // base64 in JSON
+}
+
+// Face is one enrolled face descriptor and the model that made it: a box refuses descriptors of
+// another model than its own (they mean nothing to it).
+type Face struct {
+	Model       string `json:"model"`        // the descriptor model's name
+	ModelSHA256 string `json:"model_sha256"` // lower-case hex SHA-256 of the model file
+	Descriptor  []byte `json:"descriptor"`   // 128 little-endian float32 (512 bytes), base64 in JSON
 }
 
 // VoucherKind is directed (定向券) or general (通用券).

@@ -179,6 +179,12 @@ func TestValidateEachRule(t *testing.T) {
 		{"fingerprint template empty", func(r *roster.Roster) {
 			r.Trainees[0].Fingerprints = append(r.Trainees[0].Fingerprints, roster.Fingerprint{Finger: "left-index"})
 		}, `trainees[0] "T1": fingerprints[1]: template is empty`},
+		{"face without its model", func(r *roster.Roster) {
+			r.Trainees[0].Faces = []roster.Face{{Model: "dlib", ModelSHA256: "5553", Descriptor: make([]byte, 512)}}
+		}, `trainees[0] "T1": faces[0]: the model's name and sha256 (64 hex digits) are required`},
+		{"face descriptor short", func(r *roster.Roster) {
+			r.Trainees[0].Faces = []roster.Face{{Model: "dlib", ModelSHA256: strings.Repeat("ab", 32), Descriptor: make([]byte, 128)}}
+		}, `trainees[0] "T1": faces[0]: descriptor is 128 bytes, want 512 (128 float32)`},
 		{"card of two trainees", func(r *roster.Roster) { r.Trainees[1].Cards = []string{"CARD-1b"} }, `trainees[1] "T2": card "CARD-1b" is also trainee "T1"'s`},
 	}
 	for _, tc := range tests {

@@ -2,6 +2,7 @@ package roster
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -205,6 +206,14 @@ func (r *Roster) Validate(now time.Time) error {
 		for j, f := range t.Fingerprints {
 			if len(f.Template) == 0 {
 				bad("%s: fingerprints[%d]: template is empty", where, j)
+			}
+		}
+		for j, f := range t.Faces {
+			if sum, err := hex.DecodeString(f.ModelSHA256); err != nil || len(sum) != 32 || f.Model == "" {
+				bad("%s: faces[%d]: the model's name and sha256 (64 hex digits) are required", where, j)
+			}
+			if len(f.Descriptor) != 512 {
+				bad("%s: faces[%d]: descriptor is %d bytes, want 512 (128 float32)", where, j, len(f.Descriptor))
 			}
 		}
 		for _, c := range t.Cards {

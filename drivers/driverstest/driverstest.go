@@ -60,14 +60,15 @@ type Feed struct {
 	readings chan drivers.Reading
 	told     chan drivers.Verdict
 
-	mu        sync.Mutex
-	env       drivers.Env
-	opens     int
-	closed    chan struct{}
-	failOpen  error
-	templates []drivers.Template
-	persons   []drivers.Person
-	capture   []drivers.Reading
+	mu         sync.Mutex
+	env        drivers.Env
+	opens      int
+	closed     chan struct{}
+	failOpen   error
+	templates  []drivers.Template
+	persons    []drivers.Person
+	capture    []drivers.Reading
+	captureSet bool
 }
 
 // Get returns the feed of a name, making it on first use.
@@ -117,12 +118,17 @@ func (f *Feed) Persons() []drivers.Person {
 	return f.persons
 }
 
-// SetCapture sets what the next Capture returns (drivers.Capturer).
+// SetCapture sets what the next Capture returns (drivers.Capturer). Until it is called, Capture
+// fails (ErrNoCapture): a feed nobody gave a capture cannot look, so an agent test that does not
+// deal in spot checks never gets one by chance.
 func (f *Feed) SetCapture(rds []drivers.Reading) {
 	f.mu.Lock()
-	f.capture = rds
+	f.capture, f.captureSet = rds, true
 	f.mu.Unlock()
 }
+
+// ErrNoCapture is Capture's error before SetCapture.
+var ErrNoCapture = errors.New("driverstest: no capture set")
 
 // ErrClosed is returned by Next after Close.
 var ErrClosed = errors.New("driverstest: closed")
@@ -182,5 +188,8 @@ func (s *source) SyncPersons(ctx context.Context, ps []drivers.Person) (string, 
 func (s *source) Capture(ctx context.Context) ([]drivers.Reading, error) {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
+	if !s.f.captureSet {
+		return nil, ErrNoCapture
+	}
 	return append([]drivers.Reading(nil), s.f.capture...), nil
 }

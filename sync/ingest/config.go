@@ -47,6 +47,10 @@ type Config struct {
 	// Publish. The ingester sends the highest version of each to every device whose state
 	// reports an older one.
 	DatasetDir string
+	// EvidenceDir is where the photos the devices send (up/evidence) are kept,
+	// <EvidenceDir>/<sha256[:2]>/<sha256>.jpg, each acknowledged to its device (down/evack) once
+	// durable; default <DatasetDir>/evidence. Without either, photos are refused unacknowledged.
+	EvidenceDir string
 	// Socket is the unix socket on which a running ingester serves its status and takes reload
 	// requests; default DB + ".sock" for a bbolt file, the temporary directory's
 	// kaoqin-ingest-<ClientID>.sock for PostgreSQL.
@@ -106,6 +110,9 @@ func (c Config) withDefaults() Config {
 		c.Socket = filepath.Join(os.TempDir(), "kaoqin-ingest-"+c.ClientID+".sock")
 	} else if c.Socket == "" && c.DB != "" {
 		c.Socket = c.DB + ".sock"
+	}
+	if c.EvidenceDir == "" && c.DatasetDir != "" {
+		c.EvidenceDir = filepath.Join(c.DatasetDir, "evidence")
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = DefaultChunkSize

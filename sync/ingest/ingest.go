@@ -431,6 +431,8 @@ func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 			return
 		}
 		p.update(d, now).state = s
+	case wire.KindEvidence:
+		in.evidence(d, t.Arg, m.Payload())
 	case wire.KindApplied:
 		a, err := wire.DecodeApplied(m.Payload())
 		if err != nil {

@@ -31,6 +31,8 @@ type sender struct {
 	wantState    bool
 	stateAt      time.Time // when the state was last published
 	stateOf      [2]uint64 // the head and cursor it reported
+
+	ev evSender // the evidence photos (evidence.go)
 }
 
 // stateEvery is how often the state is refreshed while the ledger moves (it is refreshed every
@@ -118,6 +120,19 @@ func (u *Uplink) step(s *sender, now time.Time) error {
 	}
 	if err := u.fill(s, now); err != nil {
 		return err
+	}
+	// Photos only while every event is acknowledged: sign-ins always go first.
+	if evAcks := u.inbox.takeEvidenceAcks(); len(s.inflight) == 0 && s.acked >= head {
+		if err := u.stepEvidence(s, evAcks, now); err != nil {
+			return err
+		}
+	} else if len(evAcks) > 0 {
+		for _, sha := range evAcks {
+			if err := u.st.AckEvidence(sha); err != nil {
+				return fmt.Errorf("uplink: evidence ack: %w", err)
+			}
+			delete(s.ev.sent, sha)
+		}
 	}
 	if len(s.inflight) > 0 && now.Sub(s.lastProgress) > s.ackTimeout {
 		u.log.Info("uplink: acks stalled; sending again", "waited", s.ackTimeout, "from_seq", s.acked+1)

@@ -75,6 +75,7 @@ type Uplink struct {
 
 	stats struct {
 		batches, resent, acks, staleAcks, beyondAcks, goBacks atomic.Uint64
+		evidenceSent, evidenceAcks                            atomic.Uint64
 	}
 	ran atomic.Bool
 }
@@ -138,12 +139,15 @@ type Stats struct {
 	StaleAcks  uint64 // acks for another epoch or at or below the cursor
 	BeyondAcks uint64 // acks beyond what was sent, refused with an alarm
 	GoBacks    uint64 // times the sender went back to acked+1
+	// EvidenceSent counts evidence photos published (sends and resends), EvidenceAcks the
+	// central system's acks of them.
+	EvidenceSent, EvidenceAcks uint64
 }
 
 // Stats returns the counters so far.
 func (u *Uplink) Stats() Stats {
 	return Stats{u.stats.batches.Load(), u.stats.resent.Load(), u.stats.acks.Load(), u.stats.staleAcks.Load(),
-		u.stats.beyondAcks.Load(), u.stats.goBacks.Load()}
+		u.stats.beyondAcks.Load(), u.stats.goBacks.Load(), u.stats.evidenceSent.Load(), u.stats.evidenceAcks.Load()}
 }
 
 // Run connects and keeps the ledger flowing until ctx is done, then flushes for at most
@@ -209,6 +213,14 @@ func (u *Uplink) handle(m mqtt.Message) {
 			return
 		}
 		u.inbox.ack(*a)
+	case wire.KindEvidenceAck:
+		a, err := wire.DecodeEvidenceAck(m.Payload())
+		m.Ack()
+		if err != nil {
+			u.log.Warn("uplink: evidence ack refused", "reason", err)
+			return
+		}
+		u.inbox.evidenceAck(a.SHA256)
 	case wire.KindData, wire.KindCmd:
 		select {
 		case u.down <- m:
@@ -225,6 +237,7 @@ func (u *Uplink) handle(m mqtt.Message) {
 type inbox struct {
 	mu      sync.Mutex
 	acks    []wire.Ack
+	evAcks  []string // hex SHA-256 of evidence photos the central system stored
 	resyncs []uint64 // from_seq of each resync command of the current epoch
 	up      bool
 	gen     uint64 // incremented each time the connection comes up
@@ -247,6 +260,24 @@ func (in *inbox) ack(a wire.Ack) {
 	}
 	in.mu.Unlock()
 	in.signal()
+}
+
+func (in *inbox) evidenceAck(sha string) {
+	in.mu.Lock()
+	if len(in.evAcks) < maxPendingAcks {
+		in.evAcks = append(in.evAcks, sha)
+	}
+	in.mu.Unlock()
+	in.signal()
+}
+
+// takeEvidenceAcks empties the evidence acks.
+func (in *inbox) takeEvidenceAcks() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	a := in.evAcks
+	in.evAcks = nil
+	return a
 }
 
 func (in *inbox) resync(from uint64) {

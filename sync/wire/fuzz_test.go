@@ -194,3 +194,22 @@ func FuzzParseTopic(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeEvidenceAck(f *testing.F) {
+	f.Add([]byte(`{"v":1,"sha256":"abababababababababababababababababababababababababababababababab"}`))
+	f.Add([]byte(`{"v":1,"sha256":"AB"}`))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		a, err := DecodeEvidenceAck(p)
+		if err != nil {
+			refused(t, err)
+			return
+		}
+		q, err := a.Encode()
+		if err != nil {
+			t.Fatalf("decoded evidence ack does not encode: %v", err)
+		}
+		if a2, err := DecodeEvidenceAck(q); err != nil || *a2 != *a {
+			t.Fatalf("round trip: %+v, %v", a2, err)
+		}
+	})
+}

@@ -367,6 +367,34 @@ func DecodeAck(p []byte) (*Ack, error) {
 	return &a, nil
 }
 
+// EvidenceAck is the central system's ack on down/evack of one evidence photo it received on
+// up/evidence/{sha256} and stored: the photo's hex SHA-256.
+type EvidenceAck struct {
+	V      int    `json:"v"`
+	SHA256 string `json:"sha256"`
+}
+
+// Encode writes a as JSON (setting V).
+func (a *EvidenceAck) Encode() ([]byte, error) {
+	a.V = Version
+	if err := checkHash(a.SHA256); err != nil {
+		return nil, malformed("evidence ack: %v", err)
+	}
+	return json.Marshal(a)
+}
+
+// DecodeEvidenceAck reads a down/evack payload.
+func DecodeEvidenceAck(p []byte) (*EvidenceAck, error) {
+	var a EvidenceAck
+	if err := decode(p, &a); err != nil {
+		return nil, err
+	}
+	if err := checkHash(a.SHA256); err != nil {
+		return nil, malformed("evidence ack: %v", err)
+	}
+	return &a, nil
+}
+
 // Applied statuses.
 const (
 	StatusApplied = "applied" // the dataset version is active

@@ -32,6 +32,9 @@ const (
 	KindAck      Kind = "down/ack"    // central -> agent, QoS 1: Ack, cumulative, after the central's commit
 	KindData     Kind = "down/data"   // central -> agent, QoS 1: a signed manifest or a Chunk; the topic ends in the dataset name
 	KindCmd      Kind = "down/cmd"    // central -> agent, QoS 1: a signed Command
+	// KindEvidenceAck is the central system's application ack of one evidence photo (EvidenceAck),
+	// sent once the photo is stored: only then may the box ever delete its copy.
+	KindEvidenceAck Kind = "down/evack" // central -> agent, QoS 1: EvidenceAck
 )
 
 // hasArg reports whether topics of kind k end in one more level (a dataset name or a hash).
@@ -75,6 +78,9 @@ func AckTopic(institution, device string) string {
 func CmdTopic(institution, device string) string {
 	return Topic{institution, device, KindCmd, ""}.String()
 }
+func EvidenceAckTopic(institution, device string) string {
+	return Topic{institution, device, KindEvidenceAck, ""}.String()
+}
 func DataTopic(institution, device, dataset string) string {
 	return Topic{institution, device, KindData, dataset}.String()
 }
@@ -97,7 +103,7 @@ func CentralFilters(share string, institutions ...string) []string {
 	}
 	var out []string
 	for _, in := range institutions {
-		for _, k := range []Kind{KindEvents, KindState, KindApplied} {
+		for _, k := range []Kind{KindEvents, KindState, KindApplied, KindEvidence + "/+"} {
 			f := Root + "/" + in + "/+/" + string(k)
 			if share != "" {
 				f = "$share/" + share + "/" + f
@@ -128,7 +134,7 @@ func ParseTopic(s string) (Topic, error) {
 		return t, fmt.Errorf("%w: topic %q: device: %v", ErrMalformed, s, err)
 	}
 	kind := parts[2]
-	for _, k := range []Kind{KindEvents, KindState, KindApplied, KindAck, KindCmd} {
+	for _, k := range []Kind{KindEvents, KindState, KindApplied, KindAck, KindCmd, KindEvidenceAck} {
 		if kind == string(k) {
 			t.Kind = k
 			return t, nil

@@ -68,7 +68,8 @@ func TestTopics(t *testing.T) {
 		t.Errorf("DownFilter = %q", got)
 	}
 	if got := CentralFilters("g", "0001"); !reflect.DeepEqual(got, []string{
-		"$share/g/kaoqin/v1/0001/+/up/events", "$share/g/kaoqin/v1/0001/+/state", "$share/g/kaoqin/v1/0001/+/up/applied"}) {
+		"$share/g/kaoqin/v1/0001/+/up/events", "$share/g/kaoqin/v1/0001/+/state", "$share/g/kaoqin/v1/0001/+/up/applied",
+		"$share/g/kaoqin/v1/0001/+/up/evidence/+"}) {
 		t.Errorf("CentralFilters = %q", got)
 	}
 	for _, bad := range []string{

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/demo"
+	"github.com/kaoqin/kaoqin/agent/roster"
+	"github.com/kaoqin/kaoqin/drivers/face"
 	lineemu "github.com/kaoqin/kaoqin/drivers/lineterm/emu"
 	zfmemu "github.com/kaoqin/kaoqin/drivers/zfm/emu"
 )
@@ -61,7 +65,8 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // emulateRoster writes the demo classroom's roster: a session open now, and trainees whose
 // fingerprint templates are the emulated module's (finger IDs T001/right-index, ...).
 func emulateRoster(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("emulate roster", "emulate roster --out FILE [--trainees N] [--version N]", stderr)
+	fs := newFlags("emulate roster", "emulate roster --out FILE [--trainees N] [--version N] [--faces FILE]", stderr)
+	faces := fs.String("faces", "", "a face-template dataset (kaoqin face enroll) whose trainees' descriptors the roster carries")
 	out := fs.String("out", "", "roster file to write (required)")
 	n := fs.Int("trainees", 5, "number of trainees (at least 2; the last holds a voucher to check in)")
 	version := fs.Uint64("version", 0, "roster version (default: the current Unix time, so each run is newer)")
@@ -75,7 +80,13 @@ func emulateRoster(args []string, stdout, stderr io.Writer) error {
 	if *version == 0 {
 		*version = uint64(now.Unix())
 	}
-	b, err := json.MarshalIndent(demo.Roster(now, *n, *version), "", "  ")
+	r := demo.Roster(now, *n, *version)
+	if *faces != "" {
+		if err := addFaces(r, *faces); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -83,5 +94,33 @@ func emulateRoster(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "demo roster version %d with %d trainees written to %s\n", *version, *n, *out)
+	return nil
+}
+
+// addFaces puts the descriptors of a face-template dataset on the roster's trainees of the same
+// IDs, with the model that made them.
+func addFaces(r *roster.Roster, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("emulate roster: --faces: %w", err)
+	}
+	ds, err := face.ParseDataset(b)
+	if err != nil {
+		return fmt.Errorf("emulate roster: --faces %s: %w", file, err)
+	}
+	for _, tf := range ds.Trainees {
+		i := slices.IndexFunc(r.Trainees, func(t roster.Trainee) bool { return t.ID == tf.Trainee })
+		if i < 0 {
+			return fmt.Errorf("emulate roster: --faces %s: trainee %s is not in the demo roster", file, tf.Trainee)
+		}
+		for _, e := range tf.Descriptors {
+			txt, _ := e.D.MarshalText()
+			raw, err := base64.StdEncoding.DecodeString(string(txt))
+			if err != nil {
+				return err
+			}
+			r.Trainees[i].Faces = append(r.Trainees[i].Faces, roster.Face{Model: ds.Model.Name, ModelSHA256: ds.Model.SHA256, Descriptor: raw})
+		}
+	}
 	return nil
 }

@@ -54,7 +54,9 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		return l.Events(ctx, f, 0, func(e *ledger.Event) error {
-			e.Data = nil
+			if e.Kind == ledger.Enrollment {
+				e.Data = nil // templates stay on the box
+			}
 			return enc.Encode(e)
 		})
 	}

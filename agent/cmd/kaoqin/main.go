@@ -62,6 +62,7 @@ func commands() []command {
 		{"export", "export events as CSV or JSON, or the verifiable bundle (--bundle)", cmdExport},
 		{"report", "class hours and sign-in sheets (report hours | report sheet --session ID)", cmdReport},
 		{"inspector", "the inspector's pages: inspector code | hash | accounts FILE", cmdInspector},
+		{"spotcheck", "take a spot check at every room camera now (the headcount against the sign-ins)", cmdSpotcheck},
 		{"snapshot", "write a consistent copy of the ledger file, while the daemon runs", cmdSnapshot},
 		{"roster", "import or show the roster (roster import FILE | roster show)", cmdRoster},
 		{"cert", "certificate serials (cert decode|validate SERIAL | cert next)", cmdCert},
