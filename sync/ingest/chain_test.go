@@ -292,3 +292,36 @@ func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
 		t.Fatalf("stored after the ack: %d records, want 3", len(got[8]))
 	}
 }
+
+// A batch whose payload names another device than its topic is refused whole, even when its
+// records are the topic device's own: the topic, the payload and the records must agree.
+func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
+	env := synctest.NewEnv(t)
+	b := synctest.Broker(t, brokertest.Options{})
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	d.online(in)
+	recs := d.run(8, 1, 3, ledger.ZeroHash)
+	bt := wire.Batch{Device: "jn-0001-r102", Epoch: 8, FirstSeq: 1, LastSeq: 3, Events: recs}
+	p, err := bt.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := d.c.Publish(wire.EventsTopic(synctest.Institution, dev), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	waitStatus(t, in, "want the batch refused for naming another device", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && strings.Contains(s[0].LastError, "batch of device")
+	})
+	if got := stored(t, in, dev); len(got) != 0 {
+		t.Fatalf("stored: %v epochs, want nothing", len(got))
+	}
+	select {
+	case a := <-d.acks:
+		t.Fatalf("got ack through %d for a refused batch, want none", a.AckedThrough)
+	default:
+	}
+	d.send(synctest.Institution, 8, 1, recs)
+	d.wantAck("the same records under the right name", 8, 3)
+}
