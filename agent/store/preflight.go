@@ -51,9 +51,9 @@ func preflight(path string) error {
 		return b, err
 	}
 	type meta struct {
-		pageSize       int64
-		freelist, pgid uint64
-		txid           uint64
+		pageSize             int64
+		root, freelist, pgid uint64
+		txid                 uint64
 	}
 	parse := func(off int64) (meta, bool) {
 		b, err := read(off+pageHeaderSize, metaSize)
@@ -66,7 +66,7 @@ func preflight(path string) error {
 		if le.Uint32(b[0:]) != boltMagic || le.Uint32(b[4:]) != boltVersion || le.Uint64(b[56:]) != h.Sum64() {
 			return meta{}, false
 		}
-		return meta{pageSize: int64(le.Uint32(b[8:])), freelist: le.Uint64(b[32:]), pgid: le.Uint64(b[40:]), txid: le.Uint64(b[48:])}, true
+		return meta{pageSize: int64(le.Uint32(b[8:])), root: le.Uint64(b[16:]), freelist: le.Uint64(b[32:]), pgid: le.Uint64(b[40:]), txid: le.Uint64(b[48:])}, true
 	}
 	m0, ok0 := parse(0)
 	var m1 meta
@@ -94,6 +94,9 @@ func preflight(path string) error {
 	if m.pgid > uint64(size/m.pageSize) {
 		return fmt.Errorf("%w: the file is cut short: %d bytes hold %d pages, the meta counts %d", ErrDamaged, size, size/m.pageSize, m.pgid)
 	}
+	if err := (&treeCheck{f: f, pageSize: m.pageSize, pgid: m.pgid, seen: map[uint64]bool{}}).page(m.root, 0); err != nil {
+		return err
+	}
 	if m.freelist == noFreelist {
 		return nil
 	}
@@ -115,6 +118,92 @@ func preflight(path string) error {
 	room := (overflow+1)*uint64(m.pageSize) - pageHeaderSize
 	if m.freelist+overflow >= m.pgid || count > room/8 {
 		return fmt.Errorf("%w: the freelist claims %d pages, more than its %d pages hold", ErrDamaged, count, overflow+1)
+	}
+	return nil
+}
+
+// Page flags and element sizes of bbolt's B+trees (internal/common/page.go).
+const (
+	branchFlag     = 0x01
+	leafFlag       = 0x02
+	bucketLeafFlag = 0x01 // a leaf element that is a nested bucket
+	elementSize    = 16   // a branch element (pos, ksize, pgid) and a leaf element (flags, pos, ksize, vsize)
+	maxTreeDepth   = 64
+)
+
+// treeCheck walks every B+tree of the file from the raw bytes, before bbolt does: each page
+// reached once (a cycle would make bbolt's cursors grow their stacks without bound), within the
+// pages the meta counts, of the right type, its elements inside it.
+type treeCheck struct {
+	f        *os.File
+	pageSize int64
+	pgid     uint64
+	seen     map[uint64]bool
+}
+
+func (c *treeCheck) page(id uint64, depth int) error {
+	if depth > maxTreeDepth {
+		return fmt.Errorf("%w: a tree deeper than %d pages (a loop?) at page %d", ErrDamaged, maxTreeDepth, id)
+	}
+	if id < 2 || id >= c.pgid {
+		return fmt.Errorf("%w: a tree refers to page %d, outside the file's %d pages", ErrDamaged, id, c.pgid)
+	}
+	if c.seen[id] {
+		return fmt.Errorf("%w: page %d is reached twice (a loop or a shared page)", ErrDamaged, id)
+	}
+	c.seen[id] = true
+	hdr := make([]byte, pageHeaderSize)
+	if _, err := c.f.ReadAt(hdr, int64(id)*c.pageSize); err != nil {
+		return fmt.Errorf("%w: page %d: %v", ErrDamaged, id, err)
+	}
+	le := binary.LittleEndian
+	flags, count, overflow := le.Uint16(hdr[8:]), int64(le.Uint16(hdr[10:])), uint64(le.Uint32(hdr[12:]))
+	if id+overflow >= c.pgid {
+		return fmt.Errorf("%w: page %d overflows past the file's %d pages", ErrDamaged, id, c.pgid)
+	}
+	span := int64(overflow+1) * c.pageSize
+	if pageHeaderSize+count*elementSize > span {
+		return fmt.Errorf("%w: page %d claims %d elements", ErrDamaged, id, count)
+	}
+	body := make([]byte, span)
+	if _, err := c.f.ReadAt(body, int64(id)*c.pageSize); err != nil {
+		return fmt.Errorf("%w: page %d: %v", ErrDamaged, id, err)
+	}
+	switch {
+	case flags&branchFlag != 0:
+		for i := range count {
+			e := body[pageHeaderSize+i*elementSize:]
+			pos, ksize := int64(le.Uint32(e[0:])), int64(le.Uint32(e[4:]))
+			if pageHeaderSize+i*elementSize+pos+ksize > span {
+				return fmt.Errorf("%w: page %d: key %d runs past the page", ErrDamaged, id, i)
+			}
+			if err := c.page(le.Uint64(e[8:]), depth+1); err != nil {
+				return err
+			}
+		}
+	case flags&leafFlag != 0:
+		for i := range count {
+			at := pageHeaderSize + i*elementSize
+			e := body[at:]
+			eflags, pos, ksize, vsize := le.Uint32(e[0:]), int64(le.Uint32(e[4:])), int64(le.Uint32(e[8:])), int64(le.Uint32(e[12:]))
+			if at+pos+ksize+vsize > span {
+				return fmt.Errorf("%w: page %d: element %d runs past the page", ErrDamaged, id, i)
+			}
+			if eflags&bucketLeafFlag == 0 {
+				continue
+			}
+			if vsize < 16 {
+				return fmt.Errorf("%w: page %d: bucket %d is cut short", ErrDamaged, id, i)
+			}
+			v := body[at+pos+ksize : at+pos+ksize+vsize]
+			if root := le.Uint64(v); root != 0 { // 0: an inline bucket, in the value itself
+				if err := c.page(root, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+	default:
+		return fmt.Errorf("%w: page %d is in a tree but is neither a branch nor a leaf (flags %#x)", ErrDamaged, id, flags)
 	}
 	return nil
 }

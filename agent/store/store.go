@@ -394,8 +394,21 @@ func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 func (s *Store) Check() error {
 	return s.view(func(tx *bolt.Tx) error {
 		var walk func(b *bolt.Bucket) error
+		size := tx.Size()
 		walk = func(b *bolt.Bucket) error {
 			return b.ForEach(func(k, v []byte) error {
+				// A damaged element's size would make the next write copy (and allocate) gigabytes:
+				// no key or value is larger than the file, and each is read at both ends (a fault
+				// past the end of the file panics here).
+				if int64(len(k)) > size || int64(len(v)) > size {
+					return fmt.Errorf("%w: an element of %d+%d bytes in a file of %d", ErrDamaged, len(k), len(v), size)
+				}
+				if len(k) > 0 {
+					touched ^= k[0] ^ k[len(k)-1]
+				}
+				if len(v) > 0 {
+					touched ^= v[0] ^ v[len(v)-1]
+				}
 				if v == nil {
 					if sub := b.Bucket(k); sub != nil {
 						return walk(sub)
@@ -404,7 +417,7 @@ func (s *Store) Check() error {
 				return nil
 			})
 		}
-		pages := tx.Size() / int64(tx.DB().Info().PageSize)
+		pages := size / int64(tx.DB().Info().PageSize)
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			// A page whose overflow count is damaged would make the next write allocate and free
 			// without bound: the pages a bucket spans must fit in the file.
@@ -416,6 +429,9 @@ func (s *Store) Check() error {
 		})
 	})
 }
+
+// touched keeps Check's reads of each element's first and last byte from being compiled away.
+var touched byte
 
 // Close closes the file.
 func (s *Store) Close() error {
