@@ -37,8 +37,9 @@ func newFakeDevice(t *testing.T, env *synckit.Env, b *brokertest.Broker, name st
 		t.Fatalf("%s: connect: %v", name, tok.Error())
 	}
 	t.Cleanup(func() { d.c.Disconnect(100) })
+	pub := centralPub(t, env)
 	tok := d.c.Subscribe(wire.Prefix("+", name)+"/down/ack", 1, func(_ mqtt.Client, m mqtt.Message) {
-		a, err := wire.DecodeAck(m.Payload())
+		a, err := wire.DecodeAck(m.Payload(), pub)
 		if err != nil {
 			t.Errorf("malformed ack: %v", err)
 			return

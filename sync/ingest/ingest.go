@@ -24,6 +24,7 @@ package ingest
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -290,7 +291,7 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		}
 		return err
 	}
-	acks := map[DeviceEpoch]uint64{}
+	acks := map[DeviceEpoch]chainEnd{}
 	parked := keep
 	for i, r := range results {
 		b := &p.w.batches[i]
@@ -301,7 +302,9 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		}
 		switch r.outcome {
 		case stored, duplicate:
-			acks[de] = max(acks[de], r.end.Seq)
+			if r.end.Seq > acks[de].Seq {
+				acks[de] = r.end
+			}
 			if r.outcome == stored {
 				d.gapSince, d.resyncGap = time.Time{}, 0
 				d.rec.Epoch = max(d.rec.Epoch, b.epoch)
@@ -327,8 +330,8 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 			applyUpdate(&d.rec, &u)
 		}
 	}
-	for de, seq := range acks {
-		in.sendAck(de, seq)
+	for de, end := range acks {
+		in.sendAck(de, end)
 	}
 	for _, m := range msgs {
 		m.Ack()
@@ -507,15 +510,16 @@ func (in *Ingester) refuse(d *device, what string, err error) {
 	d.rec.LastError = fmt.Sprintf("%s %s: %s", time.Now().Format(time.RFC3339), what, msg)
 }
 
-// sendAck publishes a cumulative ack without waiting for the broker.
-func (in *Ingester) sendAck(de DeviceEpoch, seq uint64) {
+// sendAck publishes a cumulative ack without waiting for the broker: signed with the central key,
+// it names the hash of the event at its seq, and the device keeps it as its receipt.
+func (in *Ingester) sendAck(de DeviceEpoch, end chainEnd) {
 	d := in.devices[de.Device]
-	acks := []wire.Ack{{Epoch: de.Epoch, AckedThrough: seq}}
+	acks := []wire.Ack{{Device: de.Device, Epoch: de.Epoch, AckedThrough: end.Seq, Hash: hex.EncodeToString(end.Head[:]), Time: time.Now().UTC()}}
 	if in.cfg.MangleAck != nil {
 		acks = in.cfg.MangleAck(de.Device, acks[0])
 	}
 	for _, a := range acks {
-		p, err := a.Encode()
+		p, err := wire.SealAck(&a, in.key)
 		if err != nil {
 			in.log.Error("ingest: ack", "err", err)
 			continue
