@@ -327,7 +327,9 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 	in.parked = parked
 	for _, u := range p.w.updates {
 		if d := in.devices[u.device]; d != nil {
-			applyUpdate(&d.rec, &u)
+			if a := applyUpdate(&d.rec, &u); a != nil {
+				in.refuse(d, "integrity alarm: head", errors.New(a.detail))
+			}
 		}
 	}
 	for de, end := range acks {
@@ -427,7 +429,16 @@ func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
-		p.update(d, now).state = s
+		u := p.update(d, now)
+		u.state = s
+		if s.HeadHash != "" {
+			if err := s.VerifyHead(in.key4(d.name)); err != nil {
+				in.refuse(d, "state head refused", err)
+				u.lastError = d.rec.LastError
+			} else {
+				u.witness = &witness{Epoch: s.Epoch, Seq: s.HeadSeq, Hash: s.HeadHash, Seen: now}
+			}
+		}
 	case wire.KindApplied:
 		a, err := wire.DecodeApplied(m.Payload())
 		if err != nil {
