@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/sync/ingest"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/internal/synckit"
 	"github.com/kaoqin/kaoqin/sync/uplink"
@@ -98,7 +99,7 @@ func TestTailDeletionAfterReceiptIsNotIntact(t *testing.T) {
 	}
 	st.Close()
 
-	tamper(t, env.StorePath(device), 8)
+	tamper(t, env.StorePath(device), 8, false)
 
 	ro, err := store.OpenReadOnly(env.StorePath(device))
 	if err != nil {
@@ -116,8 +117,10 @@ func TestTailDeletionAfterReceiptIsNotIntact(t *testing.T) {
 }
 
 // tamper is the attack: it deletes every event after seq keep and rewrites the head record of
-// the meta bucket to the event at keep, as a 30-line program with root on the box would.
-func tamper(t *testing.T, path string, keep uint64) {
+// the meta bucket to the event at keep, as a 30-line program with root on the box would; with
+// cursor, it also moves the acknowledged cursor back to keep, so that the box sends on as if
+// nothing happened.
+func tamper(t *testing.T, path string, keep uint64, cursor bool) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -141,6 +144,11 @@ func tamper(t *testing.T, path string, keep uint64) {
 			return errors.New("no event at the kept seq")
 		}
 		h := sha256.Sum256(last)
+		if cursor {
+			if err := meta.Put([]byte("acked"), u64(keep)); err != nil {
+				return err
+			}
+		}
 		return errors.Join(meta.Put([]byte("head_seq"), u64(keep)), meta.Put([]byte("head_hash"), h[:]))
 	})
 	if err != nil {
@@ -149,3 +157,52 @@ func tamper(t *testing.T, path string, keep uint64) {
 }
 
 func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// The central system holds the box to the head it signed: after the tail deletion (the cursor
+// moved back too), the box's next state shows a shorter chain, and the ingester raises a head
+// alarm naming it. Events recorded after the deletion that reach the witnessed seq with other
+// bytes would raise one as well (see the store contract test).
+func TestIngesterAlarmsOnAShorterChainThanASignedHead(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	keyFile := env.DeviceKey(device)
+	st := env.OpenStore(device, keyFile)
+	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	_, run := env.StartUplink(st, env.UplinkConfig(device, b.URL()))
+	synckit.Append(t, st, 11) // seqs 2-12
+	synckit.WaitDrained(t, st, 20*time.Second)
+	waitStatus(t, in, "the signed head at 12", func(s ingest.DeviceStatus) bool { return s.WitnessedSeq == 12 })
+	if err := run.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	tamper(t, env.StorePath(device), 8, true)
+
+	st = env.OpenStore(device, keyFile)
+	defer st.Close()
+	env.StartUplink(st, env.UplinkConfig(device, b.URL()))
+	got := waitStatus(t, in, "a head alarm", func(s ingest.DeviceStatus) bool {
+		return strings.Contains(s.LastError, "integrity alarm: head")
+	})
+	if !strings.Contains(got.LastError, "chain ending at seq 8") || !strings.Contains(got.LastError, "signed a head at seq 12") || got.WitnessedSeq != 12 {
+		t.Errorf("ingester: got last error %q, witnessed seq %d; want a head alarm naming seq 8 and the head signed at 12, still witnessed at 12",
+			got.LastError, got.WitnessedSeq)
+	}
+}
+
+func waitStatus(t *testing.T, in *ingest.Ingester, what string, cond func(ingest.DeviceStatus) bool) ingest.DeviceStatus {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, s := range in.Status() {
+			if s.Device == device && cond(s) {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: ingester status %+v", what, in.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
