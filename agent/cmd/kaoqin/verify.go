@@ -18,7 +18,7 @@ import (
 )
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "verify --pubkey FILE [--db FILE | --config FILE] [--all-signatures] [--central-key FILE] | verify --bundle FILE [--pubkey FILE] [--lang zh|en]", stderr)
+	fs := newFlags("verify", "verify --pubkey FILE [--db FILE | --config FILE] [--all-signatures] [--central-key FILE] | verify --bundle FILE [--pubkey FILE] [--central-key FILE] [--lang zh|en]", stderr)
 	bundle := fs.String("bundle", "", "check a bundle from `kaoqin export --bundle` (offline, on any machine) instead of a ledger")
 	langFlag := fs.String("lang", "zh", "language of the bundle check's report: zh or en")
 	db := fs.String("db", "", "ledger file (a copy, or the daemon's while it is stopped); default: the config's ledger, snapshotted through the daemon when it runs")
@@ -30,7 +30,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *bundle != "" {
-		return verifyBundle(*bundle, *pubPath, *langFlag, stdout, stderr)
+		return verifyBundle(*bundle, *pubPath, *centralPath, *langFlag, stdout, stderr)
 	}
 	if *pubPath == "" {
 		return usagef("verify: --pubkey is required")
@@ -153,12 +153,19 @@ func damaged(path string, pub ed25519.PublicKey, cause error) error {
 
 // verifyBundle checks a bundle offline and says what changed. Without --pubkey it checks the
 // bundle against its own key, and says so.
-func verifyBundle(path, pubPath, langName string, stdout, stderr io.Writer) error {
+func verifyBundle(path, pubPath, centralPath, langName string, stdout, stderr io.Writer) error {
 	lang, err := label.ParseLang(langName)
 	if err != nil {
 		return usageError{err}
 	}
 	var opt export.VerifyOptions
+	if centralPath != "" {
+		central, err := ledger.LoadPublicKey(centralPath)
+		if err != nil {
+			return usageError{err}
+		}
+		opt.CheckReceipt = export.CheckReceipt(central)
+	}
 	if pubPath != "" {
 		if opt.Key, err = ledger.LoadPublicKey(pubPath); err != nil {
 			return usageError{err}
