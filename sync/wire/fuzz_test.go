@@ -56,6 +56,11 @@ func FuzzDecodeState(f *testing.F) {
 	s, _ := (&State{Device: "d", Online: true, Epoch: 3, HeadSeq: 9, AckedThrough: 4, Backlog: 5,
 		DatasetVersions: map[string]uint64{"roster": 2}, Clock: &Clock{Wall: time.Unix(1, 0).UTC()}}).Encode()
 	f.Add(s)
+	_, sk := testKey()
+	signed := &State{Device: "d", Online: true, Epoch: 3, HeadSeq: 9, AckedThrough: 4, Backlog: 5}
+	signed.SignHead([32]byte{9}, sk)
+	s, _ = signed.Encode()
+	f.Add(s)
 	f.Fuzz(func(t *testing.T, p []byte) {
 		st, err := DecodeState(p)
 		if err != nil {
