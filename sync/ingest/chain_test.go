@@ -293,3 +293,39 @@ func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
 		t.Fatalf("stored after the ack: %d records, want 3", len(got[8]))
 	}
 }
+
+// A state's head is witnessed only when the device's own key signed it: a head signed by another
+// key is refused (the state is kept, the head witnesses nothing), a head signed by the device is
+// the one the ingester holds the device to.
+func TestIngesterWitnessesOnlyHeadsTheDeviceSigned(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	d.online(in)
+	publish := func(key ed25519.PrivateKey, seq uint64) {
+		t.Helper()
+		s := &wire.State{Device: dev, Online: true, Epoch: 8, HeadSeq: seq, Backlog: seq}
+		s.SignHead([32]byte{byte(seq)}, key)
+		p, err := s.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok := d.c.Publish(wire.StateTopic(synckit.Institution, dev), 1, true, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish state: %v", tok.Error())
+		}
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	publish(other, 40)
+	waitStatus(t, in, "a head signed by another key refused", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && s[0].HeadSeq == 40 && strings.Contains(s[0].LastError, "state head refused")
+	})
+	if s := in.Status()[0]; s.WitnessedSeq != 0 {
+		t.Fatalf("witnessed after a forged head: got seq %d, want none", s.WitnessedSeq)
+	}
+	publish(d.key, 30)
+	waitStatus(t, in, "the device's own signed head witnessed", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && s[0].WitnessedSeq == 30 && s[0].WitnessedEpoch == 8
+	})
+}
