@@ -9,12 +9,14 @@
 // chain's verified end: in its own bbolt file (the default), or in a PostgreSQL database that
 // several ingesters share as members of one shared subscription (Config.DB is then a
 // postgres:// URL; see docs/central.md). Only after that commit does it publish the cumulative
-// ack (the highest contiguous seq). A batch that starts beyond the chain's end (its predecessor
+// ack (the highest contiguous seq and the hash of that event, signed with the central key: the
+// box's receipt). A batch that starts beyond the chain's end (its predecessor
 // is late, or went to another member) is held in memory and tried again with every commit
 // for GapTimeout; when the gap does not fill, the ingester sends the device a signed resync
 // command. A record that differs from the one held under its seq, or a batch that does not
-// verify, is an integrity alarm, recorded in the store. It keeps each device's state
-// (online, backlog, dataset versions) and sends published datasets, signed with the central key,
+// verify, is an integrity alarm, recorded in the store; so is a chain that contradicts the
+// highest head the device ever signed in its state (shorter, or different at that seq). It keeps
+// each device's state (online, backlog, dataset versions) and sends published datasets, signed with the central key,
 // to every device that reports an older version.
 //
 // While it runs it serves its status on a unix socket (Config.Socket); Status reads that socket,

@@ -6,8 +6,12 @@
 // One sender goroutine reads the unacknowledged part of the ledger, (acked, acked+N], in seq
 // order and publishes it in batches at QoS 1, keeping at most Window batches unacknowledged. The
 // cursor advances only when the central system's application ack (down/ack, sent after its
-// commit) arrives, through store.Ack; a PUBACK or a completed paho token proves nothing and is
-// never waited for. The sender goes back to acked+1 and sends everything again (go-back-N) when
+// commit and signed with the central key) arrives, through store.AckReceipt, which keeps the
+// signed ack as the box's receipt in the same transaction; an ack that is unsigned, signed by
+// another key, or names another hash than the box's event at its seq moves nothing (counted in
+// Stats.RefusedAcks, logged at most once a minute). A PUBACK or a completed paho token proves
+// nothing and is never waited for. Every online state carries the head signed with the device
+// key, for the central system to hold the box to. The sender goes back to acked+1 and sends everything again (go-back-N) when
 // the connection comes up, when the central asks (a signed resync command), and when acks stall
 // for AckTimeout. Stale, duplicate and reordered acks are harmless (acks are cumulative and
 // only ever move the cursor forward); an ack beyond anything that could have been sent is
