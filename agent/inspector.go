@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,9 +36,16 @@ func (b *backend) PublicKey() (ed25519.PublicKey, error) {
 	return b.a.key.Public().(ed25519.PublicKey), nil
 }
 
-// Receipt is the latest central receipt. The store keeps none yet: the central system's signed
-// receipts are being added to the store; until then the pages say "no receipt yet".
-func (b *backend) Receipt(ctx context.Context) (*export.Receipt, error) { return nil, nil }
+// Receipt is the latest central receipt the store keeps (nil if none yet): the signed down/ack
+// as received travels in Raw, for export.CheckReceipt.
+func (b *backend) Receipt(ctx context.Context) (*export.Receipt, error) {
+	r, ok, err := b.Service.Receipt(ctx)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &export.Receipt{Device: r.Device, Epoch: r.Epoch, AckedSeq: r.Seq, Hash: hex.EncodeToString(r.Hash[:]), At: r.Time,
+		Raw: r.Signed}, nil
+}
 
 // Health is the box's state beyond the ledger.
 func (b *backend) Health(ctx context.Context) (inspect.Health, error) {

@@ -51,8 +51,8 @@ type Ledger interface {
 // Receipt is the central system's acknowledgement of the ledger up to a seq: the hash of the
 // record it holds at that seq, signed with the central key. The box keeps the latest one it
 // received; the bundle carries it so a verifier can check that nothing acknowledged was removed
-// or changed. Signature and Raw are opaque here; VerifyOptions.CheckReceipt checks them where the
-// central key is known.
+// or changed. Raw is the signed down/ack as received (Signature stays empty: the signature is in
+// Raw); CheckReceipt makes the VerifyOptions.CheckReceipt that verifies it with the central key.
 type Receipt struct {
 	Device    string    `json:"device"`
 	Epoch     uint64    `json:"epoch"`

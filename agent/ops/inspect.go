@@ -28,6 +28,9 @@ type Integrity struct {
 	Problem  string        `json:"problem,omitempty"`
 	Took     time.Duration `json:"took"`
 	Checked  time.Time     `json:"checked"`
+	// ReceiptSeq is the seq of the central system's latest receipt the ledger was checked
+	// against (0: none): events after it could have been removed without a trace on the box.
+	ReceiptSeq uint64 `json:"receipt_seq,omitempty"`
 }
 
 // Verify checks the ledger's hash chain and signatures with the device key pub (see
@@ -39,6 +42,9 @@ func (s *Service) Verify(ctx context.Context, pub ed25519.PublicKey) (Integrity,
 	sum, err := s.st.Verify(pub, store.VerifyOptions{})
 	in.Took = time.Since(start)
 	in.Events = sum.Events
+	if sum.Receipt != nil {
+		in.ReceiptSeq = sum.Receipt.Seq
+	}
 	var p *ledger.Problem
 	switch {
 	case err == nil:
@@ -54,6 +60,11 @@ func (s *Service) Verify(ctx context.Context, pub ed25519.PublicKey) (Integrity,
 		return in, err
 	}
 	return in, nil
+}
+
+// Receipt is the latest signed receipt of the central system the box keeps (ok false if none).
+func (s *Service) Receipt(ctx context.Context) (r store.Receipt, ok bool, err error) {
+	return s.st.LatestReceipt()
 }
 
 // ActiveRoster is the active roster in full (ID numbers included: for reports, which mask them),

@@ -116,6 +116,10 @@ type Summary struct {
 	Epoch  uint64
 	Events uint64
 	Head   [32]byte
+	// Receipt is the latest receipt of the central system the ledger keeps (nil if none). When it
+	// is of this epoch, Verify checked the ledger against it: events after its seq could still have
+	// been removed without a trace on the box; only the central system can tell.
+	Receipt *Receipt
 }
 
 // VerifyOptions tune Verify.
@@ -126,8 +130,9 @@ type VerifyOptions struct {
 }
 
 // Verify checks the whole ledger: every record decoded and linked to the one before by its hash,
-// seqs contiguous from 1, and the chain authenticated by pub (see ledger.Chain). A failure is a
-// *ledger.Problem naming the first bad seq.
+// seqs contiguous from 1, the chain authenticated by pub (see ledger.Chain), and the chain not
+// shorter than, nor different at, the central system's latest receipt. A failure is a
+// *ledger.Problem naming the first bad seq (its Err a *RemovedAfterReceipt for the receipt).
 func (s *Store) Verify(pub ed25519.PublicKey, opt VerifyOptions) (Summary, error) {
 	const batch = 4096
 	chain := ledger.Chain{Pub: pub, AllSignatures: opt.AllSignatures}
@@ -163,6 +168,10 @@ func (s *Store) Verify(pub ed25519.PublicKey, opt VerifyOptions) (Summary, error
 			}
 		}
 		if err := flush(); err != nil {
+			return err
+		}
+		var err error
+		if sum.Receipt, err = checkReceipt(tx, chain.Epoch, chain.Seq); err != nil {
 			return err
 		}
 		m := tx.Bucket(bucketMeta)

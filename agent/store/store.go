@@ -598,7 +598,8 @@ func (s *Store) Acked() (uint64, error) {
 
 // Ack advances the acknowledged cursor to through (cumulative). An ack at or below the cursor is a
 // no-op; one for another epoch returns ErrStaleEpoch; one beyond the head returns
-// ErrAckBeyondHead and changes nothing.
+// ErrAckBeyondHead and changes nothing. It keeps no receipt: the uplink moves the cursor with
+// AckReceipt, which also keeps the central system's signed receipt.
 func (s *Store) Ack(epoch, through uint64) (advanced bool, err error) {
 	if s.readOnly {
 		return false, ErrReadOnly

@@ -51,10 +51,15 @@ func (f *ackFaults) mangle(_ string, a wire.Ack) []wire.Ack {
 		out = append(out, a, a)
 	}
 	if hit("stale", f.p.stale) {
-		out = append(out, wire.Ack{Epoch: a.Epoch - 1, AckedThrough: a.AckedThrough}, wire.Ack{Epoch: a.Epoch, AckedThrough: a.AckedThrough / 2})
+		older, behind := a, a // signed like any ack; behind names the hash of a's seq, not its own
+		older.Epoch--
+		behind.AckedThrough /= 2
+		out = append(out, older, behind)
 	}
 	if hit("beyond", f.p.beyond) {
-		out = append(out, wire.Ack{Epoch: a.Epoch, AckedThrough: a.AckedThrough + 1_000_000})
+		beyond := a
+		beyond.AckedThrough += 1_000_000
+		out = append(out, beyond)
 	}
 	return out
 }

@@ -37,8 +37,9 @@ func newFakeDevice(t *testing.T, env *synckit.Env, b *brokertest.Broker, name st
 		t.Fatalf("%s: connect: %v", name, tok.Error())
 	}
 	t.Cleanup(func() { d.c.Disconnect(100) })
+	pub := centralPub(t, env)
 	tok := d.c.Subscribe(wire.Prefix("+", name)+"/down/ack", 1, func(_ mqtt.Client, m mqtt.Message) {
-		a, err := wire.DecodeAck(m.Payload())
+		a, err := wire.DecodeAck(m.Payload(), pub)
 		if err != nil {
 			t.Errorf("malformed ack: %v", err)
 			return
@@ -296,8 +297,8 @@ func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
 // A batch whose payload names another device than its topic is refused whole, even when its
 // records are the topic device's own: the topic, the payload and the records must agree.
 func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
-	env := synctest.NewEnv(t)
-	b := synctest.Broker(t, brokertest.Options{})
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
 	d := newFakeDevice(t, env, b, dev)
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
@@ -308,7 +309,7 @@ func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := d.c.Publish(wire.EventsTopic(synctest.Institution, dev), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := d.c.Publish(wire.EventsTopic(synckit.Institution, dev), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 	waitStatus(t, in, "want the batch refused for naming another device", func(s []ingest.DeviceStatus) bool {
@@ -322,6 +323,42 @@ func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
 		t.Fatalf("got ack through %d for a refused batch, want none", a.AckedThrough)
 	default:
 	}
-	d.send(synctest.Institution, 8, 1, recs)
+	d.send(synckit.Institution, 8, 1, recs)
 	d.wantAck("the same records under the right name", 8, 3)
+}
+
+// A state's head is witnessed only when the device's own key signed it: a head signed by another
+// key is refused (the state is kept, the head witnesses nothing), a head signed by the device is
+// the one the ingester holds the device to.
+func TestIngesterWitnessesOnlyHeadsTheDeviceSigned(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	d.online(in)
+	publish := func(key ed25519.PrivateKey, seq uint64) {
+		t.Helper()
+		s := &wire.State{Device: dev, Online: true, Epoch: 8, HeadSeq: seq, Backlog: seq}
+		s.SignHead([32]byte{byte(seq)}, key)
+		p, err := s.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok := d.c.Publish(wire.StateTopic(synckit.Institution, dev), 1, true, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish state: %v", tok.Error())
+		}
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	publish(other, 40)
+	waitStatus(t, in, "a head signed by another key refused", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && s[0].HeadSeq == 40 && strings.Contains(s[0].LastError, "state head refused")
+	})
+	if s := in.Status()[0]; s.WitnessedSeq != 0 {
+		t.Fatalf("witnessed after a forged head: got seq %d, want none", s.WitnessedSeq)
+	}
+	publish(d.key, 30)
+	waitStatus(t, in, "the device's own signed head witnessed", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && s[0].WitnessedSeq == 30 && s[0].WitnessedEpoch == 8
+	})
 }

@@ -57,6 +57,8 @@ type deviceRecord struct {
 	HeadSeen uint64 `json:"head_seen,omitempty"`
 	// StateAt is when the ingester received State.
 	StateAt time.Time `json:"state_at,omitzero"`
+	// Witnessed is the highest head the device ever signed in a state message.
+	Witnessed *witness `json:"witnessed,omitempty"`
 }
 
 type chainEnd struct {
@@ -293,7 +295,11 @@ func (s *boltStore) commit(_ context.Context, w *write) ([]batchResult, error) {
 			if err != nil {
 				return err
 			}
-			applyUpdate(r, &u)
+			if a := applyUpdate(r, &u); a != nil {
+				if err := putAlarm(tx, a); err != nil {
+					return err
+				}
+			}
 		}
 		for i := range w.batches {
 			b := &w.batches[i]
@@ -325,6 +331,9 @@ func (s *boltStore) commit(_ context.Context, w *write) ([]batchResult, error) {
 			}
 			results[i] = x.res
 			r.HeadSeen = max(r.HeadSeen, b.last())
+			if x.alarm == nil {
+				x.alarm = witnessStored(r.Witnessed, b, &x)
+			}
 			if x.alarm != nil {
 				if err := putAlarm(tx, x.alarm); err != nil {
 					return err
@@ -350,8 +359,12 @@ func (s *boltStore) commit(_ context.Context, w *write) ([]batchResult, error) {
 	return results, nil
 }
 
-// applyUpdate applies u to a device record.
-func applyUpdate(r *deviceRecord, u *deviceUpdate) {
+// applyUpdate applies u to a device record. It returns an alarm when u's signed head
+// contradicts the head the record holds.
+func applyUpdate(r *deviceRecord, u *deviceUpdate) (a *alarm) {
+	if u.witness != nil {
+		r.Witnessed, a = witnessHead(u.device, r.Witnessed, u.witness)
+	}
 	if u.seen.After(r.LastSeen) {
 		r.LastSeen = u.seen
 	}
@@ -370,6 +383,7 @@ func applyUpdate(r *deviceRecord, u *deviceUpdate) {
 	if u.lastError != "" {
 		r.LastError = u.lastError
 	}
+	return a
 }
 
 func putAlarm(tx *bolt.Tx, a *alarm) error {

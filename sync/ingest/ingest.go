@@ -9,12 +9,14 @@
 // chain's verified end: in its own bbolt file (the default), or in a PostgreSQL database that
 // several ingesters share as members of one shared subscription (Config.DB is then a
 // postgres:// URL; see docs/central.md). Only after that commit does it publish the cumulative
-// ack (the highest contiguous seq). A batch that starts beyond the chain's end (its predecessor
+// ack (the highest contiguous seq and the hash of that event, signed with the central key: the
+// box's receipt). A batch that starts beyond the chain's end (its predecessor
 // is late, or went to another member) is held in memory and tried again with every commit
 // for GapTimeout; when the gap does not fill, the ingester sends the device a signed resync
 // command. A record that differs from the one held under its seq, or a batch that does not
-// verify, is an integrity alarm, recorded in the store. It keeps each device's state
-// (online, backlog, dataset versions) and sends published datasets, signed with the central key,
+// verify, is an integrity alarm, recorded in the store; so is a chain that contradicts the
+// highest head the device ever signed in its state (shorter, or different at that seq). It keeps
+// each device's state (online, backlog, dataset versions) and sends published datasets, signed with the central key,
 // to every device that reports an older version.
 //
 // While it runs it serves its status on a unix socket (Config.Socket); Status reads that socket,
@@ -24,6 +26,7 @@ package ingest
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -291,7 +294,7 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		}
 		return err
 	}
-	acks := map[DeviceEpoch]uint64{}
+	acks := map[DeviceEpoch]chainEnd{}
 	parked := keep
 	for i, r := range results {
 		b := &p.w.batches[i]
@@ -302,7 +305,9 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		}
 		switch r.outcome {
 		case stored, duplicate:
-			acks[de] = max(acks[de], r.end.Seq)
+			if r.end.Seq > acks[de].Seq {
+				acks[de] = r.end
+			}
 			if r.outcome == stored {
 				if b.epoch != d.gapEpoch || r.end.Seq >= d.gapLast {
 					d.gapSince, d.resyncGap = time.Time{}, 0
@@ -330,11 +335,13 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 	in.parked = parked
 	for _, u := range p.w.updates {
 		if d := in.devices[u.device]; d != nil {
-			applyUpdate(&d.rec, &u)
+			if a := applyUpdate(&d.rec, &u); a != nil {
+				in.refuse(d, "integrity alarm: head", errors.New(a.detail))
+			}
 		}
 	}
-	for de, seq := range acks {
-		in.sendAck(de, seq)
+	for de, end := range acks {
+		in.sendAck(de, end)
 	}
 	for _, m := range msgs {
 		m.Ack()
@@ -430,7 +437,16 @@ func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 			p.update(d, now).lastError = d.rec.LastError
 			return
 		}
-		p.update(d, now).state = s
+		u := p.update(d, now)
+		u.state = s
+		if s.HeadHash != "" {
+			if err := s.VerifyHead(in.key4(d.name)); err != nil {
+				in.refuse(d, "state head refused", err)
+				u.lastError = d.rec.LastError
+			} else {
+				u.witness = &witness{Epoch: s.Epoch, Seq: s.HeadSeq, Hash: s.HeadHash, Seen: now}
+			}
+		}
 	case wire.KindEvidence:
 		in.evidence(d, t.Arg, m.Payload())
 	case wire.KindApplied:
@@ -515,15 +531,16 @@ func (in *Ingester) refuse(d *device, what string, err error) {
 	d.rec.LastError = fmt.Sprintf("%s %s: %s", time.Now().Format(time.RFC3339), what, msg)
 }
 
-// sendAck publishes a cumulative ack without waiting for the broker.
-func (in *Ingester) sendAck(de DeviceEpoch, seq uint64) {
+// sendAck publishes a cumulative ack without waiting for the broker: signed with the central key,
+// it names the hash of the event at its seq, and the device keeps it as its receipt.
+func (in *Ingester) sendAck(de DeviceEpoch, end chainEnd) {
 	d := in.devices[de.Device]
-	acks := []wire.Ack{{Epoch: de.Epoch, AckedThrough: seq}}
+	acks := []wire.Ack{{Device: de.Device, Epoch: de.Epoch, AckedThrough: end.Seq, Hash: hex.EncodeToString(end.Head[:]), Time: time.Now().UTC()}}
 	if in.cfg.MangleAck != nil {
 		acks = in.cfg.MangleAck(de.Device, acks[0])
 	}
 	for _, a := range acks {
-		p, err := a.Encode()
+		p, err := wire.SealAck(&a, in.key)
 		if err != nil {
 			in.log.Error("ingest: ack", "err", err)
 			continue

@@ -204,19 +204,30 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 		// under READ COMMITTED it sees every commit of whoever held a lock it waited for (a join
 		// in the locking statement would read the chains as they were before the wait).
 		registered := map[string]string{}
-		type devRow struct{ epoch, headSeen uint64 }
+		type devRow struct {
+			epoch, headSeen uint64
+			witnessed       *witness
+		}
 		rowsOf := map[string]devRow{}
-		rows, err := tx.Query(ctx, "SELECT device, institution, epoch, head_seen FROM devices WHERE device = ANY($1) ORDER BY device FOR UPDATE", names)
+		rows, err := tx.Query(ctx, "SELECT device, institution, epoch, head_seen, witnessed FROM devices WHERE device = ANY($1) ORDER BY device FOR UPDATE", names)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var d, in string
 			var ep, hs int64
-			if err := rows.Scan(&d, &in, &ep, &hs); err != nil {
+			var wj []byte
+			if err := rows.Scan(&d, &in, &ep, &hs, &wj); err != nil {
 				return err
 			}
-			registered[d], rowsOf[d] = in, devRow{uint64(ep), uint64(hs)}
+			row := devRow{epoch: uint64(ep), headSeen: uint64(hs)}
+			if wj != nil {
+				row.witnessed = new(witness)
+				if err := json.Unmarshal(wj, row.witnessed); err != nil {
+					return fmt.Errorf("ingest: device %q: witnessed head: %w", d, err)
+				}
+			}
+			registered[d], rowsOf[d] = in, row
 		}
 		if err := rows.Err(); err != nil {
 			return err
@@ -245,6 +256,25 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 		type devMove struct{ epoch, headSeen uint64 }
 		moves := map[string]*devMove{}
 		var alarms []*alarm
+		// Signed heads first, as the bbolt store applies updates before batches.
+		witnessed := map[string][]byte{}
+		for _, u := range w.updates {
+			if u.witness == nil {
+				continue
+			}
+			row := rowsOf[u.device]
+			keep, a := witnessHead(u.device, row.witnessed, u.witness)
+			if a != nil {
+				alarms = append(alarms, a)
+			}
+			if keep != row.witnessed {
+				row.witnessed = keep
+				rowsOf[u.device] = row
+				if witnessed[u.device], err = json.Marshal(keep); err != nil {
+					return err
+				}
+			}
+		}
 		for i := range w.batches {
 			b := &w.batches[i]
 			if registered[b.device] != b.institution {
@@ -304,6 +334,9 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 				} else {
 					m.headSeen = max(m.headSeen, b.last())
 				}
+			}
+			if x.alarm == nil {
+				x.alarm = witnessStored(rowsOf[b.device].witnessed, b, &x)
 			}
 			if x.alarm != nil {
 				alarms = append(alarms, x.alarm)
@@ -374,6 +407,7 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			uDev, uErr        []string
 			uSeen             []*time.Time
 			uState, uApplied  [][]byte
+			uWitnessed        [][]byte
 			uEpoch, uHeadSeen []int64
 		)
 		for _, u := range w.updates {
@@ -404,10 +438,12 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 				headSeen = max(headSeen, u.state.HeadSeq)
 			}
 			uDev, uSeen, uState, uApplied, uErr = append(uDev, u.device), append(uSeen, seen), append(uState, state), append(uApplied, applied), append(uErr, u.lastError)
+			uWitnessed = append(uWitnessed, witnessed[u.device])
 			uEpoch, uHeadSeen = append(uEpoch, i64(min(epoch, math.MaxInt64))), append(uHeadSeen, i64(min(headSeen, math.MaxInt64)))
 		}
 		for d, m := range moves {
 			uDev, uSeen, uState, uApplied, uErr = append(uDev, d), append(uSeen, nil), append(uState, nil), append(uApplied, nil), append(uErr, "")
+			uWitnessed = append(uWitnessed, nil)
 			uEpoch, uHeadSeen = append(uEpoch, i64(m.epoch)), append(uHeadSeen, i64(min(m.headSeen, math.MaxInt64)))
 		}
 		if len(uDev) > 0 {
@@ -415,10 +451,11 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 				state = CASE WHEN u.state IS NOT NULL AND u.seen >= coalesce(d.state_at, '-infinity') THEN u.state ELSE d.state END,
 				state_at = CASE WHEN u.state IS NOT NULL AND u.seen >= coalesce(d.state_at, '-infinity') THEN u.seen ELSE d.state_at END,
 				applied = d.applied || coalesce(u.applied, '{}'), last_error = coalesce(nullif(u.err, ''), d.last_error),
-				epoch = greatest(d.epoch, u.epoch), head_seen = greatest(d.head_seen, u.head_seen)
-				FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bigint[], $7::bigint[])
-					AS u(device, seen, state, applied, err, epoch, head_seen)
-				WHERE d.device = u.device`, uDev, uSeen, uState, uApplied, uErr, uEpoch, uHeadSeen)
+				epoch = greatest(d.epoch, u.epoch), head_seen = greatest(d.head_seen, u.head_seen),
+				witnessed = coalesce(u.witnessed, d.witnessed)
+				FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::jsonb[], $5::text[], $6::bigint[], $7::bigint[], $8::jsonb[])
+					AS u(device, seen, state, applied, err, epoch, head_seen, witnessed)
+				WHERE d.device = u.device`, uDev, uSeen, uState, uApplied, uErr, uEpoch, uHeadSeen, uWitnessed)
 		}
 		if q.Len() > 0 {
 			if err := tx.SendBatch(ctx, &q).Close(); err != nil {
@@ -473,7 +510,7 @@ func (s *pgStore) chainEnds(ctx context.Context, des []DeviceEpoch) (map[DeviceE
 
 func (s *pgStore) devices(ctx context.Context) (map[string]*storedDevice, error) {
 	out := map[string]*storedDevice{}
-	rows, err := s.pool.Query(ctx, `SELECT device, institution, epoch, head_seen, last_seen, state, applied, last_error FROM devices`)
+	rows, err := s.pool.Query(ctx, `SELECT device, institution, epoch, head_seen, last_seen, state, applied, last_error, witnessed FROM devices`)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -481,9 +518,9 @@ func (s *pgStore) devices(ctx context.Context) (map[string]*storedDevice, error)
 		var name string
 		var epoch, headSeen int64
 		var lastSeen *time.Time
-		var state, applied []byte
+		var state, applied, witnessed []byte
 		sd := &storedDevice{chains: map[uint64]chainEnd{}}
-		if err := rows.Scan(&name, &sd.rec.Institution, &epoch, &headSeen, &lastSeen, &state, &applied, &sd.rec.LastError); err != nil {
+		if err := rows.Scan(&name, &sd.rec.Institution, &epoch, &headSeen, &lastSeen, &state, &applied, &sd.rec.LastError, &witnessed); err != nil {
 			return nil, classify(err)
 		}
 		sd.rec.Epoch, sd.rec.HeadSeen = uint64(epoch), uint64(headSeen)
@@ -494,6 +531,12 @@ func (s *pgStore) devices(ctx context.Context) (map[string]*storedDevice, error)
 			sd.rec.State = new(wire.State)
 			if err := json.Unmarshal(state, sd.rec.State); err != nil {
 				return nil, fmt.Errorf("ingest: db: device %s: state: %w", name, err)
+			}
+		}
+		if witnessed != nil {
+			sd.rec.Witnessed = new(witness)
+			if err := json.Unmarshal(witnessed, sd.rec.Witnessed); err != nil {
+				return nil, fmt.Errorf("ingest: db: device %s: witnessed: %w", name, err)
 			}
 		}
 		if len(applied) > 2 {

@@ -35,6 +35,11 @@ type DeviceStatus struct {
 	Applied      map[string]wire.Applied `json:"applied,omitempty"` // the last applied/refused report per dataset
 	LastError    string                  `json:"last_error,omitempty"`
 	State        *wire.State             `json:"state,omitempty"`
+	// Witnessed is the highest head the device ever signed in its state (epoch, seq and hex
+	// hash): a later chain shorter than it, or different at its seq, raises a head alarm.
+	WitnessedEpoch uint64 `json:"witnessed_epoch,omitempty"`
+	WitnessedSeq   uint64 `json:"witnessed_seq,omitempty"`
+	WitnessedHash  string `json:"witnessed_hash,omitempty"`
 }
 
 func statusOf(name string, rec *deviceRecord, chains map[uint64]chainEnd, gap bool) DeviceStatus {
@@ -44,6 +49,9 @@ func statusOf(name string, rec *deviceRecord, chains map[uint64]chainEnd, gap bo
 		s.Epochs[ep] = end.Seq
 	}
 	s.AckedThrough = chains[rec.Epoch].Seq
+	if w := rec.Witnessed; w != nil {
+		s.WitnessedEpoch, s.WitnessedSeq, s.WitnessedHash = w.Epoch, w.Seq, w.Hash
+	}
 	if st := rec.State; st != nil {
 		s.Online, s.Backlog, s.HeadSeq, s.OldestUnacked, s.DatasetVersions = st.Online, st.Backlog, st.HeadSeq, st.OldestUnackedAge, st.DatasetVersions
 	}

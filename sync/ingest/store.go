@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,6 +75,7 @@ type deviceUpdate struct {
 	pub         ed25519.PublicKey // recorded when the device is registered
 	seen        time.Time
 	state       *wire.State
+	witness     *witness // the state's head, when its signature verified with the device key
 	applied     *wire.Applied
 	lastError   string
 }
@@ -113,7 +115,7 @@ type alarm struct {
 	device   string
 	epoch    uint64
 	seq      uint64
-	kind     string // "conflict" or "unverified"
+	kind     string // "conflict", "unverified" or "head" (a chain that contradicts a signed head)
 	held     string // hex SHA-256 of the record held, for a conflict
 	received string // hex SHA-256 of the record received
 	detail   string
@@ -230,4 +232,65 @@ func openStore(ctx context.Context, db string, readOnly bool) (store, error) {
 
 func isPostgres(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// witness is a head a device signed in its state message (wire.State.VerifyHead): the device
+// cannot later show a chain that is shorter, or different at that seq, without contradicting it.
+type witness struct {
+	Epoch uint64    `json:"epoch"`
+	Seq   uint64    `json:"seq"`
+	Hash  string    `json:"hash"` // hex SHA-256 of the record at Seq
+	Seen  time.Time `json:"seen"` // when the ingester received the state
+}
+
+// witnessHead compares a newly signed head with the highest head the device signed before and
+// returns the one to keep, and an alarm when the new one contradicts the old: an older epoch, a
+// shorter chain, or another hash at the same seq. A head received before the one held (members
+// of a group commit in any order) contradicts nothing: the higher of the two is kept.
+func witnessHead(device string, held, now *witness) (*witness, *alarm) {
+	higher := func() *witness {
+		if now.Epoch > held.Epoch || now.Epoch == held.Epoch && now.Seq > held.Seq {
+			return now
+		}
+		return held
+	}
+	switch {
+	case held == nil:
+		return now, nil
+	case now.Seen.Before(held.Seen):
+		return higher(), nil
+	case now.Epoch < held.Epoch:
+		return held, headAlarm(device, held, now, fmt.Sprintf("the device shows epoch %d seq %d after it signed epoch %d through seq %d (an old ledger restored?)",
+			now.Epoch, now.Seq, held.Epoch, held.Seq))
+	case now.Epoch > held.Epoch:
+		return now, nil
+	case now.Seq < held.Seq:
+		return held, headAlarm(device, held, now, fmt.Sprintf("events removed: the device shows a chain ending at seq %d of epoch %d after it signed a head at seq %d",
+			now.Seq, now.Epoch, held.Seq))
+	case now.Seq == held.Seq && now.Hash != held.Hash:
+		return held, headAlarm(device, held, now, fmt.Sprintf("the device shows another event at seq %d of epoch %d than the head it signed there", now.Seq, now.Epoch))
+	}
+	return now, nil
+}
+
+func headAlarm(device string, held, now *witness, detail string) *alarm {
+	return &alarm{device: device, epoch: now.Epoch, seq: now.Seq, kind: alarmHead, held: held.Hash, received: now.Hash, detail: detail}
+}
+
+// alarmHead is the kind of an alarm raised when a device's chain contradicts a head it signed.
+const alarmHead = "head"
+
+// witnessStored checks the records a batch stored against the head the device signed: a record
+// at the witnessed seq with another hash contradicts it (the chain was rewritten after the head
+// was shown). The records are stored all the same (they verify); the alarm is the finding.
+func witnessStored(w *witness, b *batchWrite, x *extension) *alarm {
+	if w == nil || w.Epoch != b.epoch || x.res.outcome != stored || w.Seq < x.first || w.Seq >= x.first+uint64(len(x.recs)) {
+		return nil
+	}
+	h := x.recs[w.Seq-x.first].Hash()
+	if got := hex.EncodeToString(h[:]); got != w.Hash {
+		return &alarm{device: b.device, epoch: b.epoch, seq: w.Seq, kind: alarmHead, held: w.Hash, received: got,
+			detail: fmt.Sprintf("the chain stored now differs at seq %d from the head the device signed there", w.Seq)}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -349,4 +350,77 @@ func TestStoreSameBatchTwice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A device's signed heads: the highest is kept; a later head that is shorter, different at the
+// same seq, or of an older epoch raises a head alarm; a head received before the one held (a
+// member of a group committing late) does not; and records stored later that differ at the
+// witnessed seq raise one too.
+func TestStoreWitnessedHeads(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		ctx := context.Background()
+		d := newFakeDevice(t, "jn-0001-r101")
+		recs := d.seal(t, 1, 10)
+		at := time.Now().Truncate(time.Millisecond)
+		head := func(epoch, seq uint64, rec ledger.Record, seen time.Time) {
+			t.Helper()
+			h := rec.Hash()
+			w := &witness{Epoch: epoch, Seq: seq, Hash: hex.EncodeToString(h[:]), Seen: seen}
+			if _, err := s.commit(ctx, &write{updates: []deviceUpdate{{device: d.name, institution: d.institution, pub: d.pub, seen: seen, witness: w}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		alarmsNow := func() []alarm {
+			t.Helper()
+			a, err := s.alarms(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		head(1, 10, recs[9], at)
+		head(1, 4, recs[3], at.Add(-time.Second)) // received before the head held: no alarm
+		if a := alarmsNow(); len(a) != 0 {
+			t.Fatalf("alarms after an honest head and a delayed one: got %+v, want none", a)
+		}
+		head(1, 6, recs[5], at.Add(time.Second)) // the tail after 6 deleted
+		head(1, 10, recs[8], at.Add(2*time.Second))
+		a := alarmsNow()
+		if len(a) != 2 || a[0].kind != alarmHead || a[0].seq != 6 || a[0].held != wire.SHA256Hex(recs[9]) ||
+			!strings.Contains(a[0].detail, "events removed") || a[1].kind != alarmHead || a[1].seq != 10 {
+			t.Fatalf("alarms: got %+v, want a head alarm at seq 6 naming the head held at 10, then one for another hash at 10", a)
+		}
+		devs, err := s.devices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := devs[d.name].rec.Witnessed; w == nil || w.Seq != 10 || w.Hash != wire.SHA256Hex(recs[9]) {
+			t.Fatalf("witnessed head: got %+v, want seq 10 of epoch 1", w)
+		}
+		head(2, 1, d.seal(t, 2, 1)[0], at.Add(3*time.Second)) // a new epoch: no alarm
+		head(1, 10, recs[9], at.Add(4*time.Second))           // the old ledger back
+		if a := alarmsNow(); len(a) != 3 || a[2].kind != alarmHead || !strings.Contains(a[2].detail, "epoch 1 seq 10 after it signed epoch 2") {
+			t.Fatalf("alarms after the old epoch came back: got %+v, want a third naming the epochs", a)
+		}
+
+		// A head shown before its records arrive, then a rewritten chain sent.
+		e := newFakeDevice(t, "jn-0001-r102")
+		e.seal(t, 1, 8)
+		head2 := e.recs[1][4].Hash()
+		if _, err := s.commit(ctx, &write{updates: []deviceUpdate{{device: e.name, institution: e.institution, pub: e.pub, seen: at,
+			witness: &witness{Epoch: 1, Seq: 5, Hash: hex.EncodeToString(head2[:]), Seen: at}}}}); err != nil {
+			t.Fatal(err)
+		}
+		forger := &fakeDevice{name: e.name, institution: e.institution, pub: e.pub, key: e.key, heads: map[uint64][32]byte{}, recs: map[uint64][]ledger.Record{}}
+		forger.seal(t, 1, 3)
+		expect(t, "the rewritten chain", commitOne(t, s, forger.batch(1, 1, 3)), stored, 3)
+		if a := alarmsNow(); len(a) != 3 {
+			t.Fatalf("alarms before the witnessed seq is reached: got %d, want 3", len(a))
+		}
+		forger.seal(t, 1, 4)
+		expect(t, "the rewritten chain through the witnessed seq", commitOne(t, s, forger.batch(1, 4, 7)), stored, 7)
+		if a := alarmsNow(); len(a) != 4 || a[3].kind != alarmHead || a[3].seq != 5 || a[3].device != e.name || a[3].held != hex.EncodeToString(head2[:]) {
+			t.Fatalf("alarms after the rewritten chain passed the witnessed seq: got %+v, want a head alarm at seq 5 of %s", a, e.name)
+		}
+	})
 }

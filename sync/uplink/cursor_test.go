@@ -1,6 +1,8 @@
 package uplink_test
 
 import (
+	"crypto/ed25519"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"testing"
@@ -51,7 +53,18 @@ func cursorConfig(env *synckit.Env, b *brokertest.Broker, window int) uplink.Con
 
 func (a *acker) ack(epoch, through uint64) {
 	a.t.Helper()
-	p, err := (&wire.Ack{Epoch: epoch, AckedThrough: through}).Encode()
+	a.ackWith(a.key, epoch, through)
+}
+
+// ackWith signs an ack naming the hash of the device's own event at through (a zero hash beyond
+// its head) with key.
+func (a *acker) ackWith(key ed25519.PrivateKey, epoch, through uint64) {
+	a.t.Helper()
+	var hash [32]byte
+	if recs, err := a.st.Range(through, 1); err == nil && len(recs) == 1 && recs[0].Seq == through {
+		hash = recs[0].Record.Hash()
+	}
+	p, err := wire.SealAck(&wire.Ack{Device: device, Epoch: epoch, AckedThrough: through, Hash: hex.EncodeToString(hash[:]), Time: time.Now()}, key)
 	if err != nil {
 		a.t.Fatal(err)
 	}

@@ -157,6 +157,7 @@ func (u *Uplink) goBack(s *sender, now time.Time, why string) {
 // takeAcks applies acks: the highest valid one moves the cursor; batches it covers leave the window.
 func (u *Uplink) takeAcks(s *sender, acks []wire.Ack, now time.Time) error {
 	var best uint64
+	var receipt *wire.Ack
 	sent := max(s.maxSent, s.startHead)
 	for _, a := range acks {
 		switch {
@@ -176,14 +177,22 @@ func (u *Uplink) takeAcks(s *sender, acks []wire.Ack, now time.Time) error {
 			} else {
 				u.stats.acks.Add(1)
 			}
-			best = max(best, a.AckedThrough)
+			if a.AckedThrough > best {
+				best, receipt = a.AckedThrough, &a
+			}
 		}
 	}
 	if best == 0 {
 		return nil
 	}
 	if best > s.acked {
-		if _, err := u.st.Ack(u.epoch, best); err != nil {
+		_, err := u.st.AckReceipt(store.Receipt{Device: receipt.Device, Epoch: receipt.Epoch, Seq: receipt.AckedThrough,
+			Hash: receipt.HashBytes(), Time: receipt.Time, Signed: receipt.Signed})
+		if errors.Is(err, store.ErrReceiptMismatch) {
+			u.refuseAck(err)
+			return nil
+		}
+		if err != nil {
 			if errors.Is(err, store.ErrFatal) {
 				return fmt.Errorf("uplink: %w", err)
 			}

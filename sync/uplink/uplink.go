@@ -6,8 +6,12 @@
 // One sender goroutine reads the unacknowledged part of the ledger, (acked, acked+N], in seq
 // order and publishes it in batches at QoS 1, keeping at most Window batches unacknowledged. The
 // cursor advances only when the central system's application ack (down/ack, sent after its
-// commit) arrives, through store.Ack; a PUBACK or a completed paho token proves nothing and is
-// never waited for. The sender goes back to acked+1 and sends everything again (go-back-N) when
+// commit and signed with the central key) arrives, through store.AckReceipt, which keeps the
+// signed ack as the box's receipt in the same transaction; an ack that is unsigned, signed by
+// another key, or names another hash than the box's event at its seq moves nothing (counted in
+// Stats.RefusedAcks, logged at most once a minute). A PUBACK or a completed paho token proves
+// nothing and is never waited for. Every online state carries the head signed with the device
+// key, for the central system to hold the box to. The sender goes back to acked+1 and sends everything again (go-back-N) when
 // the connection comes up, when the central asks (a signed resync command), and when acks stall
 // for AckTimeout. Stale, duplicate and reordered acks are harmless (acks are cumulative and
 // only ever move the cursor forward); an ack beyond anything that could have been sent is
@@ -39,6 +43,7 @@ package uplink
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,15 +72,16 @@ type Uplink struct {
 
 	eventsTopic, stateTopic, appliedTopic string
 
-	inbox    inbox             // acks, connection changes and resyncs, from paho's goroutines
-	down     chan mqtt.Message // datasets and commands, for the downlink goroutine
-	stateReq chan struct{}     // the downlink asks the sender to refresh the state message
-	upDown   chan struct{}     // the connection came up: the downlink sends its pending reports
-	alarms   alarmLimiter
+	inbox      inbox             // acks, connection changes and resyncs, from paho's goroutines
+	down       chan mqtt.Message // datasets and commands, for the downlink goroutine
+	stateReq   chan struct{}     // the downlink asks the sender to refresh the state message
+	upDown     chan struct{}     // the connection came up: the downlink sends its pending reports
+	alarms     alarmLimiter
+	refusedLog logLimiter // refused acks are logged at most once per refusedLogEvery
 
 	stats struct {
-		batches, resent, acks, staleAcks, beyondAcks, goBacks atomic.Uint64
-		evidenceSent, evidenceAcks                            atomic.Uint64
+		batches, resent, acks, staleAcks, beyondAcks, goBacks, refusedAcks atomic.Uint64
+		evidenceSent, evidenceAcks                                         atomic.Uint64
 	}
 	ran atomic.Bool
 }
@@ -142,12 +148,16 @@ type Stats struct {
 	// EvidenceSent counts evidence photos published (sends and resends), EvidenceAcks the
 	// central system's acks of them.
 	EvidenceSent, EvidenceAcks uint64
+	// RefusedAcks are acks that moved nothing: unsigned, signed by another key, for another
+	// device, or whose hash is not the hash of this ledger's event at their seq.
+	RefusedAcks uint64
 }
 
 // Stats returns the counters so far.
 func (u *Uplink) Stats() Stats {
 	return Stats{u.stats.batches.Load(), u.stats.resent.Load(), u.stats.acks.Load(), u.stats.staleAcks.Load(),
-		u.stats.beyondAcks.Load(), u.stats.goBacks.Load(), u.stats.evidenceSent.Load(), u.stats.evidenceAcks.Load()}
+		u.stats.beyondAcks.Load(), u.stats.goBacks.Load(), u.stats.evidenceSent.Load(), u.stats.evidenceAcks.Load(),
+		u.stats.refusedAcks.Load()}
 }
 
 // Run connects and keeps the ledger flowing until ctx is done, then flushes for at most
@@ -206,10 +216,13 @@ func (u *Uplink) handle(m mqtt.Message) {
 	}
 	switch t.Kind {
 	case wire.KindAck:
-		a, err := wire.DecodeAck(m.Payload())
+		a, err := wire.DecodeAck(m.Payload(), u.central)
 		m.Ack()
+		if err == nil && a.Device != u.cfg.Device {
+			err = fmt.Errorf("uplink: ack for device %q", a.Device)
+		}
 		if err != nil {
-			u.log.Warn("uplink: ack refused", "reason", err)
+			u.refuseAck(err)
 			return
 		}
 		u.inbox.ack(*a)
@@ -306,6 +319,30 @@ func (in *inbox) take() (acks []wire.Ack, resyncs []uint64, up bool, gen uint64)
 	return acks, resyncs, in.up, in.gen
 }
 
+// logLimiter lets one log line through per refusedLogEvery and counts the ones it held back.
+type logLimiter struct {
+	mu   sync.Mutex
+	last time.Time
+	held int
+}
+
+const refusedLogEvery = time.Minute
+
+// refuseAck counts an ack that moves nothing and logs it, at most once per refusedLogEvery (a
+// flood of forged acks must not flood the log).
+func (u *Uplink) refuseAck(err error) {
+	u.stats.refusedAcks.Add(1)
+	l := &u.refusedLog
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && time.Since(l.last) < refusedLogEvery {
+		l.held++
+		return
+	}
+	u.log.Warn("uplink: ack refused; the cursor does not move", "reason", err, "refused_since_last_line", l.held)
+	l.last, l.held = time.Now(), 0
+}
+
 // alarmLimiter keeps a misbehaving central from filling the ledger with alarms: the same alarm
 // text is recorded at most once per interval.
 type alarmLimiter struct {
@@ -339,9 +376,18 @@ func (u *Uplink) alarm(reason ledger.Reason, key, note string) error {
 
 // state builds the birth message.
 func (u *Uplink) state(acked uint64) *wire.State {
-	head, _ := u.st.Head()
+	// The head is witnessed: signed with the device key, so that the central system can hold the
+	// box to it (a later, shorter or different chain contradicts what the box signed).
+	var hash string
+	_, head, _, sig, err := u.st.WitnessHead(func(epoch, seq uint64, h [32]byte) []byte {
+		hash = hex.EncodeToString(h[:])
+		return wire.HeadMessage(u.cfg.Device, epoch, seq, hash)
+	})
 	s := &wire.State{Device: u.cfg.Device, Online: true, Epoch: u.epoch, HeadSeq: head, AckedThrough: acked,
 		Backlog: head - acked, Agent: u.cfg.AgentVersion}
+	if err == nil && head > 0 {
+		s.HeadHash, s.HeadSig = hash, sig
+	}
 	if head > acked {
 		if recs, err := u.st.Range(acked+1, 1); err == nil && len(recs) == 1 {
 			if e, err := recs[0].Record.Event(); err == nil {

@@ -56,6 +56,11 @@ func FuzzDecodeState(f *testing.F) {
 	s, _ := (&State{Device: "d", Online: true, Epoch: 3, HeadSeq: 9, AckedThrough: 4, Backlog: 5,
 		DatasetVersions: map[string]uint64{"roster": 2}, Clock: &Clock{Wall: time.Unix(1, 0).UTC()}}).Encode()
 	f.Add(s)
+	_, sk := testKey()
+	signed := &State{Device: "d", Online: true, Epoch: 3, HeadSeq: 9, AckedThrough: 4, Backlog: 5}
+	signed.SignHead([32]byte{9}, sk)
+	s, _ = signed.Encode()
+	f.Add(s)
 	f.Fuzz(func(t *testing.T, p []byte) {
 		st, err := DecodeState(p)
 		if err != nil {
@@ -73,19 +78,26 @@ func FuzzDecodeState(f *testing.F) {
 }
 
 func FuzzDecodeAck(f *testing.F) {
+	pub, sk := testKey()
+	seed, err := SealAck(&Ack{Device: "jn-0001-r101", Epoch: 9, AckedThrough: 100, Hash: SHA256Hex(nil), Time: time.Unix(5, 0).UTC()}, sk)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
 	f.Add([]byte(`{"v":1,"epoch":9,"acked_through":100}`))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		a, err := DecodeAck(p)
+		a, err := DecodeAck(p, pub)
 		if err != nil {
 			refused(t, err)
 			return
 		}
-		q, err := a.Encode()
+		q, err := SealAck(a, sk)
 		if err != nil {
-			t.Fatalf("decoded ack does not encode: %v", err)
+			t.Fatalf("decoded ack does not seal: %v", err)
 		}
-		if a2, err := DecodeAck(q); err != nil || *a2 != *a {
-			t.Fatalf("round trip: %+v, %v", a2, err)
+		a2, err := DecodeAck(q, pub)
+		if err != nil || a2.Epoch != a.Epoch || a2.AckedThrough != a.AckedThrough || a2.Hash != a.Hash || !a2.Time.Equal(a.Time) {
+			t.Fatalf("round trip: got %+v, %v; want %+v", a2, err, a)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -253,10 +254,15 @@ type State struct {
 	Online bool   `json:"online"`
 	// The ledger: the current epoch, its last seq, the central's cumulative ack, and the
 	// difference (events waiting to be acknowledged) with the age of the oldest of them.
-	Epoch            uint64  `json:"epoch,omitempty"`
-	HeadSeq          uint64  `json:"head_seq,omitempty"`
-	AckedThrough     uint64  `json:"acked_through,omitempty"`
-	Backlog          uint64  `json:"backlog,omitempty"`
+	Epoch        uint64 `json:"epoch,omitempty"`
+	HeadSeq      uint64 `json:"head_seq,omitempty"`
+	AckedThrough uint64 `json:"acked_through,omitempty"`
+	Backlog      uint64 `json:"backlog,omitempty"`
+	// HeadHash is the hash of the record at HeadSeq (ledger.Record.Hash, hex) and HeadSig the
+	// device key's signature over HeadMessage: the device witnesses its head, so that a later,
+	// shorter or different chain contradicts what it signed (see docs/mqtt.md, "Witnessed heads").
+	HeadHash         string  `json:"head_hash,omitempty"`
+	HeadSig          []byte  `json:"head_sig,omitempty"`
 	OldestUnackedAge float64 `json:"oldest_unacked_age,omitempty"` // seconds
 	// Disk is the file system of the agent's state directory.
 	Disk *Disk `json:"disk,omitempty"`
@@ -306,6 +312,17 @@ func (s *State) Check() error {
 	if s.Backlog != s.HeadSeq-s.AckedThrough {
 		return malformed("state: backlog %d, head_seq - acked_through is %d", s.Backlog, s.HeadSeq-s.AckedThrough)
 	}
+	if s.HeadHash != "" || s.HeadSig != nil {
+		if err := checkHash(s.HeadHash); err != nil {
+			return malformed("state: head_hash: %v", err)
+		}
+		if len(s.HeadSig) != ed25519.SignatureSize {
+			return malformed("state: head_sig of %d bytes, want %d", len(s.HeadSig), ed25519.SignatureSize)
+		}
+		if s.HeadSeq == 0 {
+			return malformed("state: head_hash without a head_seq")
+		}
+	}
 	if s.OldestUnackedAge < 0 || math.IsNaN(s.OldestUnackedAge) || math.IsInf(s.OldestUnackedAge, 0) {
 		return malformed("state: oldest_unacked_age %v", s.OldestUnackedAge)
 	}
@@ -313,6 +330,30 @@ func (s *State) Check() error {
 		if err := CheckDataset(name); err != nil {
 			return malformed("state: dataset_versions: %v", err)
 		}
+	}
+	return nil
+}
+
+// HeadMessage is what a device signs to witness its head: a fixed prefix, the device, the epoch,
+// the seq and the hex hash, one a line.
+func HeadMessage(device string, epoch, seq uint64, hash string) []byte {
+	return fmt.Appendf(nil, "kaoqin head v1\n%s\n%d\n%d\n%s", device, epoch, seq, hash)
+}
+
+// SignHead sets HeadHash and HeadSig for the head (s.Epoch, s.HeadSeq, hash) with the device key.
+func (s *State) SignHead(hash [32]byte, key ed25519.PrivateKey) {
+	s.HeadHash = hex.EncodeToString(hash[:])
+	s.HeadSig = ed25519.Sign(key, HeadMessage(s.Device, s.Epoch, s.HeadSeq, s.HeadHash))
+}
+
+// VerifyHead checks HeadSig with the device's key. A state without a signed head wraps
+// ErrSignature too: it witnesses nothing.
+func (s *State) VerifyHead(pub ed25519.PublicKey) error {
+	if s.HeadHash == "" || len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: state: no signed head", ErrSignature)
+	}
+	if !ed25519.Verify(pub, HeadMessage(s.Device, s.Epoch, s.HeadSeq, s.HeadHash), s.HeadSig) {
+		return fmt.Errorf("%w: state: head_sig does not verify with the device key", ErrSignature)
 	}
 	return nil
 }
@@ -338,31 +379,96 @@ func DecodeState(p []byte) (*State, error) {
 	return &s, nil
 }
 
-// Ack is the central's cumulative acknowledgement on down/ack: every event of Epoch with seq up
-// to AckedThrough is committed centrally. It is sent only after the central's commit.
+// Ack is the central's cumulative acknowledgement on down/ack, and the receipt the device keeps:
+// every event of Epoch with seq up to AckedThrough is committed centrally, and the event at
+// AckedThrough hashes to Hash (ledger.Record.Hash, hex). It is sent only after the central's
+// commit, in a Signed envelope of kind ack signed with the central key (SealAck), so that a box
+// holds proof of what the central system holds: events removed after that seq show.
 type Ack struct {
-	V            int    `json:"v"`
-	Epoch        uint64 `json:"epoch"`
-	AckedThrough uint64 `json:"acked_through"`
+	V            int       `json:"v"`
+	Device       string    `json:"device"`
+	Epoch        uint64    `json:"epoch"`
+	AckedThrough uint64    `json:"acked_through"`
+	Hash         string    `json:"hash"`
+	Time         time.Time `json:"time"` // the central's clock at its commit
+	// Signed is the down/ack payload the ack was read from (the signed envelope), set by
+	// DecodeAck: the box keeps it as its receipt.
+	Signed []byte `json:"-"`
 }
 
-// Encode writes a as JSON (setting V).
-func (a *Ack) Encode() ([]byte, error) {
-	a.V = Version
-	if a.Epoch == 0 {
-		return nil, malformed("ack: epoch is 0")
+// Check reports the first way a breaks the contract.
+func (a *Ack) Check() error {
+	if err := CheckName(a.Device); err != nil {
+		return malformed("ack: device: %v", err)
 	}
-	return json.Marshal(a)
+	switch {
+	case a.Epoch == 0:
+		return malformed("ack: epoch is 0")
+	case a.AckedThrough == 0:
+		return malformed("ack: acked_through is 0")
+	case a.Time.IsZero():
+		return malformed("ack: time is missing")
+	}
+	if err := checkHash(a.Hash); err != nil {
+		return malformed("ack: hash: %v", err)
+	}
+	return nil
 }
 
-// DecodeAck reads a down/ack payload.
-func DecodeAck(p []byte) (*Ack, error) {
-	var a Ack
-	if err := decode(p, &a); err != nil {
+// HashBytes is Hash as bytes (zero if Hash is not a SHA-256 in hex).
+func (a *Ack) HashBytes() (h [32]byte) {
+	if b, err := hex.DecodeString(a.Hash); err == nil && len(b) == 32 {
+		copy(h[:], b)
+	}
+	return h
+}
+
+// SealAck signs a with the central key and returns the down/ack payload.
+func SealAck(a *Ack, key ed25519.PrivateKey) ([]byte, error) {
+	a.V = Version
+	if err := a.Check(); err != nil {
 		return nil, err
 	}
-	if a.Epoch == 0 {
-		return nil, malformed("ack: epoch is 0")
+	body, err := json.Marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("wire: ack: %w", err)
+	}
+	return seal(KindSignedAck, body, key)
+}
+
+// DecodeAck reads a down/ack payload, verifies its signature with the central key and decodes
+// the ack strictly. An unsigned ack (the form before receipts) is refused as malformed, one
+// signed by another key wraps ErrSignature.
+func DecodeAck(p []byte, pub ed25519.PublicKey) (*Ack, error) {
+	if err := checkVersion(p); err != nil {
+		return nil, err
+	}
+	if kind, err := peekKind(p); err != nil || kind == "" {
+		return nil, malformed("ack: unsigned (an ack must be a signed envelope of kind %q)", KindSignedAck)
+	}
+	s, err := decodeSigned(p, KindSignedAck)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.verify(pub); err != nil {
+		return nil, err
+	}
+	a, err := ParseAck(s.Body)
+	if err != nil {
+		return nil, err
+	}
+	a.Signed = append([]byte(nil), p...)
+	return a, nil
+}
+
+// ParseAck decodes the body of an ack envelope strictly, without verifying anything.
+func ParseAck(body []byte) (*Ack, error) {
+	var a Ack
+	if err := decode(body, &a); err != nil {
+		return nil, err
+	}
+	if err := a.Check(); err != nil {
+		return nil, err
 	}
 	return &a, nil
 }

@@ -11,12 +11,13 @@ import (
 
 // Kinds of a Signed envelope and of a data message.
 const (
-	KindManifest = "manifest"
-	KindCommand  = "command"
-	KindChunk    = "chunk"
+	KindManifest  = "manifest"
+	KindCommand   = "command"
+	KindSignedAck = "ack" // a signed down/ack (Ack), kept by the device as its receipt
+	KindChunk     = "chunk"
 )
 
-// Signed is an envelope for what the central signs: a dataset manifest or a command. Body is the
+// Signed is an envelope for what the central signs: a dataset manifest, a command or an ack. Body is the
 // JSON of a Manifest or a Command, carried as base64 so that the signed bytes arrive exactly as
 // signed; Sig is the ed25519 signature of the central key over Body. A receiver verifies Sig
 // over the decoded Body bytes before it reads Body.

@@ -137,10 +137,11 @@ func TestStrictDecoding(t *testing.T) {
 			t.Errorf("%s: got %v, %v; want nil, %v", tc.name, got, err, tc.want)
 		}
 	}
-	if _, err := DecodeAck([]byte(`{"v":1,"epoch":5,"acked_through":9,"device":"x"}`)); !errors.Is(err, ErrMalformed) {
-		t.Errorf("ack with an unknown field: got %v, want ErrMalformed", err)
+	pub, _ := testKey()
+	if _, err := DecodeAck([]byte(`{"v":1,"epoch":5,"acked_through":9}`), pub); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "unsigned") {
+		t.Errorf("unsigned ack: got %v, want ErrMalformed naming it unsigned", err)
 	}
-	if _, err := DecodeAck([]byte(`{"v":1,"epoch":5,"acked_through":-1}`)); !errors.Is(err, ErrMalformed) {
+	if _, err := DecodeAck([]byte(`{"v":1,"epoch":5,"acked_through":-1}`), pub); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ack with a negative seq: got %v, want ErrMalformed", err)
 	}
 	if _, err := DecodeState([]byte(`{"v":1,"device":"d","online":true,"epoch":3,"head_seq":5,"acked_through":2,"backlog":1}`)); !errors.Is(err, ErrMalformed) {
@@ -152,13 +153,21 @@ func TestStrictDecoding(t *testing.T) {
 }
 
 func TestSmallPayloadsRoundTrip(t *testing.T) {
-	a := &Ack{Epoch: 9, AckedThrough: 100}
-	p, _ := a.Encode()
-	if string(p) != `{"v":1,"epoch":9,"acked_through":100}` {
-		t.Errorf("ack JSON: got %s", p)
+	pub, sk := testKey()
+	a := &Ack{Device: "d", Epoch: 9, AckedThrough: 100, Hash: SHA256Hex([]byte("x")), Time: time.Unix(7, 0).UTC()}
+	p, err := SealAck(a, sk)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, err := DecodeAck(p); err != nil || *got != *a {
-		t.Errorf("ack round trip: got %+v, %v", got, err)
+	got, err := DecodeAck(p, pub)
+	if err != nil || got.Device != a.Device || got.Epoch != 9 || got.AckedThrough != 100 || got.Hash != a.Hash || !got.Time.Equal(a.Time) || !bytes.Equal(got.Signed, p) {
+		t.Errorf("ack round trip: got %+v, %v; want %+v with the payload kept", got, err, a)
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	if forged, _ := SealAck(a, other); forged != nil {
+		if _, err := DecodeAck(forged, pub); !errors.Is(err, ErrSignature) {
+			t.Errorf("ack signed by another key: got %v, want ErrSignature", err)
+		}
 	}
 	s := &State{Device: "d", Online: true, Epoch: 3, HeadSeq: 10, AckedThrough: 4, Backlog: 6, OldestUnackedAge: 1.5,
 		Disk: &Disk{FreeBytes: 1, TotalBytes: 2}, DatasetVersions: map[string]uint64{"roster": 4},
@@ -262,5 +271,32 @@ func TestCommands(t *testing.T) {
 	mp, _ := SealManifest(m, sk)
 	if _, err := DecodeCommand(mp, pub); !errors.Is(err, ErrMalformed) {
 		t.Errorf("manifest on the command topic: got %v, want ErrMalformed", err)
+	}
+}
+
+func TestStateHeadSignature(t *testing.T) {
+	pub, sk := testKey()
+	s := &State{Device: "d", Online: true, Epoch: 3, HeadSeq: 10, AckedThrough: 4, Backlog: 6}
+	s.SignHead([32]byte{1, 2}, sk)
+	p, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeState(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := got.VerifyHead(pub); err != nil {
+		t.Errorf("signed head: got %v, want it to verify", err)
+	}
+	got.HeadSeq, got.Backlog = 9, 5 // a head claimed at another seq under the same signature
+	if err := got.VerifyHead(pub); !errors.Is(err, ErrSignature) {
+		t.Errorf("head moved under the signature: got %v, want ErrSignature", err)
+	}
+	if err := (&State{Device: "d", Online: true, Epoch: 3, HeadSeq: 1, Backlog: 1}).VerifyHead(pub); !errors.Is(err, ErrSignature) {
+		t.Errorf("unsigned head: got %v, want ErrSignature", err)
+	}
+	if _, err := DecodeState([]byte(`{"v":1,"device":"d","online":true,"epoch":3,"head_seq":5,"backlog":5,"head_hash":"zz","head_sig":"AA=="}`)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("bad head hash: got %v, want ErrMalformed", err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -130,6 +131,12 @@ func exportBundle(ctx context.Context, cfgPath, db, out string, f ledger.Filter,
 	if err != nil {
 		return err
 	}
+	var receipt *export.Receipt
+	if rc, ok, err := st.LatestReceipt(); err != nil {
+		return err
+	} else if ok {
+		receipt = &export.Receipt{Device: rc.Device, Epoch: rc.Epoch, AckedSeq: rc.Seq, Hash: hex.EncodeToString(rc.Hash[:]), At: rc.Time, Raw: rc.Signed}
+	}
 	evDir := cfg.LedgerConfig().EvidenceDir
 	tmp, err := os.CreateTemp(filepath.Dir(out), ".bundle-*")
 	if err != nil {
@@ -143,6 +150,7 @@ func exportBundle(ctx context.Context, cfgPath, db, out string, f ledger.Filter,
 		Options: export.Options{Lang: lang, Names: export.Names(r)},
 		Filter:  f,
 		Key:     key,
+		Receipt: receipt,
 		Evidence: func(name string) (io.ReadCloser, error) {
 			return os.Open(filepath.Join(evDir, name[:2], name+".jpg"))
 		},

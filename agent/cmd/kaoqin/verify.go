@@ -14,21 +14,23 @@ import (
 	"github.com/kaoqin/kaoqin/agent/label"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "verify --pubkey FILE [--db FILE | --config FILE] [--all-signatures] | verify --bundle FILE [--pubkey FILE] [--lang zh|en]", stderr)
+	fs := newFlags("verify", "verify --pubkey FILE [--db FILE | --config FILE] [--all-signatures] [--central-key FILE] | verify --bundle FILE [--pubkey FILE] [--central-key FILE] [--lang zh|en]", stderr)
 	bundle := fs.String("bundle", "", "check a bundle from `kaoqin export --bundle` (offline, on any machine) instead of a ledger")
 	langFlag := fs.String("lang", "zh", "language of the bundle check's report: zh or en")
 	db := fs.String("db", "", "ledger file (a copy, or the daemon's while it is stopped); default: the config's ledger, snapshotted through the daemon when it runs")
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file, when --db is not given")
 	pubPath := fs.String("pubkey", "", "the device's public key, PEM (required: verification trusts nothing in the file)")
 	all := fs.Bool("all-signatures", false, "also check every event's own signature (about 30 µs an event on two cores)")
+	centralPath := fs.String("central-key", "", "the central system's public key, PEM: also check the signature of the receipt the ledger keeps")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *bundle != "" {
-		return verifyBundle(*bundle, *pubPath, *langFlag, stdout, stderr)
+		return verifyBundle(*bundle, *pubPath, *centralPath, *langFlag, stdout, stderr)
 	}
 	if *pubPath == "" {
 		return usagef("verify: --pubkey is required")
@@ -64,6 +66,10 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sum, err := st.Verify(pub, store.VerifyOptions{AllSignatures: *all, Progress: p.update})
 	p.done()
 	if err != nil {
+		var removed *store.RemovedAfterReceipt
+		if errors.As(err, &removed) {
+			return fmt.Errorf("NOT INTACT: %v", removed)
+		}
 		var prob *ledger.Problem
 		if errors.As(err, &prob) {
 			return fmt.Errorf("NOT INTACT: first bad event is seq %d: %v (events before it verified)", prob.Seq, prob.Err)
@@ -74,8 +80,56 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	el := time.Since(start)
-	fmt.Fprintf(stdout, "intact: device %s epoch %d, %d events, head %x, verified in %v (%.0f events/s)\n",
-		sum.Device, sum.Epoch, sum.Events, sum.Head[:8], el.Round(time.Millisecond), float64(sum.Events)/el.Seconds())
+	if err := checkKeptReceipt(sum.Receipt, *centralPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "intact: device %s epoch %d, %d events, verified in %v (%.0f events/s)\n",
+		sum.Device, sum.Epoch, sum.Events, el.Round(time.Millisecond), float64(sum.Events)/el.Seconds())
+	return witnessed(stdout, sum, *centralPath)
+}
+
+// checkKeptReceipt verifies the kept receipt's signature with the central key, when one is given.
+func checkKeptReceipt(rc *store.Receipt, centralPath string) error {
+	if rc == nil || centralPath == "" {
+		return nil
+	}
+	central, err := ledger.LoadPublicKey(centralPath)
+	if err != nil {
+		return usageError{err}
+	}
+	a, err := wire.DecodeAck(rc.Signed, central)
+	if err == nil && (a.Device != rc.Device || a.Epoch != rc.Epoch || a.AckedThrough != rc.Seq || a.HashBytes() != rc.Hash) {
+		err = errors.New("the signed acknowledgement names another seq or hash than the receipt kept beside it")
+	}
+	if err != nil {
+		return fmt.Errorf("NOT INTACT: the kept receipt does not verify with the central key: %v", err)
+	}
+	return nil
+}
+
+// witnessed says what the central receipt proves and what no check on the box can know, and
+// prints the full head for an inspector to write down and compare with the central system.
+func witnessed(stdout io.Writer, sum store.Summary, centralPath string) error {
+	rc := sum.Receipt
+	switch {
+	case rc == nil:
+		fmt.Fprintf(stdout, "no central receipt: nothing on this box proves what the central system holds; events could have been removed from the end of the ledger\n")
+	case rc.Epoch != sum.Epoch:
+		fmt.Fprintf(stdout, "the central receipt is for epoch %d, not this ledger's: it proves nothing of this epoch\n", rc.Epoch)
+	default:
+		signed := "signature not checked (give --central-key)"
+		if centralPath != "" {
+			signed = "signed by the central key"
+		}
+		fmt.Fprintf(stdout, "central receipt: the central system acknowledged seq %d on %s (%s); the ledger holds that event unchanged\n",
+			rc.Seq, rc.Time.UTC().Format(time.RFC3339), signed)
+		if sum.Events > rc.Seq {
+			fmt.Fprintf(stdout, "cannot know: the %d events after seq %d are not yet acknowledged; events recorded after the last receipt could have been removed\n", sum.Events-rc.Seq, rc.Seq)
+		} else {
+			fmt.Fprintf(stdout, "cannot know: events recorded after the last receipt (seq %d) could have been removed\n", rc.Seq)
+		}
+	}
+	fmt.Fprintf(stdout, "head: seq %d hash %x\n(write the head down and compare it with the central system's record of this device)\n", sum.Events, sum.Head)
 	return nil
 }
 
@@ -99,12 +153,19 @@ func damaged(path string, pub ed25519.PublicKey, cause error) error {
 
 // verifyBundle checks a bundle offline and says what changed. Without --pubkey it checks the
 // bundle against its own key, and says so.
-func verifyBundle(path, pubPath, langName string, stdout, stderr io.Writer) error {
+func verifyBundle(path, pubPath, centralPath, langName string, stdout, stderr io.Writer) error {
 	lang, err := label.ParseLang(langName)
 	if err != nil {
 		return usageError{err}
 	}
 	var opt export.VerifyOptions
+	if centralPath != "" {
+		central, err := ledger.LoadPublicKey(centralPath)
+		if err != nil {
+			return usageError{err}
+		}
+		opt.CheckReceipt = export.CheckReceipt(central)
+	}
 	if pubPath != "" {
 		if opt.Key, err = ledger.LoadPublicKey(pubPath); err != nil {
 			return usageError{err}

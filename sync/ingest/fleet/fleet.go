@@ -43,7 +43,8 @@ type Config struct {
 	Prefix       string // device names are <prefix>-<institution>-<n>; default "sim"
 	// KeysDir receives <device>.pub for every device: point the ingester's device_keys_dir here.
 	KeysDir string
-	// CentralPub verifies datasets and commands; without it they are ignored.
+	// CentralPub verifies acks, datasets and commands; without it they are ignored (and no ack
+	// moves a device's cursor).
 	CentralPub ed25519.PublicKey
 	BatchSize  int           // records per batch; default 64
 	Window     int           // batches in flight; default 4
@@ -292,6 +293,9 @@ func (d *Device) state(online bool) []byte {
 			s.DatasetVersions[k] = v
 		}
 		s.Agent = "kaoqin fleet"
+		if d.head > 0 {
+			s.SignHead(d.headHash, d.key)
+		}
 	}
 	p, err := s.Encode()
 	if err != nil {
@@ -413,7 +417,10 @@ func (d *Device) message(m mqtt.Message) {
 	}
 	switch t.Kind {
 	case wire.KindAck:
-		a, err := wire.DecodeAck(m.Payload())
+		a, err := wire.DecodeAck(m.Payload(), d.f.cfg.CentralPub)
+		if err == nil && a.Device != d.Name {
+			err = fmt.Errorf("ack for %q", a.Device)
+		}
 		if err != nil {
 			return
 		}
