@@ -194,34 +194,6 @@ func resolveValue(rv reflect.Value, dir string) {
 	}
 }
 
-// displayKey names a key as the user wrote it, with the index of an array-of-tables entry
-// ("source[1].baud") when the line index knows it.
-func displayKey(k toml.Key, lines map[string]int, row int) string {
-	plain := strings.Join(k, ".")
-	for key, l := range lines {
-		if l == row && stripIndexes(key) == plain {
-			return key
-		}
-	}
-	return plain
-}
-
-func stripIndexes(key string) string {
-	var b strings.Builder
-	skip := false
-	for _, r := range key {
-		switch {
-		case r == '[':
-			skip = true
-		case r == ']':
-			skip = false
-		case !skip:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // keyLines maps every key of a TOML document to the line it is written on. Keys of
 // array-of-tables entries are indexed ("source[0].path"); tables map to their header line.
 func keyLines(doc []byte) (map[string]int, error) {
@@ -280,18 +252,6 @@ type syntaxErr struct {
 }
 
 func (e *syntaxErr) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
-
-// keysUnder lists the keys written directly under prefix ("source[1]"), sorted.
-func keysUnder(lines map[string]int, prefix string) []string {
-	var out []string
-	for k := range lines {
-		if rest, ok := strings.CutPrefix(k, prefix+"."); ok && !strings.Contains(rest, ".") {
-			out = append(out, rest)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
 
 // Duration is a time.Duration written as a string in the config ("150ms", "2m"); a bare number
 // is refused, as is a negative duration.

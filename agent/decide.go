@@ -303,10 +303,3 @@ func (a *Agent) record(e ledger.Event, h *checkin.History) (ledger.Event, error)
 	}
 	return e, err
 }
-
-func joinNote(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "; " + b
-}
