@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,11 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/kaoqin/kaoqin/agent"
-	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
-	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/ops"
 	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers/zkpush/emu"
@@ -34,9 +29,6 @@ import (
 func BenchmarkTerminalBacklog(b *testing.B) {
 	const lines = 10000
 	dir := b.TempDir()
-	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
-		b.Fatal(err)
-	}
 	central := centralKey(b, dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,27 +53,8 @@ ack_timeout = "5m"
 [uplink]
 central_key = "central.pub"
 `, addr)
-	path := filepath.Join(dir, "agent.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	c, err := agent.LoadConfig(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := agent.New(c, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	agent.SetClock(a, clock.Running("bench-boot", true))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	var client *api.Client
-	if !testkit.WaitFor(b, func() bool { client, err = api.Dial(c.Socket); return err == nil }, 10*time.Second) {
-		b.Fatal(err)
-	}
+	d := startDaemon(b, dir, cfg, clock.Running("bench-boot", true))
+	client := d.client
 	r := demo.Roster(time.Now(), 40, 1)
 	if _, err := client.ImportDataset(context.Background(), ops.ImportRequest{Bundle: signedRoster(b, central, "bench-r101", r)}); err != nil {
 		b.Fatal(err)

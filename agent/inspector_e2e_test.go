@@ -23,7 +23,6 @@ import (
 	"github.com/chromedp/chromedp"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/kaoqin/kaoqin/agent"
 	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
@@ -82,43 +81,8 @@ feed = %q
 [uplink]
 central_key = "central.pub"
 `, addr, feed)
-	path := filepath.Join(dir, "agent.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := agent.LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testkit.LogBuffer{}
-	a, err := agent.New(c, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent.SetClock(a, clock.Running("inspector-boot", true)) // the test machine's kernel may not say synchronised
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs)
-		}
-	}
-	t.Cleanup(stop)
-	var client *api.Client
-	if !testkit.WaitFor(t, func() bool { client, err = api.Dial(c.Socket); return err == nil }, 10*time.Second) {
-		t.Fatalf("daemon socket: %v", err)
-	}
-	return &inspectorDaemon{dir: dir, cfgPath: path, url: "http://" + addr, client: client, feed: driverstest.Get(feed), stop: stop}
+	d := startDaemon(t, dir, cfg, clock.Running("inspector-boot", true))
+	return &inspectorDaemon{dir: dir, cfgPath: d.cfgPath, url: "http://" + addr, client: d.client, feed: driverstest.Get(feed), stop: d.Stop}
 }
 
 // aFace is a small JPEG, an evidence photo.

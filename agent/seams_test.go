@@ -3,15 +3,10 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/kaoqin/kaoqin/agent"
 	"github.com/kaoqin/kaoqin/agent/api"
 	"github.com/kaoqin/kaoqin/agent/clock"
 	"github.com/kaoqin/kaoqin/agent/demo"
@@ -39,11 +34,6 @@ func fakeDaemon(t *testing.T, feed string) (*api.Client, *driverstest.Feed) {
 func fakeDaemonAt(t *testing.T, feed, dir string, clk clock.Source, r *roster.Roster) (client *api.Client, f *driverstest.Feed, stop func()) {
 	t.Helper()
 	opens := driverstest.Get(feed).Opens()
-	if _, err := os.Stat(filepath.Join(dir, "state", "keys")); err != nil {
-		if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	central := centralKey(t, dir)
 	cfg := fmt.Sprintf(`device = "test-seams"
 institution = "0001"
@@ -58,39 +48,8 @@ feed = %q
 [uplink]
 central_key = "central.pub"
 `, feed)
-	path := filepath.Join(dir, "agent.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := agent.LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testkit.LogBuffer{}
-	a, err := agent.New(c, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent.SetClock(a, clk)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", logs)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	if !testkit.WaitFor(t, func() bool { client, err = api.Dial(c.Socket); return err == nil }, 10*time.Second) {
-		t.Fatalf("daemon socket: %v", err)
-	}
+	d := startDaemon(t, dir, cfg, clk)
+	client, stop = d.client, d.Stop
 	f = driverstest.Get(feed)
 	if !testkit.WaitFor(t, func() bool { return f.Opens() > opens }, 10*time.Second) {
 		t.Fatal("the agent never opened the source")

@@ -4,11 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,9 +29,6 @@ import (
 func spotDaemon(t *testing.T, feed, spotTOML string, clk clock.Source, r *roster.Roster) (*agent.Agent, *api.Client, *driverstest.Feed) {
 	t.Helper()
 	dir := t.TempDir()
-	if _, _, err := ledger.GenerateKeyFiles(filepath.Join(dir, "state", "keys"), "device"); err != nil {
-		t.Fatal(err)
-	}
 	central := centralKey(t, dir)
 	cfg := fmt.Sprintf(`device = "test-spot"
 institution = "0001"
@@ -52,39 +45,8 @@ feed = %q
 [uplink]
 central_key = "central.pub"
 `, spotTOML, feed)
-	path := filepath.Join(dir, "agent.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := agent.LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testkit.LogBuffer{}
-	a, err := agent.New(c, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent.SetClock(a, clk)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	t.Cleanup(func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-			if t.Failed() {
-				t.Logf("daemon log:\n%s", logs)
-			}
-		})
-	})
-	var client *api.Client
-	if !testkit.WaitFor(t, func() bool { client, err = api.Dial(c.Socket); return err == nil }, 10*time.Second) {
-		t.Fatalf("daemon socket: %v", err)
-	}
+	d := startDaemon(t, dir, cfg, clk)
+	a, client := d.a, d.client
 	f := driverstest.Get(feed)
 	if !testkit.WaitFor(t, func() bool { return f.Opens() > 0 }, 10*time.Second) {
 		t.Fatal("the agent never opened the source")
