@@ -5,9 +5,11 @@ package testkit
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -83,4 +85,56 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// RepoRoot is the folder of the module's go.mod, found upwards from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", errors.New("testkit: no go.mod above the test's folder")
+		}
+		dir = up
+	}
+}
+
+// Testdata is the shared photo set (faces/enroll, probe, unknown, group): $KAOQIN_TESTDATA, or
+// shared/testdata beside the project or beside one of its parents (a git worktree).
+func Testdata() (string, error) {
+	if d := os.Getenv("KAOQIN_TESTDATA"); d != "" {
+		return d, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	for dir := filepath.Dir(root); ; dir = filepath.Dir(dir) {
+		d := filepath.Join(dir, "shared", "testdata")
+		if _, err := os.Stat(filepath.Join(d, "faces")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", errors.New("testkit: no shared/testdata beside the project; set KAOQIN_TESTDATA")
+		}
+	}
+}
+
+// FaceModels is the folder of the dlib models: $KAOQIN_FACE_MODELS, or .cache/face-models in the
+// project, where make deps puts them.
+func FaceModels() (string, error) {
+	if d := os.Getenv("KAOQIN_FACE_MODELS"); d != "" {
+		return d, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, ".cache", "face-models"), nil
 }

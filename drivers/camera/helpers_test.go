@@ -15,15 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 )
 
-// testdataDir is the shared photo set: $KAOQIN_TESTDATA, or ../shared/testdata beside the project.
+// testdataDir is the shared photo set (testkit.Testdata).
 func testdataDir(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("KAOQIN_TESTDATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "testdata")
+	dir, err := testkit.Testdata()
+	if err != nil {
+		t.Fatal(err)
 	}
 	photos, _ := filepath.Glob(filepath.Join(dir, "faces", "*", "*.jpg"))
 	if len(photos) == 0 {

@@ -8,38 +8,18 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kaoqin/kaoqin/agent/testkit"
 )
 
-// testdataDir finds the shared photo set: $KAOQIN_TESTDATA, or shared/testdata beside the
-// project's root (the folder holding go.mod) or beside one of its parents (a git worktree).
+// testdataDir is the shared photo set (testkit.Testdata).
 func testdataDir(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("KAOQIN_TESTDATA"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
+	d, err := testkit.Testdata()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("face: no go.mod above the test's folder; set KAOQIN_TESTDATA")
-		}
-		dir = up
-	}
-	for root := filepath.Dir(dir); ; root = filepath.Dir(root) {
-		d := filepath.Join(root, "shared", "testdata")
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-		if filepath.Dir(root) == root {
-			t.Fatal("face: no shared/testdata beside the project; set KAOQIN_TESTDATA")
-		}
-	}
+	return d
 }
 
 // idolFace is one descriptor of the measuring set, with its person.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/camera"
 	"github.com/kaoqin/kaoqin/drivers/face"
@@ -40,49 +41,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	root, err := repoRoot()
+	var err error
+	if models, err = testkit.FaceModels(); err == nil {
+		testdata, err = testkit.Testdata()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if models = os.Getenv("KAOQIN_FACE_MODELS"); models == "" {
-		models = filepath.Join(root, ".cache", "face-models")
-	}
-	if testdata = os.Getenv("KAOQIN_TESTDATA"); testdata == "" {
-		testdata = findShared(root)
-	}
 	os.Exit(m.Run())
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return "", errors.New("no go.mod above the test's folder")
-		}
-		dir = up
-	}
-}
-
-// findShared finds shared/testdata beside the project or beside one of its parents (a git
-// worktree); $KAOQIN_TESTDATA overrides it.
-func findShared(root string) string {
-	for dir := filepath.Dir(root); ; dir = filepath.Dir(dir) {
-		d := filepath.Join(dir, "shared", "testdata")
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-		if filepath.Dir(dir) == dir {
-			return filepath.Join(filepath.Dir(root), "shared", "testdata")
-		}
-	}
 }
 
 // photos makes a folder of links to shared photos (the photos are never copied).

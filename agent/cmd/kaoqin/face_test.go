@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers/face"
 	"github.com/kaoqin/kaoqin/drivers/face/dlib"
 )
@@ -17,32 +18,12 @@ import (
 // faceDirs finds the dlib models (where make deps puts them) and the shared photo set.
 func faceDirs(t *testing.T) (models, photos string) {
 	t.Helper()
-	dir, err := os.Getwd()
+	models, err := testkit.FaceModels()
+	if err == nil {
+		photos, err = testkit.Testdata()
+	}
 	if err != nil {
 		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = filepath.Dir(dir)
-	}
-	if models = os.Getenv("KAOQIN_FACE_MODELS"); models == "" {
-		models = filepath.Join(dir, ".cache", "face-models")
-	}
-	if photos = os.Getenv("KAOQIN_TESTDATA"); photos == "" {
-		for up := filepath.Dir(dir); ; up = filepath.Dir(up) {
-			if _, err := os.Stat(filepath.Join(up, "shared", "testdata")); err == nil {
-				photos = filepath.Join(up, "shared", "testdata")
-				break
-			}
-			if filepath.Dir(up) == up {
-				t.Fatal("no shared/testdata beside the project; set KAOQIN_TESTDATA")
-			}
-		}
 	}
 	return models, filepath.Join(photos, "faces")
 }
