@@ -278,10 +278,8 @@ func events(b Backend, w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	err = b.Events(r.Context(), f, from, func(e *ledger.Event) error {
-		if e.Kind == ledger.Enrollment {
-			e.Data = nil // templates stay on the box's ledger; the log does not need them
-		}
-		return enc.Encode(e)
+		c := e.WithoutTemplate()
+		return enc.Encode(&c)
 	})
 	if err != nil {
 		enc.Encode(map[string]string{"error": err.Error()})

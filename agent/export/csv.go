@@ -347,8 +347,7 @@ func NewJSONWriter(w io.Writer) *JSONWriter {
 
 // Write writes one event.
 func (jw *JSONWriter) Write(e *ledger.Event) error {
-	c := *e
-	c.Data = nil
+	c := e.WithoutTemplate()
 	if err := jw.enc.Encode(&c); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
-	"github.com/kaoqin/kaoqin/agent/report"
 )
 
 // recent holds the decoded events of the last days, so that an inspector going from page to page
@@ -75,10 +74,4 @@ func (s *Server) read(ctx context.Context, f ledger.Filter) ([]ledger.Event, err
 
 // pageCopy is an event as the pages hold it: an enrolled template is dropped (no page shows one);
 // the data of a spot check (its counts) is kept for the report.
-func pageCopy(e *ledger.Event) ledger.Event {
-	c := *e
-	if c.Kind != report.KindSpotCheck {
-		c.Data = nil
-	}
-	return c
-}
+func pageCopy(e *ledger.Event) ledger.Event { return e.WithoutTemplate() }

@@ -412,9 +412,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		if b.Total >= first && b.Total < first+searchPageSize {
-			c := *e
-			c.Data = nil
-			b.Events = append(b.Events, c)
+			b.Events = append(b.Events, e.WithoutTemplate())
 		}
 		b.Total++
 		return nil

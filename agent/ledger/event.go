@@ -197,6 +197,17 @@ type Photo struct {
 	Size   int64  `json:"size"`
 }
 
+// WithoutTemplate is e as it may leave the ledger for a reader (the log, an export, the API, the
+// inspector's pages): an enrolment's biometric template (Data) dropped, since templates stay on
+// the box; the data of other kinds (a spot check's counts) kept.
+func (e *Event) WithoutTemplate() Event {
+	c := *e
+	if c.Kind == Enrollment {
+		c.Data = nil
+	}
+	return c
+}
+
 // HasFlag reports whether e carries f.
 func (e *Event) HasFlag(f Flag) bool {
 	for _, g := range e.Flags {

@@ -150,3 +150,16 @@ func TestKeyFiles(t *testing.T) {
 		t.Fatal("a private key file loaded as a public key")
 	}
 }
+
+// Templates stay on the box: WithoutTemplate drops an enrolment's template and keeps every other
+// kind's data (a spot check's counts), without touching the event it copies.
+func TestWithoutTemplate(t *testing.T) {
+	enrol := Event{Kind: Enrollment, Data: []byte("template")}
+	if c := enrol.WithoutTemplate(); c.Data != nil || enrol.Data == nil {
+		t.Errorf("enrolment: copy has data %q, original %q; want none in the copy, the original untouched", c.Data, enrol.Data)
+	}
+	spot := Event{Kind: SpotCheck, Data: []byte(`{"headcount":3}`)}
+	if c := spot.WithoutTemplate(); string(c.Data) != `{"headcount":3}` {
+		t.Errorf("spot check: copy has data %q, want its counts kept", c.Data)
+	}
+}

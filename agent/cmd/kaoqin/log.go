@@ -54,10 +54,8 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		return l.Events(ctx, f, 0, func(e *ledger.Event) error {
-			if e.Kind == ledger.Enrollment {
-				e.Data = nil // templates stay on the box
-			}
-			return enc.Encode(e)
+			c := e.WithoutTemplate()
+			return enc.Encode(&c)
 		})
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
