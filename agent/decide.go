@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -158,18 +159,14 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 			}
 		}
 		for _, ev := range rd.Evidence {
-			d.Event.Evidence = append(d.Event.Evidence, ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size})
+			d.Event.Evidence = append(d.Event.Evidence, photo(ev))
 		}
 		out.Event, out.Err = a.record(d.Event, h)
 	}
 	if rq.reply != nil {
 		rq.reply <- out
 	}
-	if v := verdictOf(out); v != 0 {
-		done(rd, v)
-	} else {
-		done(rd, drivers.Recorded) // recorded, as an event the person is not told about
-	}
+	done(rd, cmp.Or(verdictOf(out), drivers.Recorded)) // an event the person is not told about is recorded
 	if errors.Is(out.Err, store.ErrFatal) {
 		return out.Err
 	}
@@ -198,7 +195,7 @@ func (a *Agent) attach(rd drivers.Reading, seq uint64, h *checkin.History) error
 		IDMasked: orig.IDMasked, Session: orig.Session, Ref: orig.ID, Detail: fmt.Sprintf("photos for seq %d", seq)}
 	for _, ev := range rd.Evidence {
 		if !have[ev.SHA256] {
-			e.Evidence = append(e.Evidence, ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size})
+			e.Evidence = append(e.Evidence, photo(ev))
 		}
 	}
 	if len(e.Evidence) == 0 {
@@ -210,6 +207,11 @@ func (a *Agent) attach(rd drivers.Reading, seq uint64, h *checkin.History) error
 	}
 	_, err = a.record(e, h)
 	return err
+}
+
+// photo is how an event names a photo its source stored.
+func photo(ev drivers.EvidenceRef) ledger.Photo {
+	return ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size}
 }
 
 // done tells a reading's source, if it asked (Reading.Done), what became of it.

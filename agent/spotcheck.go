@@ -223,7 +223,7 @@ func (a *Agent) recordSpotCheck(r spotResult, h *checkin.History) error {
 		for _, ev := range rd.Evidence {
 			if !have[ev.SHA256] {
 				have[ev.SHA256] = true
-				photos = append(photos, ledger.Photo{SHA256: ev.SHA256, Kind: string(ev.Kind), Size: ev.Size})
+				photos = append(photos, photo(ev))
 			}
 		}
 	}
