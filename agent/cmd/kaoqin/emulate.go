@@ -124,3 +124,16 @@ func addFaces(r *roster.Roster, file string) error {
 	}
 	return nil
 }
+
+// openScript opens an emulator's --script file; an empty path is no script (a nil reader). The
+// caller closes it.
+func openScript(path string) (io.Reader, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}

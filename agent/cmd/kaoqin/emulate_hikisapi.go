@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 
 	hikemu "github.com/kaoqin/kaoqin/drivers/hikisapi/emu"
 )
@@ -27,15 +26,11 @@ func emulateHikisapi(ctx context.Context, args []string, stderr io.Writer) error
 	default:
 		return usagef("emulate hikisapi: --push %q: want multipart, multipart-no-boundary, json or xml", *push)
 	}
-	var script io.Reader
-	if *scriptPath != "" {
-		f, err := os.Open(*scriptPath)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		script = f
+	script, closeScript, err := openScript(*scriptPath)
+	if err != nil {
+		return err
 	}
+	defer closeScript()
 	log := newLogger(stderr, slog.LevelInfo).With("emulator", "hikisapi", "listen", *listen)
 	return hikemu.Run(ctx, *listen, hikemu.Config{Serial: *serial, User: *user, Password: *pass, PushFormat: *push}, script, log)
 }

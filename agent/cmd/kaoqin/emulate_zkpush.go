@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 
 	zkpushemu "github.com/kaoqin/kaoqin/drivers/zkpush/emu"
 )
@@ -22,15 +21,11 @@ func emulateZkpush(ctx context.Context, args []string, stderr io.Writer) error {
 	if *serial == "" {
 		return usagef("emulate zkpush: --serial is required")
 	}
-	var script io.Reader
-	if *scriptPath != "" {
-		f, err := os.Open(*scriptPath)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		script = f
+	script, closeScript, err := openScript(*scriptPath)
+	if err != nil {
+		return err
 	}
+	defer closeScript()
 	log := newLogger(stderr, slog.LevelInfo).With("emulator", "zkpush")
 	return zkpushemu.Run(ctx, *server, *serial, script, log)
 }
