@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -10,7 +9,6 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -368,7 +366,7 @@ func TestInspectorVisitInTheBrowser(t *testing.T) {
 		t.Errorf("bundle: %d events, head %q; want every event and the head", res.Events, res.Manifest.HeadHash)
 	}
 	edited := filepath.Join(dl, "edited.zip")
-	editBundle(t, zipPath, edited)
+	testkit.EditZip(t, zipPath, edited, export.FileEventsCSV, func(b []byte) []byte { return bytes.Replace(b, []byte("T003"), []byte("T004"), 1) })
 	if _, err := export.VerifyFile(edited, export.VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "events.csv") {
 		t.Errorf("an edited bundle: got %v, want a failure naming events.csv", err)
 	}
@@ -420,36 +418,4 @@ func tamper(t *testing.T, path, old, new string) uint64 {
 		t.Fatal(err)
 	}
 	return seq
-}
-
-// editBundle copies a bundle with one cell of events.csv changed.
-func editBundle(t *testing.T, from, to string) {
-	t.Helper()
-	zr, err := zip.OpenReader(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	out, err := os.Create(to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	zw := zip.NewWriter(out)
-	for _, f := range zr.File {
-		rc, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(rc)
-		rc.Close()
-		if f.Name == export.FileEventsCSV {
-			b = bytes.Replace(b, []byte("T003"), []byte("T004"), 1)
-		}
-		w, _ := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store})
-		w.Write(b)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

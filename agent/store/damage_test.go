@@ -120,6 +120,7 @@ func TestSalvage(t *testing.T) {
 // Reading a damaged file never panics: Verify and the readers return ErrDamaged or a Problem.
 func TestReadersOfADamagedFileDoNotPanic(t *testing.T) {
 	cfg, raw := ledgerFile(t, 300)
+	opened := 0
 	for _, at := range []int{2*4096 + 8, 3*4096 + 20, len(raw) / 2} {
 		b := append([]byte(nil), raw...)
 		b[at] ^= 0xff
@@ -131,6 +132,7 @@ func TestReadersOfADamagedFileDoNotPanic(t *testing.T) {
 		if err != nil {
 			continue // refused at open: fine, not a panic
 		}
+		opened++
 		_, verr := s.Verify(pub(cfg), VerifyOptions{})
 		s.Recent(time.Time{}) // must return, not panic
 		s.Bindings()
@@ -138,6 +140,9 @@ func TestReadersOfADamagedFileDoNotPanic(t *testing.T) {
 		if verr == nil {
 			t.Errorf("flip at %d: Verify said intact", at)
 		}
+	}
+	if opened == 0 {
+		t.Fatal("every damaged file was refused at open: no reader of a damaged file was exercised")
 	}
 }
 

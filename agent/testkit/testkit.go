@@ -4,6 +4,7 @@
 package testkit
 
 import (
+	"archive/zip"
 	"bytes"
 	"errors"
 	"io"
@@ -137,4 +138,45 @@ func FaceModels() (string, error) {
 		return "", err
 	}
 	return filepath.Join(root, ".cache", "face-models"), nil
+}
+
+// EditZip copies the zip at from to to, with the contents of the file name changed by edit (a
+// test's tampering with an export bundle).
+func EditZip(t testing.TB, from, to, name string, edit func([]byte) []byte) {
+	t.Helper()
+	zr, err := zip.OpenReader(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	zw := zip.NewWriter(out)
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Name == name {
+			b = edit(b)
+		}
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

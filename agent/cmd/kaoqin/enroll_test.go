@@ -47,13 +47,9 @@ central_key = "central.pub"
 		t.Fatalf("roster import: %+v", r)
 	}
 
+	daemon, logs := runDaemon(t, cfgPath)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	daemon := exec.CommandContext(ctx, kaoqin, "run", "--config", cfgPath)
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer daemon.Process.Kill()
 	// The module holds the roster's three templates once the daemon has synced it.
 	deadline := time.Now().Add(20 * time.Second)
 	for len(module.Library()) != 3 {
@@ -99,7 +95,7 @@ central_key = "central.pub"
 
 	daemon.Process.Signal(os.Interrupt)
 	if err := daemon.Wait(); err != nil {
-		t.Fatalf("daemon: %v", err)
+		t.Fatalf("daemon: %v\n%s", err, logs.String())
 	}
 	st, err := store.OpenReadOnly(filepath.Join(dir, "state", "kaoqin.db"))
 	if err != nil {

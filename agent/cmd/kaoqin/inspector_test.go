@@ -1,10 +1,7 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
-	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/demo"
+	"github.com/kaoqin/kaoqin/agent/testkit"
 )
 
 // The inspector's verbs against a running daemon: a one-time code, the class-hour report and the
@@ -32,22 +30,7 @@ func TestInspectorVerbs(t *testing.T) {
 	if r := cli(t, "roster", "import", "--config", cfgPath, rosterFile); r.code != 0 {
 		t.Fatalf("roster import: %+v", r)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	daemon := exec.CommandContext(ctx, kaoqin, "run", "--config", cfgPath)
-	var logs bytes.Buffer
-	daemon.Stderr = &logs
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer daemon.Process.Kill()
-	deadline := time.Now().Add(20 * time.Second)
-	for cli(t, "status", "--config", cfgPath).code != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not answering:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	daemon, logs := runDaemon(t, cfgPath)
 	if r := cliEnv(t, []string{"KAOQIN_SECRET=" + demo.TeacherSecret}, "signin", "--config", cfgPath, "--trainee", "T002", "--operator", demo.Teacher, "--reason", "reader broken"); r.code != 0 {
 		t.Fatalf("signin: %+v", r)
 	}
@@ -85,7 +68,7 @@ func TestInspectorVerbs(t *testing.T) {
 		t.Fatalf("verify --bundle: %+v", r)
 	}
 	edited := filepath.Join(dir, "edited.zip")
-	editZip(t, bundle, edited, "events.csv", func(b []byte) []byte { return bytes.Replace(b, []byte("学员02"), []byte("学员09"), 1) })
+	testkit.EditZip(t, bundle, edited, "events.csv", func(b []byte) []byte { return bytes.Replace(b, []byte("学员02"), []byte("学员09"), 1) })
 	if r := cli(t, "verify", "--bundle", edited, "--pubkey", pub, "--lang", "en"); r.code != 1 || !strings.Contains(r.stdout, "events.csv") || !strings.Contains(r.stderr, "NOT INTACT") {
 		t.Fatalf("verify --bundle of an edited bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -117,37 +100,5 @@ func TestInspectorVerbs(t *testing.T) {
 	os.WriteFile(accts, []byte(`[{"name":"li","role":"inspector","hash":"plaintext"}]`), 0o600)
 	if r := cli(t, "inspector", "accounts", "--config", cfgPath, accts); r.code != 2 {
 		t.Errorf("inspector accounts with a plain password: exit %d, want 2: %+v", r.code, r)
-	}
-}
-
-// editZip copies the zip at from to to, with the file name changed by edit.
-func editZip(t *testing.T, from, to, name string, edit func([]byte) []byte) {
-	t.Helper()
-	zr, err := zip.OpenReader(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	out, err := os.Create(to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	zw := zip.NewWriter(out)
-	for _, f := range zr.File {
-		rc, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(rc)
-		rc.Close()
-		if f.Name == name {
-			b = edit(b)
-		}
-		w, _ := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store})
-		w.Write(b)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
 	}
 }

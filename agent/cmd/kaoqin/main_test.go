@@ -246,22 +246,7 @@ func TestDaemonManualSignInAndLog(t *testing.T) {
 		t.Fatalf("offline roster import: %+v", r)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	daemon := exec.CommandContext(ctx, kaoqin, "run", "--config", cfgPath)
-	var logs bytes.Buffer
-	daemon.Stderr = &logs
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer daemon.Process.Kill()
-	deadline := time.Now().Add(20 * time.Second)
-	for cli(t, "status", "--config", cfgPath).code != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not answering on its socket:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	daemon, logs := runDaemon(t, cfgPath)
 
 	teacher := []string{"KAOQIN_SECRET=" + demo.TeacherSecret}
 	r := cliEnv(t, teacher, "signin", "--config", cfgPath, "--trainee", "T002", "--operator", "王老师", "--reason", "finger too dry")
@@ -360,4 +345,27 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			t.Errorf("kaoqin %s --help: exit %d, output %q; want exit 0 and its usage", c.name, r.code, r.stdout+r.stderr)
 		}
 	}
+}
+
+// runDaemon starts `kaoqin run` on cfgPath and waits until its socket answers. The daemon is
+// killed at the end of the test if it still runs; its log is in the returned buffer.
+func runDaemon(t *testing.T, cfgPath string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	daemon := exec.CommandContext(ctx, kaoqin, "run", "--config", cfgPath)
+	logs := &bytes.Buffer{}
+	daemon.Stderr = logs
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { daemon.Process.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for cli(t, "status", "--config", cfgPath).code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering on its socket:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return daemon, logs
 }
