@@ -1,15 +1,16 @@
 // Package agent wires the classroom attendance daemon: it owns every goroutine and the shutdown
 // order. Data flows one way: sources (drivers, found by kind in the drivers registry) produce
 // readings; one decision loop turns each into an event (agent/checkin) and appends it to the
-// ledger (agent/store) before anyone is told it is recorded; the uplink (sync/uplink) sends the
-// ledger to the central system and hands back what the central system sends (datasets and
-// commands, one seam: downlink.go). The local API (agent/api) on a unix socket feeds manual
+// ledger (agent/store), in groups, before anyone is told it is recorded; the uplink (sync/uplink)
+// sends the ledger to the central system and hands back what the central system sends (datasets
+// and commands, one seam: downlink.go). The local API (agent/api) on a unix socket feeds manual
 // sign-ins into the same loop and serves the CLI through the ledger service (agent/ops), as the
 // inspector's pages (agent/inspect) do.
 //
-// Files by concern: run.go is the daemon's life top to bottom (Run); decide.go the decision loop;
-// sources.go the goroutine per device and the capabilities the agent asks sources for; api.go the
-// local API's backend; downlink.go what arrives from the central system; config*.go the config.
+// Files by concern: run.go is the daemon's life top to bottom (Run); decide.go the decision loop
+// and group.go its group commit; sources.go the goroutine per device and the capabilities the
+// agent asks sources for; api.go the local API's backend; downlink.go what arrives from the
+// central system; config*.go the config.
 package agent
 
 import (
@@ -55,7 +56,10 @@ type Agent struct {
 	open          sync.Map      // source name -> drivers.Source while open (capabilities: template sync, enrolment, capture)
 	tellers       sync.Map      // source name -> chan drivers.Verdict, for sources that show verdicts
 	decided       chan struct{} // closed when the decision loop has taken its last request
-	lastDiskAlarm time.Time     // the last disk_full alarm recorded; only Run's goroutine (record) uses it
+	group         group         // the events decided and not yet committed: the decision loop's own (group.go)
+	flying        *inflight     // the group being committed, if any: the decision loop's own
+	commitErr     error         // the failed commit that stops the daemon: the decision loop's own
+	lastDiskAlarm time.Time     // the last disk_full alarm recorded; the decision loop's own (record)
 	timeState     atomic.Int32  // the decision loop's last assessment of the box's time: timeUnknown, timeTrusted, timeUntrusted
 
 	// Spot checks (spotcheck.go); the maps are the decision loop's own.
@@ -93,7 +97,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		cfg: cfg, log: log, key: key,
 		rules:         cfg.rules(),
 		clock:         clock.New(10 * time.Minute),
-		requests:      make(chan request, 64),
+		requests:      make(chan request, maxGroup),
 		rosterChanged: make(chan struct{}, 1),
 		decided:       make(chan struct{}),
 		spotPlans:     map[string]*spotPlan{},

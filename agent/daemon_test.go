@@ -30,7 +30,8 @@ type daemon struct {
 }
 
 // startDaemon writes cfgTOML to dir/agent.toml (a device key is made in dir/state/keys if there
-// is none), runs the agent with clk, and waits until its socket answers.
+// is none), runs the agent with clk, and waits until its socket answers. It logs at debug level,
+// a benchmark's daemon at info (the level of a box).
 func startDaemon(t testing.TB, dir, cfgTOML string, clk clock.Source) *daemon {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, "state", "keys")); err != nil {
@@ -46,7 +47,11 @@ func startDaemon(t testing.TB, dir, cfgTOML string, clk clock.Source) *daemon {
 	if d.cfg, err = agent.LoadConfig(d.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	if d.a, err = agent.New(d.cfg, slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))); err != nil {
+	level := slog.LevelDebug // a test's failure shows the daemon's every step
+	if _, bench := t.(*testing.B); bench {
+		level = slog.LevelInfo // a benchmark measures the daemon as it runs on a box
+	}
+	if d.a, err = agent.New(d.cfg, slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: level}))); err != nil {
 		t.Fatal(err)
 	}
 	agent.SetClock(d.a, clk) // the test machine's kernel may never say synchronised

@@ -13,7 +13,9 @@ import (
 	"github.com/kaoqin/kaoqin/drivers"
 )
 
-// decide is the decision loop, the only writer of the ledger's captures and of the History.
+// decide is the decision loop, the only writer of the ledger's captures and of the History. Each
+// turn decides what arrived (a burst of queued readings at most maxGroup long) and appends its
+// events in one commit (group.go) before anyone is told.
 func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -25,7 +27,7 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 		case <-ctx.Done():
 			return nil
 		case rq := <-a.requests:
-			if err := a.handle(rq, h); err != nil {
+			if err := a.burst(rq, h); err != nil {
 				return err
 			}
 		case r := <-a.spotResults:
@@ -38,17 +40,12 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 			if err := a.st.Fatal(); err != nil {
 				return err // a commit failed elsewhere (the uplink's ack): stop before taking readings
 			}
-			clk, err := a.settle(h)
-			if err != nil {
-				return err
-			}
+			clk := a.settle(h)
 			if !clk.Untrusted {
 				a.spotTick(ctx, clk.Wall)
 			}
 			for _, e := range a.rules.Expire(h, clk) {
-				if _, err := a.record(e, h); err != nil && errors.Is(err, store.ErrFatal) {
-					return err
-				}
+				a.record(e, h) // a refusal under the disk reserve is logged with its alarm
 			}
 			if time.Since(lastPrune) > time.Hour {
 				h.Prune(clk.Wall.Add(-24 * time.Hour))
@@ -58,6 +55,26 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 				notify("WATCHDOG=1")
 				lastPing = time.Now()
 			}
+		}
+		if err := a.commit(); err != nil {
+			return err
+		}
+	}
+}
+
+// burst decides rq and the readings queued behind it, maxGroup at most, for one commit.
+func (a *Agent) burst(rq request, h *checkin.History) error {
+	for n := 1; ; n++ {
+		if err := a.handle(rq, h); err != nil {
+			return err
+		}
+		if n == maxGroup {
+			return nil
+		}
+		select {
+		case rq = <-a.requests:
+		default:
+			return nil
 		}
 	}
 }
@@ -73,10 +90,13 @@ func (a *Agent) drain(h *checkin.History, stopped <-chan struct{}) error {
 			select { // the sources are gone: what is queued, then done
 			case rq = <-a.requests:
 			default:
-				return nil
+				return a.flush()
 			}
 		}
-		if err := a.handle(rq, h); err != nil {
+		if err := a.burst(rq, h); err != nil {
+			return err
+		}
+		if err := a.commit(); err != nil {
 			return err
 		}
 	}
@@ -103,7 +123,9 @@ func (a *Agent) discard(stopped <-chan struct{}, err error) {
 	}
 }
 
-// handle decides one reading and records the outcome. Only a fatal store error is returned.
+// handle decides one reading and queues its event in the group; the reading's source and the
+// API's caller are answered once the group is durable (answer). Only a fatal store error is
+// returned.
 func (a *Agent) handle(rq request, h *checkin.History) error {
 	rd := rq.reading
 	if rd.Intent == drivers.Sighting {
@@ -115,6 +137,13 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 		return nil
 	}
 	if rd.Key != "" {
+		if a.queued(rd.Key) {
+			// Resent before its first copy was durable: flush, and it is found in the ledger.
+			if err := a.flush(); err != nil {
+				a.answer(rq, checkin.Outcome{Err: err})
+				return err
+			}
+		}
 		if seq, ok, err := a.st.RecordedKey(rd.Key); err != nil {
 			a.log.Error("looking up a reading's key", "source", rd.Source, "err", err)
 		} else if ok {
@@ -123,25 +152,19 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 			// recorded event by an event of their own: nothing is rewritten.
 			a.log.Debug("resent reading already recorded", "source", rd.Source, "key", rd.Key, "seq", seq)
 			if len(rd.Evidence) > 0 {
-				if err := a.attach(rd, seq, h); errors.Is(err, store.ErrFatal) {
-					return err
+				a.attach(rd, seq, h)
+			}
+			a.then(func(_ []ledger.Event, err error) {
+				out := checkin.Outcome{Err: err}
+				if err == nil {
+					out.Note = fmt.Sprintf("already recorded as seq %d", seq)
 				}
-			}
-			if rq.reply != nil {
-				rq.reply <- checkin.Outcome{Note: fmt.Sprintf("already recorded as seq %d", seq)}
-			}
-			done(rd, drivers.Recorded)
+				a.answer(rq, out)
+			})
 			return nil
 		}
 	}
-	clk, err := a.settle(h)
-	if err != nil {
-		if rq.reply != nil {
-			rq.reply <- checkin.Outcome{Err: err}
-		}
-		done(rd, drivers.NotRecorded)
-		return err
-	}
+	clk := a.settle(h)
 	d := a.rules.Decide(rd, a.roster.Load(), h, clk)
 	var out checkin.Outcome
 	if d.Event.Kind == ledger.Reading {
@@ -151,41 +174,59 @@ func (a *Agent) handle(rq request, h *checkin.History) error {
 		h.Expect(*d.Pending)
 		out.Pending = true
 		out.Note = "voucher " + d.Pending.Code + " scanned; waiting for its holder"
-	} else {
-		d.Event.Key = rd.Key
-		for _, f := range rd.Flags {
-			if !d.Event.HasFlag(ledger.Flag(f)) {
-				d.Event.Flags = append(d.Event.Flags, ledger.Flag(f))
-			}
-		}
-		for _, ev := range rd.Evidence {
-			d.Event.Evidence = append(d.Event.Evidence, photo(ev))
-		}
-		out.Event, out.Err = a.record(d.Event, h)
+		a.then(func(_ []ledger.Event, err error) {
+			out.Err = err
+			a.answer(rq, out)
+		})
+		return nil
 	}
+	d.Event.Key = rd.Key
+	for _, f := range rd.Flags {
+		if !d.Event.HasFlag(ledger.Flag(f)) {
+			d.Event.Flags = append(d.Event.Flags, ledger.Flag(f))
+		}
+	}
+	for _, ev := range rd.Evidence {
+		d.Event.Evidence = append(d.Event.Evidence, photo(ev))
+	}
+	i, refused := a.record(d.Event, h)
+	a.then(func(recs []ledger.Event, err error) {
+		out.Event, out.Err = d.Event, cmp.Or(refused, err)
+		if out.Err == nil {
+			out.Event = recs[i]
+		}
+		a.answer(rq, out)
+	})
+	return nil
+}
+
+// answer tells a reading's caller (the API), its source (Reading.Done) and the person at the
+// device (tell) what became of it, once that is durable.
+func (a *Agent) answer(rq request, out checkin.Outcome) {
 	if rq.reply != nil {
 		rq.reply <- out
 	}
-	done(rd, cmp.Or(verdictOf(out), drivers.Recorded)) // an event the person is not told about is recorded
-	if errors.Is(out.Err, store.ErrFatal) {
-		return out.Err
+	done(rq.reading, cmp.Or(verdictOf(out), drivers.Recorded)) // an event the person is not told about is recorded
+	if !errors.Is(out.Err, store.ErrFatal) {
+		a.tell(rq.reading.Source, out)
 	}
-	a.tell(rd.Source, out)
-	return nil
 }
 
 // attach records the photos of a resent reading that its recorded event (seq) lacks: a terminal
 // uploads a punch's photo after the punch. The attachment refers to the event; nothing is
 // rewritten. A resend with no new photo records nothing.
-func (a *Agent) attach(rd drivers.Reading, seq uint64, h *checkin.History) error {
+func (a *Agent) attach(rd drivers.Reading, seq uint64, h *checkin.History) {
 	recs, err := a.st.Range(seq, 1)
-	if err != nil || len(recs) == 0 {
-		a.log.Error("attaching photos: the recorded event cannot be read", "seq", seq, "err", err)
-		return err
+	if err == nil && len(recs) == 0 {
+		err = errors.New("not in the ledger")
 	}
-	orig, err := recs[0].Record.Event()
+	var orig ledger.Event
+	if err == nil {
+		orig, err = recs[0].Record.Event()
+	}
 	if err != nil {
-		return err
+		a.log.Error("attaching photos: the recorded event cannot be read", "seq", seq, "err", err)
+		return
 	}
 	have := map[string]bool{}
 	for _, p := range orig.Evidence {
@@ -199,14 +240,13 @@ func (a *Agent) attach(rd drivers.Reading, seq uint64, h *checkin.History) error
 		}
 	}
 	if len(e.Evidence) == 0 {
-		return nil
+		return
 	}
 	e.Key = rd.Key + "#" + e.Evidence[0].SHA256
-	if _, ok, _ := a.st.RecordedKey(e.Key); ok {
-		return nil // attached already
+	if _, ok, _ := a.st.RecordedKey(e.Key); ok || a.queued(e.Key) {
+		return // attached already
 	}
-	_, err = a.record(e, h)
-	return err
+	a.record(e, h) // a refusal under the disk reserve is logged with its alarm
 }
 
 // photo is how an event names a photo its source stored.
@@ -235,23 +275,18 @@ func (a *Agent) now() checkin.Clock {
 }
 
 // settle reads the clock and assesses it against the time the ledger knows (checkin.History.Assess).
-// When the time has become trusted it records the boot's time_anchor, then decides the readings
-// that waited for it, oldest first, each as a new event naming its reading. Only a fatal store
-// error is returned.
-func (a *Agent) settle(h *checkin.History) (checkin.Clock, error) {
+// When the time has become trusted it queues the boot's time_anchor, then decides the readings
+// that waited for it, oldest first, each as a new event naming its reading.
+func (a *Agent) settle(h *checkin.History) checkin.Clock {
 	raw := a.now()
 	clk, anchor := h.Assess(raw)
 	if anchor != nil {
-		rec, err := a.record(*anchor, h)
-		switch {
-		case errors.Is(err, store.ErrFatal):
-			return clk, err
-		case err != nil:
+		if _, err := a.record(*anchor, h); err != nil {
 			if clk.Anchored {
 				clk = checkin.Untrusted(raw) // no anchor in the ledger, no time computed from it
 			}
-		default:
-			a.log.Info("time trusted: boot anchored", "boot", rec.Time.Boot, "wall", rec.Time.Wall, "seq", rec.Seq)
+		} else {
+			a.log.Info("time trusted: boot anchored", "boot", anchor.Time.Boot, "wall", anchor.Time.Wall)
 		}
 	}
 	state := timeTrusted
@@ -266,42 +301,15 @@ func (a *Agent) settle(h *checkin.History) (checkin.Clock, error) {
 	n := 0
 	for _, hd := range held {
 		e := a.rules.DecideHeld(hd, a.roster.Load(), h)
-		rec, err := a.record(e, h)
-		if err != nil {
-			if errors.Is(err, store.ErrFatal) {
-				return clk, err
-			}
+		if _, err := a.record(e, h); err != nil {
 			break // the disk reserve: the rest wait for the next try
 		}
 		n++
-		a.log.Debug("pending reading decided", "reading", hd.Event.Seq, "seq", rec.Seq, "kind", rec.Kind, "reason", rec.Reason,
-			"trainee", rec.Trainee, "wall", rec.Time.Wall)
+		a.log.Debug("pending reading decided", "reading", hd.Event.ID, "kind", e.Kind, "reason", e.Reason,
+			"trainee", e.Trainee, "wall", e.Time.Wall)
 	}
 	if n > 0 {
 		a.log.Info("pending readings decided at their anchored time", "decided", n, "left", len(h.Waiting()))
 	}
-	return clk, nil
-}
-
-// record appends an event and updates the History. A full disk refuses the capture loudly, with
-// an alarm at most once a minute.
-func (a *Agent) record(e ledger.Event, h *checkin.History) (ledger.Event, error) {
-	rec, err := a.st.Append(e)
-	switch {
-	case err == nil:
-		h.Add(&rec)
-		a.log.Debug("recorded", "seq", rec.Seq, "kind", rec.Kind, "trainee", rec.Trainee, "reason", rec.Reason)
-		return rec, nil
-	case errors.Is(err, store.ErrDiskFull):
-		a.log.Error("capture refused: disk reserve reached", "source", e.Source, "err", err)
-		if now := time.Now(); now.Sub(a.lastDiskAlarm) >= time.Minute {
-			a.lastDiskAlarm = now
-			if _, aerr := a.st.Append(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmDiskFull, Time: e.Time, Note: err.Error()}); aerr != nil {
-				a.log.Error("recording the disk alarm", "err", aerr)
-			}
-		}
-	default:
-		a.log.Error("ledger append failed", "err", err)
-	}
-	return e, err
+	return clk
 }

@@ -104,7 +104,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if loopErr == nil {
 		loopErr = a.drain(h, stopped)
 	}
+	if err := a.wait(); loopErr == nil {
+		loopErr = err // the group being committed when the loop stopped
+	}
 	if loopErr != nil {
+		a.fail(loopErr) // what waited in the group is answered: not recorded
 		// The ledger failed: nothing more can be recorded, but every source still stops and
 		// closes its device before Run returns.
 		a.discard(stopped, loopErr)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/big"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"github.com/kaoqin/kaoqin/agent/checkin"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
-	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/drivers"
 )
 
@@ -203,18 +201,15 @@ func (a *Agent) spotNowAll(ctx context.Context, now time.Time) {
 }
 
 // recordSpotCheck turns one camera's burst into one spot_check event per session it served (one,
-// in a classroom with one session at a time; none running: one event without a session). Only a
-// fatal store error is returned.
+// in a classroom with one session at a time; none running: one event without a session), appended
+// by the decision loop's next commit.
 func (a *Agent) recordSpotCheck(r spotResult, h *checkin.History) error {
 	delete(a.spotBusy, r.source)
 	if r.err != nil {
 		a.log.Error("spot check failed: the camera took no burst", "source", r.source, "err", r.err)
 		return nil
 	}
-	clk, err := a.settle(h)
-	if err != nil {
-		return err
-	}
+	clk := a.settle(h)
 	faces := make([]string, len(r.readings))
 	var photos []ledger.Photo
 	have := map[string]bool{}
@@ -250,14 +245,16 @@ func (a *Agent) recordSpotCheck(r spotResult, h *checkin.History) error {
 		if !clk.Synced {
 			e.Flags = append(e.Flags, ledger.FlagClockUnsynced)
 		}
-		rec, err := a.record(e, h)
-		if errors.Is(err, store.ErrFatal) {
-			return err
+		i, err := a.record(e, h)
+		if err != nil {
+			continue // refused under the disk reserve, logged with its alarm
 		}
-		if err == nil {
-			a.log.Info("spot check recorded", "source", r.source, "session", session, "seq", rec.Seq,
-				"headcount", d.Headcount, "signed_in", d.SignedIn, "seen", len(d.Seen), "not_seen", len(d.NotSeen), "unsure", len(d.Unsure))
-		}
+		a.then(func(recs []ledger.Event, err error) {
+			if err == nil {
+				a.log.Info("spot check recorded", "source", r.source, "session", session, "seq", recs[i].Seq,
+					"headcount", d.Headcount, "signed_in", d.SignedIn, "seen", len(d.Seen), "not_seen", len(d.NotSeen), "unsure", len(d.Unsure))
+			}
+		})
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/drivers"
 )
 
@@ -23,7 +24,7 @@ const durableChild = "KAOQIN_STORE_DURABLE_CHILD"
 const durableAppends = 20
 
 // TestAppendIsDurableBeforeItReturns runs this test binary again under strace, as a child that
-// appends events, acknowledges them and stores evidence, and writes one line to its stdout after
+// appends events, acknowledges them, appends a batch and stores evidence, and writes one line to its stdout after
 // each call returns ("recorded 7"), the moment the agent tells the trainee. strace logs the
 // child's system calls in the order they happen: every reply must come after an fdatasync or
 // fsync of the database file that completed since the previous reply, and every evidence reply
@@ -53,8 +54,8 @@ func TestAppendIsDurableBeforeItReturns(t *testing.T) {
 	}
 	dbPath := filepath.Join(dir, "kaoqin.db")
 	replies := syncsBeforeReplies(t, log, dbPath, filepath.Join(dir, "evidence"))
-	if len(replies) != 2*durableAppends+1 {
-		t.Fatalf("got %d replies in the trace, want %d (appends, acks and one evidence)\n%s", len(replies), 2*durableAppends+1, log)
+	if len(replies) != 2*durableAppends+2 {
+		t.Fatalf("got %d replies in the trace, want %d (appends, acks, a batch and one evidence)\n%s", len(replies), 2*durableAppends+2, log)
 	}
 	for _, r := range replies {
 		switch {
@@ -97,6 +98,11 @@ func durableChildMain(t *testing.T, dir string) {
 		}
 		reply("acked %d", e.Seq)
 	}
+	batch, err := s.AppendBatch([]ledger.Event{signIn("T2"), signIn("T3"), signIn("T4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply("recorded %d", batch[len(batch)-1].Seq)
 	ref, err := s.PutEvidence(drivers.Crop, []byte("\xff\xd8 a face \xff\xd9"))
 	if err != nil {
 		t.Fatal(err)

@@ -234,7 +234,7 @@ func (s *Store) create(note string) error {
 	if err != nil {
 		return fmt.Errorf("store: create: %w", err)
 	}
-	_, err = s.appendLocked(ledger.Event{Kind: ledger.Alarm, Reason: ledger.AlarmNewEpoch, Note: note, Time: clock.Now()}, nil)
+	_, err = s.appendLocked([]ledger.Event{{Kind: ledger.Alarm, Reason: ledger.AlarmNewEpoch, Note: note, Time: clock.Now()}}, nil)
 	return err
 }
 
@@ -476,14 +476,45 @@ func (s *Store) PublicKey() (ed25519.PublicKey, error) {
 func (s *Store) Appended() <-chan struct{} { return s.appended }
 
 // Append seals e as the next event of the ledger and returns once it is durable, with Device,
-// Epoch, Seq, ID and Prev filled in. Captures (see captured) are refused with ErrDiskFull
+// Epoch, Seq, ID and Prev filled in. Captures (see Captured) are refused with ErrDiskFull
 // when the free space is under the reserve. An error wrapping ErrFatal means the commit failed:
 // the event may not be on disk and the daemon must exit.
-func (s *Store) Append(e ledger.Event) (ledger.Event, error) { return s.appendWith(e, nil) }
+func (s *Store) Append(e ledger.Event) (ledger.Event, error) {
+	if Captured(e.Kind) {
+		if err := s.CheckReserve(); err != nil {
+			return e, err
+		}
+	}
+	return s.appendWith(e, nil)
+}
 
-// captured reports whether events of kind k are captures, refused under the disk reserve. Alarms
+// AppendBatch appends es, in order, as the next events of the ledger in one transaction and
+// returns once all are durable: one fsync for the lot (group commit). Each event is filled in as
+// Append fills one; an event's ID, if set, is kept. Either every event is appended or, on an
+// error, none. The disk reserve is not checked here: a batch decided is written whole, so its
+// caller checks the reserve (CheckReserve) before deciding one.
+func (s *Store) AppendBatch(es []ledger.Event) ([]ledger.Event, error) {
+	if len(es) == 0 {
+		return nil, nil
+	}
+	return s.appendAll(es, nil)
+}
+
+// CheckReserve returns ErrDiskFull, saying how much is free, when the free space of the ledger's
+// file system is under the configured reserve: captures are refused then.
+func (s *Store) CheckReserve() error {
+	if s.cfg.MinFreeBytes == 0 {
+		return nil
+	}
+	if free, err := freeBytes(s.cfg.Path); err == nil && free < s.cfg.MinFreeBytes {
+		return fmt.Errorf("%w (%d MiB free, reserve %d MiB)", ErrDiskFull, free>>20, s.cfg.MinFreeBytes>>20)
+	}
+	return nil
+}
+
+// Captured reports whether events of kind k are captures, refused under the disk reserve. Alarms
 // and the rare administrative events (datasets, serials, denied actions) may use the reserve.
-func captured(k ledger.Kind) bool {
+func Captured(k ledger.Kind) bool {
 	switch k {
 	case ledger.Alarm, ledger.Dataset, ledger.Certificate, ledger.Denied:
 		return false
@@ -495,97 +526,116 @@ func captured(k ledger.Kind) bool {
 // may complete e before it is sealed. An error from fn aborts the transaction, appends nothing and
 // is returned as it is (it is not a failed commit).
 func (s *Store) appendWith(e ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event) error) (ledger.Event, error) {
+	recs, err := s.appendAll([]ledger.Event{e}, fn)
+	if err != nil {
+		return e, err
+	}
+	return recs[0], nil
+}
+
+// appendAll is appendWith for a batch of events: fn is called for each before it is sealed.
+func (s *Store) appendAll(es []ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event) error) ([]ledger.Event, error) {
 	if s.readOnly {
-		return e, ErrReadOnly
+		return es, ErrReadOnly
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, err := s.appendLocked(e, fn)
+	recs, err := s.appendLocked(es, fn)
 	if err != nil && errors.Is(err, ErrDamaged) && s.fatal == nil {
-		// The file is damaged where the check at open could not see: a new epoch, and this event
-		// is its second.
+		// The file is damaged where the check at open could not see: a new epoch, and these
+		// events follow its first.
 		if herr := s.heal(err.Error()); herr != nil {
 			s.fatal = fmt.Errorf("%w: %v; and the damaged file could not be replaced: %v", ErrFatal, err, herr)
-			return e, s.fatal
+			return es, s.fatal
 		}
-		return s.appendLocked(e, fn)
+		return s.appendLocked(es, fn)
 	}
-	return rec, err
+	return recs, err
 }
 
-// appendLocked is Append with s.mu held (or before the store is shared). A damaged page found
-// while writing is returned as ErrDamaged, any other failed commit as ErrFatal.
-func (s *Store) appendLocked(e ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event) error) (ledger.Event, error) {
+// appendLocked is appendAll with s.mu held (or before the store is shared). A damaged page found
+// while writing is returned as ErrDamaged, any other failed commit as ErrFatal. es is not changed:
+// the events as appended are returned.
+func (s *Store) appendLocked(es []ledger.Event, fn func(tx *bolt.Tx, e *ledger.Event) error) ([]ledger.Event, error) {
 	if s.fatal != nil {
-		return e, s.fatal
+		return es, s.fatal
 	}
-	if captured(e.Kind) && s.cfg.MinFreeBytes > 0 {
-		if free, err := freeBytes(s.cfg.Path); err == nil && free < s.cfg.MinFreeBytes {
-			return e, fmt.Errorf("%w (%d MiB free, reserve %d MiB)", ErrDiskFull, free>>20, s.cfg.MinFreeBytes>>20)
+	out := make([]ledger.Event, len(es))
+	for i, e := range es {
+		e.Device, e.Epoch, e.Seq = s.cfg.Device, s.epoch, s.headSeq+1+uint64(i)
+		if e.ID == "" {
+			e.ID = ledger.NewID(e.Time.Wall)
 		}
-	}
-	e.Device, e.Epoch, e.Seq = s.cfg.Device, s.epoch, s.headSeq+1
-	if e.ID == "" {
-		e.ID = ledger.NewID(e.Time.Wall)
+		out[i] = e
 	}
 	var fnErr error
-	var hash [32]byte
+	hash := s.headHash
 	err := s.update(func(tx *bolt.Tx) error {
-		if fn != nil {
-			if fnErr = fn(tx, &e); fnErr != nil {
-				return fnErr
+		for i := range out {
+			e := &out[i]
+			if fn != nil {
+				if fnErr = fn(tx, e); fnErr != nil {
+					return fnErr
+				}
 			}
-		}
-		if s.unsigned() && !e.HasFlag(ledger.FlagUnsignedDataset) {
-			e.Flags = append(e.Flags, ledger.FlagUnsignedDataset)
-		}
-		rec, err := ledger.Seal(&e, s.headHash, s.cfg.Key)
-		if err != nil {
-			fnErr = err
-			return err
-		}
-		hash = rec.Hash()
-		key := u64(e.Seq)
-		if err := events(tx).Put(key, rec); err != nil {
-			return err
+			if s.unsigned() && !e.HasFlag(ledger.FlagUnsignedDataset) {
+				e.Flags = append(e.Flags, ledger.FlagUnsignedDataset)
+			}
+			rec, err := ledger.Seal(e, hash, s.cfg.Key)
+			if err != nil {
+				fnErr = err
+				return err
+			}
+			if err := s.put(tx, e, rec); err != nil {
+				return err
+			}
+			hash = rec.Hash()
 		}
 		m := tx.Bucket(bucketMeta)
-		if err := m.Put(keyHeadSeq, key); err != nil {
+		if err := m.Put(keyHeadSeq, u64(out[len(out)-1].Seq)); err != nil {
 			return err
 		}
-		if err := m.Put(keyHeadHash, hash[:]); err != nil {
-			return err
-		}
-		if e.Key != "" {
-			b, err := tx.CreateBucketIfNotExists(bucketKeys)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(e.Key), key); err != nil {
-				return err
-			}
-		}
-		if e.Kind == ledger.VoucherCheckin {
-			return tx.Bucket(bucketBindings).Put([]byte(e.Voucher), []byte(e.Institution))
-		}
-		return nil
+		return m.Put(keyHeadHash, hash[:])
 	})
+	first := out[0].Seq
 	if fnErr != nil {
-		return e, fnErr
+		return es, fnErr
 	}
 	if errors.Is(err, ErrDamaged) {
-		return e, fmt.Errorf("append seq %d: %w", e.Seq, err)
+		return es, fmt.Errorf("append seq %d: %w", first, err)
 	}
 	if err != nil {
-		s.fatal = fmt.Errorf("%w: append seq %d: %v", ErrFatal, e.Seq, err)
-		return e, s.fatal
+		s.fatal = fmt.Errorf("%w: append seq %d: %v", ErrFatal, first, err)
+		return es, s.fatal
 	}
-	s.headSeq, s.headHash = e.Seq, hash
+	s.headSeq, s.headHash = out[len(out)-1].Seq, hash
 	select {
 	case s.appended <- struct{}{}:
 	default:
 	}
-	return e, nil
+	return out, nil
+}
+
+// put writes e's sealed record with its reading key and, for a voucher check-in, the voucher's
+// binding.
+func (s *Store) put(tx *bolt.Tx, e *ledger.Event, rec ledger.Record) error {
+	key := u64(e.Seq)
+	if err := events(tx).Put(key, rec); err != nil {
+		return err
+	}
+	if e.Key != "" {
+		b, err := tx.CreateBucketIfNotExists(bucketKeys)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(e.Key), key); err != nil {
+			return err
+		}
+	}
+	if e.Kind == ledger.VoucherCheckin {
+		return tx.Bucket(bucketBindings).Put([]byte(e.Voucher), []byte(e.Institution))
+	}
+	return nil
 }
 
 // Acked is the highest seq of the current epoch the central system has acknowledged.
