@@ -26,7 +26,8 @@ trap cleanup EXIT INT TERM
 
 [ -f "$D/state/keys/device.key" ] || "$BIN" keygen --out "$D/state/keys" >/dev/null
 [ -f "$D/keys/central.key" ] || "$BIN" keygen --out "$D/keys" --name central >/dev/null
-cp "$D/state/keys/device.pub" "$D/ingest/devices/demo-r101.pub"
+mkdir -p "$D/ingest/devices/0001"
+cp "$D/state/keys/device.pub" "$D/ingest/devices/0001/demo-r101.pub" # filed under its institution: pinned to it
 
 cat > "$D/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1

@@ -36,9 +36,10 @@ type Config struct {
 	// database (postgres://user@host/db?sslmode=...), which several ingesters of one ShareGroup
 	// share (docs/central.md). The schema is created and migrated at start.
 	DB string
-	// DeviceKeysDir holds one PEM public key per device, named <device>.pub (a device's
-	// device.pub, renamed). Batches of a device without a key are refused. The directory is read
-	// again when an unknown device appears and on reload.
+	// DeviceKeysDir holds one PEM public key per device (a device's device.pub, renamed):
+	// <institution>/<device>.pub pins the device to its institution; <device>.pub at the top
+	// registers it under the institution of its first message. Batches of a device without a key
+	// are refused. The directory is read again when an unknown device appears.
 	DeviceKeysDir string
 	// CentralKeyFile is the central private key (PEM, from `kaoqin keygen`), which signs
 	// datasets and commands. Agents hold the matching public key.

@@ -57,6 +57,7 @@ type Ingester struct {
 	// Owned by the worker goroutine.
 	devices  map[string]*device
 	keys     map[string]ed25519.PublicKey
+	keyInst  map[string]string // device -> the institution its key is filed under (<dir>/<institution>/<device>.pub)
 	keysRead time.Time
 	unknown  map[string]time.Time // devices without a key, when last logged
 	datasets map[string]*dataset
@@ -117,7 +118,7 @@ func New(cfg Config, log *slog.Logger) (*Ingester, error) {
 	}
 	in := &Ingester{cfg: cfg, log: log, st: st, key: key,
 		msgs: make(chan mqtt.Message, queueSize), reload: make(chan struct{}, 1),
-		devices: map[string]*device{}, keys: map[string]ed25519.PublicKey{}, datasets: map[string]*dataset{},
+		devices: map[string]*device{}, keys: map[string]ed25519.PublicKey{}, keyInst: map[string]string{}, datasets: map[string]*dataset{},
 		unknown: map[string]time.Time{}}
 	devs, err := st.devices(ctx)
 	if err != nil {
@@ -466,26 +467,40 @@ func (in *Ingester) message(m mqtt.Message, p *pending, now time.Time) {
 }
 
 // device returns the device a topic names, registering it on first sight. A device without a
-// public key, or seen under another institution, is refused (nil).
+// public key, under another institution than its key is filed under, or seen before under another
+// institution, is refused (nil).
 func (in *Ingester) device(t wire.Topic, now time.Time) *device {
 	d := in.devices[t.Device]
 	if d == nil {
 		if in.key4(t.Device) == nil {
-			if last, ok := in.unknown[t.Device]; !ok || now.Sub(last) > time.Minute {
-				in.log.Warn("ingest: messages from an unregistered device refused (no key in device_keys_dir)", "device", t.Device, "topic", t.String())
-				in.unknown[t.Device] = now
-			}
+			in.refuseUnknown(t, now, "ingest: messages from an unregistered device refused (no key in device_keys_dir)")
+			return nil
+		}
+		if inst := in.keyInst[t.Device]; inst != "" && inst != t.Institution {
+			in.refuseUnknown(t, now, "ingest: messages refused: the device's key is filed under institution "+inst)
 			return nil
 		}
 		d = &device{name: t.Device, rec: deviceRecord{Institution: t.Institution}, chains: map[uint64]chainEnd{},
 			sent: map[string]sentDataset{}}
 		in.devices[t.Device] = d
 	}
+	if inst := in.keyInst[t.Device]; inst != "" && inst != t.Institution {
+		in.refuse(d, "message refused", fmt.Errorf("device key filed under institution %s, message on %s", inst, t.String()))
+		return nil
+	}
 	if d.rec.Institution != t.Institution {
 		in.refuse(d, "message refused", fmt.Errorf("device registered under institution %s, message on %s", d.rec.Institution, t.String()))
 		return nil
 	}
 	return d
+}
+
+// refuseUnknown logs, at most once a minute per device, why a device not registered is refused.
+func (in *Ingester) refuseUnknown(t wire.Topic, now time.Time, msg string) {
+	if last, ok := in.unknown[t.Device]; !ok || now.Sub(last) > time.Minute {
+		in.log.Warn(msg, "device", t.Device, "topic", t.String())
+		in.unknown[t.Device] = now
+	}
 }
 
 // key4 returns a device's public key, reading the keys directory again (at most every second)
@@ -500,17 +515,32 @@ func (in *Ingester) key4(name string) ed25519.PublicKey {
 	return in.keys[name]
 }
 
+// readKeys reads the keys not read yet: <dir>/<device>.pub, and <dir>/<institution>/<device>.pub,
+// which also pins the device to its institution (a device whose key is at the top is registered
+// under the institution of its first message).
 func (in *Ingester) readKeys() {
 	in.keysRead = time.Now()
-	files, err := filepath.Glob(filepath.Join(in.cfg.DeviceKeysDir, "*.pub"))
+	top, err := filepath.Glob(filepath.Join(in.cfg.DeviceKeysDir, "*.pub"))
 	if err != nil {
 		in.log.Error("ingest: device keys", "err", err)
 		return
 	}
-	for _, f := range files {
+	filed, _ := filepath.Glob(filepath.Join(in.cfg.DeviceKeysDir, "*", "*.pub"))
+	for _, f := range append(filed, top...) { // a key filed under its institution first
 		name := strings.TrimSuffix(filepath.Base(f), ".pub")
+		inst := ""
+		if dir := filepath.Dir(f); dir != filepath.Clean(in.cfg.DeviceKeysDir) {
+			inst = filepath.Base(dir)
+		}
 		if in.keys[name] != nil {
+			if inst != "" && in.keyInst[name] != inst {
+				in.log.Error("ingest: device key filed twice; the first is kept", "file", f, "kept_institution", in.keyInst[name])
+			}
 			continue // a device's key does not change under it
+		}
+		if inst != "" && wire.CheckName(inst) != nil {
+			in.log.Error("ingest: device key refused: not an institution's folder", "file", f)
+			continue
 		}
 		k, err := ledger.LoadPublicKey(f)
 		if err != nil {
@@ -518,6 +548,9 @@ func (in *Ingester) readKeys() {
 			continue
 		}
 		in.keys[name] = k
+		if inst != "" {
+			in.keyInst[name] = inst
+		}
 	}
 }
 

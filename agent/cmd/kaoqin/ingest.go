@@ -20,7 +20,7 @@ import (
 func ingestFlags(fs *flag.FlagSet) func() ingest.Config {
 	broker := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker")
 	db := fs.String("db", "/var/lib/kaoqin-ingest/ingest.db", "the ingester's store: a bbolt file, or a PostgreSQL URL (postgres://...) that several ingesters share")
-	keys := fs.String("device-keys", "/etc/kaoqin-ingest/devices", "directory of <device>.pub keys")
+	keys := fs.String("device-keys", "/etc/kaoqin-ingest/devices", "directory of device keys: <institution>/<device>.pub (pinned to the institution) or <device>.pub")
 	central := fs.String("central-key", "/etc/kaoqin-ingest/central.key", "central private key that signs datasets and commands")
 	datasets := fs.String("datasets", "/var/lib/kaoqin-ingest/datasets", "directory of published datasets")
 	user := fs.String("username", "", "broker user")
