@@ -30,6 +30,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
 	"github.com/kaoqin/kaoqin/drivers"
+	"github.com/kaoqin/kaoqin/sync/uplink"
 )
 
 // ManualSource is the source name of sign-ins entered through the local API (the override path).
@@ -67,6 +68,8 @@ type Agent struct {
 	spotBusy    map[string]bool      // room cameras whose burst is in progress
 	spotResults chan spotResult      // bursts back from the cameras' goroutines
 	spotNow     chan struct{}        // the central system's spotcheck command
+
+	centralTime chan uplink.CentralTime // the central's clock from its acks (centraltime.go)
 }
 
 // States of the box's time, as the decision loop last assessed it (checkin.History.Assess).
@@ -104,5 +107,6 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		spotBusy:      map[string]bool{},
 		spotResults:   make(chan spotResult, 4),
 		spotNow:       make(chan struct{}, 1),
+		centralTime:   make(chan uplink.CentralTime, 1),
 	}, nil
 }

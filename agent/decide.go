@@ -36,6 +36,8 @@ func (a *Agent) decide(ctx context.Context, h *checkin.History) error {
 			}
 		case <-a.spotNow:
 			a.spotNowAll(ctx, a.now().Wall)
+		case ct := <-a.centralTime:
+			a.anchorFromCentral(ct, h)
 		case <-tick.C:
 			if err := a.st.Fatal(); err != nil {
 				return err // a commit failed elsewhere (the uplink's ack): stop before taking readings

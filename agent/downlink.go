@@ -9,9 +9,11 @@ var _ uplink.Downlink = (*Agent)(nil)
 
 // Deliver takes what the central system sent (uplink.Downlink): an applied roster becomes the
 // rules' roster and wakes the template sync; a command is run or, if this agent has no use for
-// it, logged.
+// it, logged; the central's clock goes to the decision loop (centraltime.go).
 func (a *Agent) Deliver(d uplink.Delivery) {
 	switch {
+	case d.Time != nil:
+		a.centralTimeSeen(*d.Time)
 	case d.Roster != nil:
 		a.setRoster(d.Roster)
 	case d.Command != nil:

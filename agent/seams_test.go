@@ -33,6 +33,13 @@ func fakeDaemon(t *testing.T, feed string) (*api.Client, *driverstest.Feed) {
 // cleanup calls it too).
 func fakeDaemonAt(t *testing.T, feed, dir string, clk clock.Source, r *roster.Roster) (client *api.Client, f *driverstest.Feed, stop func()) {
 	t.Helper()
+	d, f := fakeDaemonOf(t, feed, dir, clk, r)
+	return d.client, f, d.Stop
+}
+
+// fakeDaemonOf is fakeDaemonAt returning the daemon itself.
+func fakeDaemonOf(t *testing.T, feed, dir string, clk clock.Source, r *roster.Roster) (*daemon, *driverstest.Feed) {
+	t.Helper()
 	opens := driverstest.Get(feed).Opens()
 	central := centralKey(t, dir)
 	cfg := fmt.Sprintf(`device = "test-seams"
@@ -49,17 +56,16 @@ feed = %q
 central_key = "central.pub"
 `, feed)
 	d := startDaemon(t, dir, cfg, clk)
-	client, stop = d.client, d.Stop
-	f = driverstest.Get(feed)
+	f := driverstest.Get(feed)
 	if !testkit.WaitFor(t, func() bool { return f.Opens() > opens }, 10*time.Second) {
 		t.Fatal("the agent never opened the source")
 	}
 	if r != nil {
-		if _, err := client.ImportDataset(context.Background(), ops.ImportRequest{Bundle: signedRoster(t, central, "test-seams", r)}); err != nil {
+		if _, err := d.client.ImportDataset(context.Background(), ops.ImportRequest{Bundle: signedRoster(t, central, "test-seams", r)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return client, f, stop
+	return d, f
 }
 
 func allEvents(t *testing.T, c *api.Client) []ledger.Event {

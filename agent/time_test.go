@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/testkit"
 	"github.com/kaoqin/kaoqin/drivers"
 	"github.com/kaoqin/kaoqin/drivers/driverstest"
+	"github.com/kaoqin/kaoqin/sync/uplink"
 )
 
 // Time on a box without a real-time clock: readings wait for trusted time, then are decided at
@@ -289,5 +291,58 @@ func TestReadingDecidedOnceAcrossARestart(t *testing.T) {
 	evs := allEvents(t, client)
 	if n, a := len(ofKind(evs, ledger.SignIn)), len(ofKind(evs, ledger.TimeAnchor)); n != 1 || a != 1 {
 		t.Errorf("after the restart: got %d sign-ins and %d anchors (%s), want 1 and 1", n, a, kindsOf(evs))
+	}
+}
+
+// The box boots in 1970 and NTP never answers (its network lets only the central system's broker
+// through), but the central system's signed acks carry its clock: an ack whose round trip is short
+// anchors the boot, keeping the signed ack as its proof, and the reading that waited is decided at
+// the time the anchor gives it. An ack whose round trip is too long to say the time is not taken.
+func TestCentralTimeAnchorsABootWithoutNTP(t *testing.T) {
+	real := time.Now().Truncate(time.Second)
+	r := demo.Roster(real, 4, 1)
+	clk := clock.NewFake("boot-1970", epoch1970, false)
+	d, f := fakeDaemonOf(t, t.Name(), t.TempDir(), clk, r)
+	if v := push(t, f, "T001"); v != drivers.Recorded {
+		t.Fatalf("sign-in in 1970: verdict got %v, want recorded", v)
+	}
+	clk.Advance(time.Hour) // an hour later the uplink reaches the central system; still no NTP
+
+	slow := time.Now()
+	d.a.Deliver(uplink.Delivery{Time: &uplink.CentralTime{Time: real.Add(time.Hour), Sent: slow.Add(-10 * time.Second), Received: slow, Seq: 2, Receipt: []byte(`{"signed":"slow"}`)}})
+	if !testkit.WaitFor(t, func() bool { return strings.Contains(d.logs.String(), "central time not taken") }, 10*time.Second) {
+		t.Fatal("an ack with a 10 s round trip: no log saying it was not taken")
+	}
+	if n := len(ofKind(allEvents(t, d.client), ledger.TimeAnchor)); n != 0 {
+		t.Fatalf("anchors after an ack with a 10 s round trip: got %d, want 0", n)
+	}
+
+	recv := time.Now()
+	receipt := []byte(`{"signed":"the central system's ack"}`)
+	d.a.Deliver(uplink.Delivery{Time: &uplink.CentralTime{Time: real.Add(time.Hour), Sent: recv.Add(-40 * time.Millisecond), Received: recv, Seq: 3, Receipt: receipt}})
+	in := waitEvent(t, d.client, "the decided sign-in", func(e *ledger.Event) bool { return e.Kind == ledger.SignIn })
+	evs := allEvents(t, d.client)
+	anchors := ofKind(evs, ledger.TimeAnchor)
+	if len(anchors) != 1 {
+		t.Fatalf("anchors: got %d (%s), want 1", len(anchors), kindsOf(evs))
+	}
+	a := anchors[0]
+	from, to := real.Add(time.Hour), real.Add(time.Hour+time.Second)
+	if a.Time.Boot != "boot-1970" || a.Time.Synced || a.Time.Wall.Before(from) || a.Time.Wall.After(to) || a.Time.Mono != int64(time.Hour+time.Second) {
+		t.Errorf("anchor time: got %+v, want boot-1970, not synchronised, wall in [%v, %v] (the central's clock and half the round trip), mono 1h1s", a.Time, from, to)
+	}
+	if string(a.Data) != string(receipt) || !strings.Contains(a.Note, "central") || !strings.Contains(a.Detail, "round trip 40ms") {
+		t.Errorf("anchor: got data %q, note %q, detail %q, want the signed ack as data, a note naming the central system, the round trip", a.Data, a.Note, a.Detail)
+	}
+	rd := ofKind(evs, ledger.Reading)[0]
+	if in.Ref != rd.ID || in.Seq < a.Seq || !in.HasFlag(ledger.FlagTimeAnchored) || in.Session != r.Sessions[0].ID {
+		t.Errorf("decided sign-in: got ref %s seq %d flags %v session %s, want the reading %s decided after the anchor (seq %d), time_anchored, in %s",
+			in.Ref, in.Seq, in.Flags, in.Session, rd.ID, a.Seq, r.Sessions[0].ID)
+	}
+	if got := in.Time.Wall.Sub(real); got < 0 || got > time.Second || in.Time.Mono != rd.Time.Mono {
+		t.Errorf("decided sign-in time: got %v (%v after the true time), want the true time of the reading to within the anchor's error", in.Time.Wall, got)
+	}
+	if !f.Env().ClockTrusted() {
+		t.Errorf("drivers.Env.ClockTrusted after the central anchor: got false, want true")
 	}
 }

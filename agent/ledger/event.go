@@ -47,7 +47,9 @@ const (
 	Reading Kind = "reading"
 	// TimeAnchor maps a boot's monotonic clock to trusted wall time: its Time is a trusted read of
 	// that boot (wall, mono), so the wall time of any event of the boot is its mono moved by the
-	// difference (clock.Anchored).
+	// difference (clock.Anchored). The read is the kernel's synchronised clock (Time.Synced) or,
+	// on a box without NTP, the central system's clock from one of its signed acks (not Synced;
+	// Data holds the signed ack, Detail the round trip that bounds the error).
 	TimeAnchor  Kind = "time_anchor"
 	Dataset     Kind = "dataset"     // a dataset from the central system applied or refused; Dataset says which
 	Certificate Kind = "certificate" // a certificate serial allocated; Cert names it, Operator who asked
@@ -174,7 +176,7 @@ type Event struct {
 	Evidence    []Photo `json:"evidence,omitempty"` // the photos kept with the event, by content
 	Ref         string  `json:"ref,omitempty"`      // ID of an event this one refers to
 	Key         string  `json:"key,omitempty"`      // the device's own identity of the reading (a terminal's record serial)
-	Data        []byte  `json:"data,omitempty"`     // an enrolled template
+	Data        []byte  `json:"data,omitempty"`     // an enrolled template; a central time anchor's signed ack
 	// Dataset is the dataset of a dataset event: what arrived, from where, applied or not.
 	Dataset *DatasetRef `json:"dataset,omitempty"`
 	// Cert is the serial a certificate event allocated (Trainee and Detail, the programme, say for whom).

@@ -251,7 +251,11 @@ func TestPublishDataset(t *testing.T) {
 	defer st.Close()
 	applied := make(chan uint64, 10)
 	ucfg := env.UplinkConfig(dev, b.URL())
-	ucfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
+	ucfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+		if d.Roster != nil {
+			applied <- d.Roster.Version
+		}
+	})
 	env.StartUplink(st, ucfg)
 	waitApplied := func(want uint64) {
 		t.Helper()

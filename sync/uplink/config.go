@@ -83,9 +83,9 @@ type Config struct {
 }
 
 // Downlink is the agent's side of what arrives from the central system: the one seam through which
-// applied datasets and commands reach it, so that a new dataset or command adds a field to
-// Delivery, never a callback to Config. Deliver is called from the uplink's downlink goroutine
-// and must return quickly.
+// applied datasets, commands and the central's clock reach it, so that a new kind adds a field to
+// Delivery, never a callback to Config. Deliver is called from the uplink's goroutines and must
+// return quickly.
 type Downlink interface {
 	Deliver(Delivery)
 }
@@ -99,6 +99,20 @@ type Delivery struct {
 	Roster  *roster.Index
 	// Command is a signed command for the agent (spotcheck, reconcile, ...), replay-checked.
 	Command *wire.Command
+	// Time is the central system's clock, from an ack of a batch this process published once
+	// (delivered from the sender's goroutine).
+	Time *CentralTime
+}
+
+// CentralTime is the central system's clock as one of its signed acks gives it: it committed the
+// acknowledged batch between Sent and Received, so at Received the box's true time lies within
+// [Time, Time+(Received-Sent)]. Sent and Received carry Go's monotonic clock reading.
+type CentralTime struct {
+	Time     time.Time // the central's clock at its commit, as it signed it
+	Sent     time.Time // when the acknowledged batch was published
+	Received time.Time // when the ack was taken
+	Seq      uint64    // the seq the ack acknowledged through
+	Receipt  []byte    // the signed ack, the proof of Time
 }
 
 // DownlinkFunc makes a function a Downlink.

@@ -390,7 +390,11 @@ func TestDatasetKilledBetweenStagingAndSwap(t *testing.T) {
 	}
 	cfgUp := env.UplinkConfig(device, b.URL())
 	applied := make(chan uint64, 10)
-	cfgUp.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
+	cfgUp.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+		if d.Roster != nil {
+			applied <- d.Roster.Version
+		}
+	})
 	_, run := env.StartUplink(st, cfgUp)
 	select {
 	case v := <-applied:
@@ -472,7 +476,11 @@ func TestStagedDatasetAppliedOfflineReportedLater(t *testing.T) {
 	proxy.Cut() // offline
 	cfg := env.UplinkConfig(device, proxy.URL())
 	applied := make(chan uint64, 1)
-	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { applied <- d.Roster.Version })
+	cfg.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+		if d.Roster != nil {
+			applied <- d.Roster.Version
+		}
+	})
 	env.StartUplink(st, cfg)
 	select {
 	case v := <-applied:

@@ -14,6 +14,8 @@ import (
 // flight is a published batch not yet acknowledged.
 type flight struct {
 	first, last uint64
+	at          time.Time // when it was published
+	fresh       bool      // no seq of it was published before (by this process or one before it)
 }
 
 // sender is the state of the one sender goroutine. Nothing else touches it.
@@ -202,6 +204,7 @@ func (u *Uplink) takeAcks(s *sender, acks []wire.Ack, now time.Time) error {
 		s.acked = best
 		s.lastProgress = now
 		s.ackTimeout = u.cfg.AckTimeout
+		u.centralTime(s, receipt, now)
 	}
 	n := 0
 	for _, f := range s.inflight {
@@ -219,6 +222,24 @@ func (u *Uplink) takeAcks(s *sender, acks []wire.Ack, now time.Time) error {
 		s.next = best + 1
 	}
 	return nil
+}
+
+// centralTime hands the agent the central system's clock from an ack that moved the cursor, when
+// the batch it acknowledges was published once, by this process: the central committed it between
+// that publish and now. (The ack of a batch sent twice may answer the first copy, whose time this
+// process may not know.)
+func (u *Uplink) centralTime(s *sender, a *wire.Ack, now time.Time) {
+	if u.cfg.Downlink == nil {
+		return
+	}
+	for _, f := range s.inflight {
+		if f.first <= a.AckedThrough && a.AckedThrough <= f.last {
+			if f.fresh && !now.Before(f.at) {
+				u.cfg.Downlink.Deliver(Delivery{Time: &CentralTime{Time: a.Time, Sent: f.at, Received: now, Seq: a.AckedThrough, Receipt: a.Signed}})
+			}
+			return
+		}
+	}
 }
 
 // fill publishes batches until the window is full or the ledger is all sent.
@@ -266,7 +287,7 @@ func (u *Uplink) fill(s *sender, now time.Time) error {
 		if len(s.inflight) == 0 {
 			s.lastProgress = now
 		}
-		s.inflight = append(s.inflight, flight{b.FirstSeq, b.LastSeq})
+		s.inflight = append(s.inflight, flight{first: b.FirstSeq, last: b.LastSeq, at: now, fresh: b.FirstSeq > max(s.maxSent, s.startHead)})
 		u.stats.batches.Add(1)
 		if b.FirstSeq <= s.maxSent {
 			u.stats.resent.Add(1)
