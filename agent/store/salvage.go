@@ -161,3 +161,78 @@ func (s *Store) SalvagedRecords(fn func(epoch, seq uint64, rec ledger.Record) er
 		})
 	})
 }
+
+// SalvagedEpoch is one old epoch whose records were salvaged into this store: seqs 1..Last, of
+// which the central system has acknowledged 1..Acked (AckSalvaged).
+type SalvagedEpoch struct {
+	Epoch, Last, Acked uint64
+}
+
+var bucketSalvageAcked = []byte("salvage_acked") // epoch -> the seq the central acknowledged through
+
+// SalvagedEpochs lists the epochs salvaged into this store, oldest first.
+func (s *Store) SalvagedEpochs() ([]SalvagedEpoch, error) {
+	var out []SalvagedEpoch
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSalvaged)
+		if b == nil {
+			return nil
+		}
+		acked := tx.Bucket(bucketSalvageAcked)
+		return b.ForEach(func(k, _ []byte) error {
+			if len(k) != 16 {
+				return nil
+			}
+			epoch, seq := binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:])
+			if n := len(out); n == 0 || out[n-1].Epoch != epoch {
+				out = append(out, SalvagedEpoch{Epoch: epoch})
+				if acked != nil {
+					if v := acked.Get(k[:8]); len(v) == 8 {
+						out[len(out)-1].Acked = binary.BigEndian.Uint64(v)
+					}
+				}
+			}
+			out[len(out)-1].Last = max(out[len(out)-1].Last, seq)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SalvagedRange returns at most max salvaged records of epoch from seq from on, in seq order.
+func (s *Store) SalvagedRange(epoch, from uint64, max int) ([]Seqd, error) {
+	var out []Seqd
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSalvaged)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(append(u64(epoch), u64(from)...)); k != nil && len(out) < max; k, v = c.Next() {
+			if len(k) != 16 || binary.BigEndian.Uint64(k[:8]) != epoch {
+				break
+			}
+			out = append(out, Seqd{Seq: binary.BigEndian.Uint64(k[8:]), Record: slices.Clone(v)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AckSalvaged records that the central system holds epoch's salvaged records through seq
+// through (cumulative: a lower one changes nothing).
+func (s *Store) AckSalvaged(epoch, through uint64) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketSalvageAcked)
+		if err != nil {
+			return err
+		}
+		if v := b.Get(u64(epoch)); len(v) == 8 && binary.BigEndian.Uint64(v) >= through {
+			return nil
+		}
+		return b.Put(u64(epoch), u64(through))
+	})
+}

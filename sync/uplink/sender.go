@@ -34,7 +34,8 @@ type sender struct {
 	stateAt      time.Time // when the state was last published
 	stateOf      [2]uint64 // the head and cursor it reported
 
-	ev evSender // the evidence photos (evidence.go)
+	ev   evSender   // the evidence photos (evidence.go)
+	salv salvSender // the events salvaged from a damaged file (salvage.go)
 }
 
 // stateEvery is how often the state is refreshed while the ledger moves (it is refreshed every
@@ -123,8 +124,11 @@ func (u *Uplink) step(s *sender, now time.Time) error {
 	if err := u.fill(s, now); err != nil {
 		return err
 	}
-	// Photos only while every event is acknowledged: sign-ins always go first.
+	// Salvaged events and photos only while every event is acknowledged: sign-ins always go first.
 	if evAcks := u.inbox.takeEvidenceAcks(); len(s.inflight) == 0 && s.acked >= head {
+		if err := u.stepSalvage(s, now); err != nil {
+			return err
+		}
 		if err := u.stepEvidence(s, evAcks, now); err != nil {
 			return err
 		}
@@ -164,8 +168,12 @@ func (u *Uplink) takeAcks(s *sender, acks []wire.Ack, now time.Time) error {
 	for _, a := range acks {
 		switch {
 		case a.Epoch != u.epoch:
-			u.stats.staleAcks.Add(1)
-			u.log.Debug("uplink: ack for another epoch ignored", "epoch", a.Epoch, "current", u.epoch)
+			if ok, err := u.takeSalvageAck(s, a); err != nil {
+				return err
+			} else if !ok {
+				u.stats.staleAcks.Add(1)
+				u.log.Debug("uplink: ack for another epoch ignored", "epoch", a.Epoch, "current", u.epoch)
+			}
 		case a.AckedThrough > sent:
 			u.stats.beyondAcks.Add(1)
 			u.log.Warn("uplink: ack beyond what was sent ignored", "acked_through", a.AckedThrough, "sent_through", sent)
