@@ -17,9 +17,9 @@ import (
 // keeps the signed ack as its proof), and the readings that waited are decided at the time it
 // gives them, as an NTP anchor would.
 
-// maxCentralRoundTrip is the widest round trip an anchor is taken from: the anchor is within half
-// of it of the central's clock.
-const maxCentralRoundTrip = 5 * time.Second
+// MaxCentralRoundTrip is the widest round trip an anchor is taken from: the anchor is within half
+// of it of the central's clock, and never more than it after the central's signed time.
+const MaxCentralRoundTrip = 5 * time.Second
 
 // centralTimeSeen hands the decision loop the central's clock (uplink.Delivery.Time); a newer one
 // replaces one not yet taken.
@@ -44,8 +44,8 @@ func (a *Agent) anchorFromCentral(ct uplink.CentralTime, h *checkin.History) {
 		return // synchronised, or anchored already
 	}
 	rtt := ct.Received.Sub(ct.Sent)
-	if rtt < 0 || rtt > maxCentralRoundTrip {
-		a.log.Info("central time not taken: the round trip is too long to anchor the boot", "round_trip", rtt, "max", maxCentralRoundTrip)
+	if rtt < 0 || rtt > MaxCentralRoundTrip {
+		a.log.Info("central time not taken: the round trip is too long to anchor the boot", "round_trip", rtt, "max", MaxCentralRoundTrip)
 		return
 	}
 	raw := a.now()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/kaoqin/kaoqin/agent/demo"
 	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/store"
+	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
 // kaoqin is the binary under test, built once.
@@ -368,4 +370,59 @@ func runDaemon(t *testing.T, cfgPath string) (*exec.Cmd, *bytes.Buffer) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return daemon, logs
+}
+
+// kaoqin verify --central-key checks each time anchor a box without NTP took from the central
+// system's clock: the signed ack it keeps must be the central's, of events before it, and its time
+// within the widest round trip after the central's. Without the key nothing is claimed.
+func TestVerifyChecksCentralTimeAnchors(t *testing.T) {
+	dir := t.TempDir()
+	_, pubPath, err := ledger.GenerateKeyFiles(dir, "device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, centralPub, err := ledger.GenerateKeyFiles(dir, "central")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ledger.LoadPrivateKey(filepath.Join(dir, "device.key"))
+	central, _ := ledger.LoadPrivateKey(filepath.Join(dir, "central.key"))
+	ledgerWithAnchor := func(name string, after time.Duration) string {
+		db := filepath.Join(dir, name)
+		st, err := store.Open(store.Config{Path: db, Device: "box-1", Key: key}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		for i := range 5 {
+			if _, err := st.Append(ledger.Event{Kind: ledger.Reading, Trainee: fmt.Sprintf("T%03d", i), Time: ledger.Clock{Wall: time.Unix(30, 0)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seq, hash := st.Head()
+		at := time.Now().UTC().Truncate(time.Millisecond)
+		signed, err := wire.SealAck(&wire.Ack{Device: "box-1", Epoch: st.Epoch(), AckedThrough: seq, Hash: hex.EncodeToString(hash[:]), Time: at}, central)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Append(ledger.Event{Kind: ledger.TimeAnchor, Data: signed, Time: ledger.Clock{Wall: at.Add(after), Mono: 1, Boot: "b"}}); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	good := ledgerWithAnchor("good.db", 20*time.Millisecond)
+	if r := cli(t, "verify", "--db", good, "--pubkey", pubPath, "--central-key", centralPub); r.code != 0 || !strings.Contains(r.stdout, "1 time anchors taken from the central system's clock") {
+		t.Fatalf("an anchor 20 ms after the central's signed time: exit %d, %q %q; want exit 0 and the anchor counted", r.code, r.stdout, r.stderr)
+	}
+	if r := cli(t, "verify", "--db", good, "--pubkey", pubPath); r.code != 0 || strings.Contains(r.stdout, "time anchors") {
+		t.Fatalf("without the central key: exit %d, %q; want exit 0 and no claim about the anchors", r.code, r.stdout)
+	}
+	late := ledgerWithAnchor("late.db", time.Hour)
+	if r := cli(t, "verify", "--db", late, "--pubkey", pubPath, "--central-key", centralPub); r.code != 1 || !strings.Contains(r.stderr, "time anchor at seq 7") {
+		t.Fatalf("an anchor an hour after the central's signed time: exit %d, stderr %q; want exit 1 naming seq 7", r.code, r.stderr)
+	}
+	_, otherPub, _ := ledger.GenerateKeyFiles(t.TempDir(), "central")
+	if r := cli(t, "verify", "--db", good, "--pubkey", pubPath, "--central-key", otherPub); r.code != 1 || !strings.Contains(r.stderr, "time anchor at seq 7") {
+		t.Fatalf("another central key: exit %d, stderr %q; want exit 1 naming the anchor", r.code, r.stderr)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -25,7 +26,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "config file, when --db is not given")
 	pubPath := fs.String("pubkey", "", "the device's public key, PEM (required: verification trusts nothing in the file)")
 	all := fs.Bool("all-signatures", false, "also check every event's own signature (about 30 µs an event on two cores)")
-	centralPath := fs.String("central-key", "", "the central system's public key, PEM: also check the signature of the receipt the ledger keeps")
+	centralPath := fs.String("central-key", "", "the central system's public key, PEM: also check the signature of the receipt the ledger keeps, and of every time anchor taken from the central system's clock")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -83,9 +84,56 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := checkKeptReceipt(sum.Receipt, *centralPath); err != nil {
 		return err
 	}
+	anchors, err := checkCentralAnchors(st, *centralPath)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "intact: device %s epoch %d, %d events, verified in %v (%.0f events/s)\n",
 		sum.Device, sum.Epoch, sum.Events, el.Round(time.Millisecond), float64(sum.Events)/el.Seconds())
+	if anchors > 0 {
+		fmt.Fprintf(stdout, "%d time anchors taken from the central system's clock, each backed by an acknowledgement signed by the central key\n", anchors)
+	}
 	return witnessed(stdout, sum, *centralPath)
+}
+
+// checkCentralAnchors checks, when the central key is given, every time_anchor that says it took
+// the central system's clock (a box without NTP): its data must be an ack signed by the central
+// key, of this device and epoch, acknowledging events before the anchor, and the anchor's wall
+// time no earlier than the ack's and no later than the widest round trip after it. It returns how
+// many there are.
+func checkCentralAnchors(st *store.Store, centralPath string) (int, error) {
+	if centralPath == "" {
+		return 0, nil
+	}
+	central, err := ledger.LoadPublicKey(centralPath)
+	if err != nil {
+		return 0, usageError{err}
+	}
+	n := 0
+	err = st.Scan(1, func(seq uint64, r ledger.Record) error {
+		if !bytes.Contains(r, []byte(`"kind":"time_anchor"`)) {
+			return nil
+		}
+		e, err := r.Event()
+		if err != nil || e.Kind != ledger.TimeAnchor || len(e.Data) == 0 {
+			return nil // the chain check reports an undecodable record
+		}
+		n++
+		a, err := wire.DecodeAck(e.Data, central)
+		switch {
+		case err != nil:
+		case a.Device != e.Device || a.Epoch != e.Epoch || a.AckedThrough >= e.Seq:
+			err = fmt.Errorf("the acknowledgement is of %s epoch %d seq %d, not of events before it", a.Device, a.Epoch, a.AckedThrough)
+		case e.Time.Wall.Before(a.Time) || e.Time.Wall.After(a.Time.Add(agent.MaxCentralRoundTrip)):
+			err = fmt.Errorf("its time %s is not within %v after the central system's %s",
+				e.Time.Wall.UTC().Format(time.RFC3339Nano), agent.MaxCentralRoundTrip, a.Time.UTC().Format(time.RFC3339Nano))
+		}
+		if err != nil {
+			return fmt.Errorf("NOT INTACT: the time anchor at seq %d does not prove the central system's clock: %v", seq, err)
+		}
+		return nil
+	})
+	return n, err
 }
 
 // checkKeptReceipt verifies the kept receipt's signature with the central key, when one is given.
