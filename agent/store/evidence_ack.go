@@ -56,9 +56,10 @@ func (s *Store) AckEvidence(sha string) error {
 // been acknowledged.
 func (s *Store) EvidenceThrough() (uint64, error) {
 	var n uint64
+	k := u64(s.Epoch()) // s.mu is never taken inside a transaction: Append holds it around one
 	err := s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketEvidenceThrough); b != nil {
-			if v := b.Get(u64(s.Epoch())); len(v) == 8 {
+			if v := b.Get(k); len(v) == 8 {
 				n = binary.BigEndian.Uint64(v)
 			}
 		}
@@ -72,12 +73,12 @@ func (s *Store) SetEvidenceThrough(seq uint64) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	k := u64(s.Epoch()) // s.mu is never taken inside a transaction: Append holds it around one
 	return s.evidenceUpdate(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketEvidenceThrough)
 		if err != nil {
 			return err
 		}
-		k := u64(s.Epoch())
 		if v := b.Get(k); len(v) == 8 && binary.BigEndian.Uint64(v) >= seq {
 			return nil
 		}

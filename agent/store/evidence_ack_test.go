@@ -1,11 +1,14 @@
 package store
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/drivers"
 )
 
@@ -55,5 +58,54 @@ func TestPruneEvidenceKeepsUnacknowledged(t *testing.T) {
 		if !exists(sha) {
 			t.Errorf("unacknowledged photo %s deleted", sha[:12])
 		}
+	}
+}
+
+// Appends and the uplink's evidence bookkeeping run at once without waiting on each other for
+// ever: Append holds the store's lock around its transaction, so nothing may take that lock
+// inside a transaction (SetEvidenceThrough once read the epoch there, and the two deadlocked).
+func TestAppendBesideEvidenceBookkeeping(t *testing.T) {
+	s, err := Open(testConfig(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closed only when both finished: Close would wait for ever behind a stuck transaction.
+	const n = 300
+	done := make(chan error, 2)
+	go func() {
+		for i := range n {
+			if _, err := s.AppendBatch([]ledger.Event{signIn(fmt.Sprintf("T%d", i))}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	go func() {
+		for i := range n {
+			if err := s.SetEvidenceThrough(uint64(i + 1)); err != nil {
+				done <- err
+				return
+			}
+			if _, err := s.EvidenceThrough(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range 2 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("appends beside SetEvidenceThrough: not both finished after 30 s (a lock taken inside a transaction?)")
+		}
+	}
+	defer s.Close()
+	if got, err := s.EvidenceThrough(); err != nil || got != n {
+		t.Errorf("EvidenceThrough: got %d, %v; want %d", got, err, n)
 	}
 }
