@@ -54,8 +54,12 @@ func BenchmarkCentral(b *testing.B) {
 		env.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		br := brokertest.Start(b, brokertest.Options{Extra: "max_connections -1\n"})
 		db := pgtest.DB(b)
+		central, err := ledger.LoadPublicKey(env.CentralPub)
+		if err != nil {
+			b.Fatal(err)
+		}
 		newFleet := func(prefix string) *fleet.Fleet {
-			f, err := fleet.New(fleet.Config{Broker: br.URL(), Devices: devices, KeysDir: env.DeviceKeysDir, Prefix: prefix,
+			f, err := fleet.New(fleet.Config{Broker: br.URL(), Devices: devices, KeysDir: env.DeviceKeysDir, CentralPub: central, Prefix: prefix,
 				BatchSize: 64, Window: 4, AckTimeout: 10 * time.Second}, env.Log)
 			if err != nil {
 				b.Fatal(err)
