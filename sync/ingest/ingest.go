@@ -285,6 +285,7 @@ func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
 		return nil
 	}
 	t0 := time.Now()
+	prepare(p.w.batches) // verify and decode before the transaction, outside its locks
 	results, err := in.commit(ctx, &p.w)
 	in.log.Debug("ingest: commit", "messages", len(msgs), "batches", len(p.w.batches), "retried", len(retry),
 		"updates", len(p.w.updates), "took", time.Since(t0), "queued", len(in.msgs), "err", err)
