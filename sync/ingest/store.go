@@ -280,6 +280,14 @@ type columns struct {
 // decode reads the columns of a verified record. A record whose body does not decode as an
 // event (it verified, so the device signed it) keeps empty columns: the bytes are what count.
 func decode(r ledger.Record) decoded {
+	if d, ok := decodeFast(r.Body()); ok {
+		return d
+	}
+	return decodeJSON(r)
+}
+
+// decodeJSON is decode by json.Unmarshal: the reference, for any body.
+func decodeJSON(r ledger.Record) decoded {
 	var c columns
 	if err := json.Unmarshal(r.Body(), &c); err != nil {
 		return decoded{kind: "undecodable", flags: []string{}}
