@@ -203,6 +203,8 @@ func (in *Ingester) handle(m mqtt.Message) {
 func (in *Ingester) work(ctx context.Context) error {
 	tick := time.NewTicker(max(in.cfg.GapTimeout/4, 50*time.Millisecond))
 	defer tick.Stop()
+	poll := time.NewTicker(parkedPoll)
+	defer poll.Stop()
 	var cur, next *run // the run committing, and the one gathering behind it
 	var curDone <-chan struct{}
 	begin := func(r *run) {
@@ -254,10 +256,11 @@ func (in *Ingester) work(ctx context.Context) error {
 				next = nil
 				begin(r)
 			}
-		case <-tick.C:
+		case <-poll.C:
 			if len(in.parked) > 0 && cur == nil && next == nil {
-				begin(in.newRun())
+				begin(in.newRun()) // commits only if another member stored a predecessor
 			}
+		case <-tick.C:
 			in.checkGaps(ctx, time.Now())
 			in.sendDatasets(time.Now())
 			if time.Since(in.statusAt) > statusEvery {
@@ -275,6 +278,10 @@ func (in *Ingester) work(ctx context.Context) error {
 
 // maxRun bounds the messages of one transaction.
 const maxRun = 256
+
+// parkedPoll is how often an idle worker with batches parked beyond a gap reads their chain
+// ends (one query, no lock) to see whether another member of the group stored a predecessor.
+const parkedPoll = 25 * time.Millisecond
 
 // seenEvery is how often a device's last contact is written while it sends.
 const seenEvery = 5 * time.Second
