@@ -33,7 +33,10 @@ const migrationLock = 0x6b616f71696e // "kaoqin"
 // pgStore is the store in a PostgreSQL database, shared by every ingester of a shared
 // subscription group (docs/central.md). A commit locks the rows of the devices it touches
 // (SELECT ... FOR UPDATE, in name order, so two ingesters never deadlock on each other), reads
-// their chain ends, verifies, inserts the events (COPY) and moves the ends, in one transaction.
+// their chain ends, checks each batch against its stored end (for a batch prepared before the
+// transaction, only the link of its first new record to the stored head), inserts the events
+// (COPY) and moves the ends, in one transaction. synchronous_commit is left on: an ack follows a
+// commit that is on disk.
 type pgStore struct {
 	pool *pgxpool.Pool
 
