@@ -56,6 +56,10 @@ func columnBodies(t testing.TB) (sealed, other [][]byte) {
 		[]byte(`{"x":01}`),
 		[]byte(`{"x":"\q"}`),
 		[]byte(`{"kind":"a"}x`),
+		[]byte(`{"kind":"sign\u005fin"}`),
+		[]byte(`{"trainee":"T\\1"}`),
+		[]byte(`{"ſession":"S1","\u212aind":"x","Kind":"y"}`), // keys json.Unmarshal folds onto columns
+		[]byte(`{"evidence":[{"sha256":"ab","SHA256":"cd","size":99999999999999999999}]}`),
 	}
 	return sealed, other
 }
