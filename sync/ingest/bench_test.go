@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,11 +54,19 @@ func BenchmarkCentral(b *testing.B) {
 	const perClass = 30
 	for range b.N {
 		env := synckit.NewEnv(b)
-		env.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		level := slog.LevelWarn
+		if os.Getenv("KAOQIN_BENCH_LOG") == "debug" { // each commit's size and time
+			level = slog.LevelDebug
+		}
+		env.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 		br := brokertest.Start(b, brokertest.Options{Extra: "max_connections -1\n"})
 		db := pgtest.DB(b)
+		central, err := ledger.LoadPublicKey(env.CentralPub)
+		if err != nil {
+			b.Fatal(err)
+		}
 		newFleet := func(prefix string) *fleet.Fleet {
-			f, err := fleet.New(fleet.Config{Broker: br.URL(), Devices: devices, KeysDir: env.DeviceKeysDir, Prefix: prefix,
+			f, err := fleet.New(fleet.Config{Broker: br.URL(), Devices: devices, KeysDir: env.DeviceKeysDir, CentralPub: central, Prefix: prefix,
 				BatchSize: 64, Window: 4, AckTimeout: 10 * time.Second}, env.Log)
 			if err != nil {
 				b.Fatal(err)
@@ -103,6 +114,8 @@ func BenchmarkCentral(b *testing.B) {
 		// The morning after an outage: another province's worth of classrooms reconnects at once,
 		// each with a backlog.
 		after.Record(backlog, ledger.SignIn)
+		stopProfile := drainProfile(b)
+		busy0, split0 := cpuTicks(), cpuSplit()
 		start := time.Now()
 		synckit.Start(b, after.Run)
 		var connected time.Duration
@@ -116,6 +129,9 @@ func BenchmarkCentral(b *testing.B) {
 			b.Fatal(err)
 		}
 		drain := time.Since(start)
+		busy := cpuTicks().busySince(busy0)
+		split := cpuSplit().since(split0)
+		stopProfile()
 		tot := after.Totals()
 		size, n := dbSize(b, db)
 		if want := int64(tot.Head + day.Totals().Head); n != want {
@@ -137,8 +153,11 @@ func BenchmarkCentral(b *testing.B) {
 		fmt.Printf("8 o'clock wave: %d sign-ins in %v (offered %.0f/s), %d batches: publish-to-ack p50 %v, p99 %v, max %v\n",
 			devices*perClass, waveTook.Round(time.Millisecond), float64(devices*perClass)/wave.Seconds(), len(lat),
 			fleet.Quantile(lat, 0.5), fleet.Quantile(lat, 0.99), fleet.Quantile(lat, 1))
-		fmt.Printf("morning after: %d devices x %d events = %d in %v (%.0f events/s; every device connected after %v; %d resends, %d resyncs); bare COPY %.0f events/s (ratio %.2f); %.0f bytes/event in the database\n",
-			devices, backlog, tot.Head, drain.Round(time.Millisecond), rate, connected.Round(time.Millisecond), tot.Resends, tot.Resyncs, bare, rate/bare, float64(size)/float64(n))
+		fmt.Printf("morning after: %d devices x %d events = %d in %v (%.0f events/s; every device connected after %v; %d resends, %d resyncs; the machine's cores %.0f%% busy); bare COPY %.0f events/s (ratio %.2f); %.0f bytes/event in the database\n",
+			devices, backlog, tot.Head, drain.Round(time.Millisecond), rate, connected.Round(time.Millisecond), tot.Resends, tot.Resyncs, 100*busy, bare, rate/bare, float64(size)/float64(n))
+		fmt.Printf("CPU time during the drain (%v on %d cores): this process (both consumers, the simulated devices) %.1f s, postgres %.1f s, mosquitto %.1f s, every other process %.1f s\n",
+			drain.Round(time.Millisecond), runtime.NumCPU(), split["self"], split["postgres"], split["mosquitto"],
+			busy*drain.Seconds()*float64(runtime.NumCPU())-split["self"]-split["postgres"]-split["mosquitto"])
 		cancel()
 	}
 }
@@ -235,4 +254,111 @@ func loadavg() string {
 		return "unknown"
 	}
 	return f[0]
+}
+
+// drainProfile writes a CPU profile of the morning after's drain alone (this process: the
+// consumers and the simulated devices) to the file KAOQIN_BENCH_DRAIN_PROFILE names, if set (do
+// not combine with -cpuprofile, which profiles the whole run).
+func drainProfile(b *testing.B) (stop func()) {
+	path := os.Getenv("KAOQIN_BENCH_DRAIN_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+// ticks are the machine's CPU time counters (/proc/stat): busy and total, in clock ticks.
+type ticks struct{ busy, total uint64 }
+
+func cpuTicks() ticks {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return ticks{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var t ticks
+	for i, f := range strings.Fields(line)[1:] {
+		n, _ := strconv.ParseUint(f, 10, 64)
+		t.total += n
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += n
+		}
+	}
+	return t
+}
+
+// busySince is the fraction of the machine's CPU time that was busy since t0.
+func (t ticks) busySince(t0 ticks) float64 {
+	if t.total <= t0.total {
+		return 0
+	}
+	return float64(t.busy-t0.busy) / float64(t.total-t0.total)
+}
+
+// cpuSplit is the CPU time (user and system, in seconds) of this process ("self") and of its
+// descendants by command name (the test's postgres and mosquitto), read from /proc.
+type cpuTimes map[string]float64
+
+func cpuSplit() cpuTimes {
+	const hz = 100 // USER_HZ
+	type proc struct {
+		ppid int
+		comm string
+		cpu  float64
+	}
+	procs := map[int]proc{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(s[:i]))
+		f := strings.Fields(s[j+1:]) // state ppid ... utime(12) stime(13)
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		procs[pid] = proc{ppid, s[i+1 : j], (ut + st) / hz}
+	}
+	self := os.Getpid()
+	out := cpuTimes{}
+	for pid, p := range procs {
+		if pid == self {
+			out["self"] += p.cpu
+			continue
+		}
+		for a, n := p.ppid, 0; a > 1 && n < 10; a, n = procs[a].ppid, n+1 {
+			if a == self {
+				out[p.comm] += p.cpu
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (t cpuTimes) since(t0 cpuTimes) cpuTimes {
+	out := cpuTimes{}
+	for k, v := range t {
+		out[k] = v - t0[k]
+	}
+	return out
 }

@@ -197,18 +197,42 @@ func (in *Ingester) handle(m mqtt.Message) {
 	}
 }
 
-// work is the one goroutine that owns the store writes and the device state.
+// work is the one goroutine that owns the device state and starts the store writes. While one
+// transaction commits (in a goroutine of its own: one at a time), work decodes, verifies and
+// decodes the columns of the messages that arrive for the next one (up to maxRun messages),
+// and starts it as soon as the first is done and acknowledged.
 func (in *Ingester) work(ctx context.Context) error {
 	tick := time.NewTicker(max(in.cfg.GapTimeout/4, 50*time.Millisecond))
 	defer tick.Stop()
+	poll := time.NewTicker(parkedPoll)
+	defer poll.Stop()
+	var cur, next *run // the run committing, and the one gathering behind it
+	var curDone <-chan struct{}
+	begin := func(r *run) {
+		cur, curDone = nil, nil
+		if in.start(ctx, r) {
+			cur, curDone = r, r.done
+		}
+	}
 	for {
+		msgs := in.msgs
+		if next != nil && len(next.msgs) >= maxRun {
+			msgs = nil // the next run is full: the queue waits
+		}
 		select {
 		case <-ctx.Done():
+			if cur != nil {
+				<-cur.done // stopping: nothing more acked, the devices resend
+			}
 			return nil
-		case m := <-in.msgs:
+		case m := <-msgs:
+			r := next
+			if r == nil {
+				r = in.newRun()
+			}
 			batch := []mqtt.Message{m}
 		more:
-			for len(batch) < 256 {
+			for len(r.msgs)+len(batch) < maxRun {
 				select {
 				case m := <-in.msgs:
 					batch = append(batch, m)
@@ -216,15 +240,28 @@ func (in *Ingester) work(ctx context.Context) error {
 					break more
 				}
 			}
-			if err := in.process(ctx, batch); err != nil {
+			in.gather(r, batch)
+			if cur == nil {
+				next = nil
+				begin(r)
+			} else {
+				next = r
+			}
+		case <-curDone:
+			if err := in.finish(ctx, cur); err != nil {
 				return err
 			}
-		case <-tick.C:
-			if len(in.parked) > 0 {
-				if err := in.process(ctx, nil); err != nil {
-					return err
-				}
+			cur, curDone = nil, nil
+			if next != nil {
+				r := next
+				next = nil
+				begin(r)
 			}
+		case <-poll.C:
+			if len(in.parked) > 0 && cur == nil && next == nil {
+				begin(in.newRun()) // commits only if another member stored a predecessor
+			}
+		case <-tick.C:
 			in.checkGaps(ctx, time.Now())
 			in.sendDatasets(time.Now())
 			if time.Since(in.statusAt) > statusEvery {
@@ -239,6 +276,13 @@ func (in *Ingester) work(ctx context.Context) error {
 		}
 	}
 }
+
+// maxRun bounds the messages of one transaction.
+const maxRun = 256
+
+// parkedPoll is how often an idle worker with batches parked beyond a gap reads their chain
+// ends (one query, no lock) to see whether another member of the group stored a predecessor.
+const parkedPoll = 25 * time.Millisecond
 
 // seenEvery is how often a device's last contact is written while it sends.
 const seenEvery = 5 * time.Second
@@ -265,30 +309,64 @@ func (p *pending) update(d *device, now time.Time) *deviceUpdate {
 	return &p.w.updates[i]
 }
 
-// process handles messages in one transaction: verify, store, commit, then ack. The batches
-// parked beyond a gap are tried again in the same transaction.
-func (in *Ingester) process(ctx context.Context, msgs []mqtt.Message) error {
-	now := time.Now()
-	p := &pending{updates: map[string]int{}, keyOf: in.key4}
+// run is one transaction's messages, from their decoding to their acks.
+type run struct {
+	msgs    []mqtt.Message
+	p       *pending
+	now     time.Time
+	retry   []parkedBatch // parked batches tried again: p.w.batches[p.parked:]
+	keep    []parkedBatch // parked batches still ahead of a gap
+	t0      time.Time
+	results []batchResult
+	err     error
+	done    chan struct{} // closed when the commit returned
+}
+
+func (in *Ingester) newRun() *run {
+	return &run{now: time.Now(), p: &pending{updates: map[string]int{}, keyOf: in.key4}}
+}
+
+// gather decodes messages into r and prepares their batches: verified on their own and their
+// columns decoded, on every core, before the transaction and outside its locks.
+func (in *Ingester) gather(r *run, msgs []mqtt.Message) {
+	from := len(r.p.w.batches)
+	r.msgs = append(r.msgs, msgs...)
 	for _, m := range msgs {
-		in.message(m, p, now)
+		in.message(m, r.p, r.now)
 	}
-	p.parked = len(p.w.batches)
-	retry, keep := in.readyParked(ctx, now)
-	for _, pb := range retry {
-		p.w.batches = append(p.w.batches, pb.b)
+	prepare(r.p.w.batches[from:])
+}
+
+// start adds to r the parked batches whose chains now reach them and commits r in a goroutine
+// of its own. It reports false if r had nothing to commit (r is then done: its messages acked).
+func (in *Ingester) start(ctx context.Context, r *run) bool {
+	r.p.parked = len(r.p.w.batches)
+	r.retry, r.keep = in.readyParked(ctx, r.now)
+	for _, pb := range r.retry {
+		r.p.w.batches = append(r.p.w.batches, pb.b)
 	}
-	if len(p.w.batches) == 0 && len(p.w.updates) == 0 {
-		in.parked = keep
-		for _, m := range msgs {
+	if len(r.p.w.batches) == 0 && len(r.p.w.updates) == 0 {
+		in.parked = r.keep
+		for _, m := range r.msgs {
 			m.Ack()
 		}
-		return nil
+		return false
 	}
-	t0 := time.Now()
-	results, err := in.commit(ctx, &p.w)
+	r.t0, r.done = time.Now(), make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.results, r.err = in.commit(ctx, &r.p.w)
+	}()
+	return true
+}
+
+// finish takes in the outcome of r's commit: the device state, the batches parked beyond a
+// gap, the acks to the devices (only now, after the commit) and the messages' acks to the
+// broker.
+func (in *Ingester) finish(ctx context.Context, r *run) error {
+	p, results, err, now, retry, keep, msgs := r.p, r.results, r.err, r.now, r.retry, r.keep, r.msgs
 	in.log.Debug("ingest: commit", "messages", len(msgs), "batches", len(p.w.batches), "retried", len(retry),
-		"updates", len(p.w.updates), "took", time.Since(t0), "queued", len(in.msgs), "err", err)
+		"updates", len(p.w.updates), "took", time.Since(r.t0), "queued", len(in.msgs), "err", err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopping: nothing acked, the devices resend

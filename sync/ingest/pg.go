@@ -33,7 +33,10 @@ const migrationLock = 0x6b616f71696e // "kaoqin"
 // pgStore is the store in a PostgreSQL database, shared by every ingester of a shared
 // subscription group (docs/central.md). A commit locks the rows of the devices it touches
 // (SELECT ... FOR UPDATE, in name order, so two ingesters never deadlock on each other), reads
-// their chain ends, verifies, inserts the events (COPY) and moves the ends, in one transaction.
+// their chain ends, checks each batch against its stored end (for a batch prepared before the
+// transaction, only the link of its first new record to the stored head), inserts the events
+// (COPY) and moves the ends, in one transaction. synchronous_commit is left on: an ack follows a
+// commit that is on disk.
 type pgStore struct {
 	pool *pgxpool.Pool
 
@@ -158,6 +161,7 @@ type pgChain struct {
 	end   chainEnd // the end as this transaction moves it
 	first uint64   // the seq of recs[0]
 	recs  []ledger.Record
+	cols  []decoded // the columns of recs
 }
 
 func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
@@ -193,63 +197,78 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			}
 		}
 		s.mu.Unlock()
+		// Register, lock the devices in name order, then read their chains in a statement of its
+		// own: under READ COMMITTED it sees every commit of whoever held a lock it waited for (a
+		// join in the locking statement would read the chains as they were before the wait). The
+		// three statements go in one round trip (a pipeline); the server runs them in order.
+		var q0 pgx.Batch
 		if len(newNames) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO devices (device, institution, public_key)
+			q0.Queue(`INSERT INTO devices (device, institution, public_key)
 				SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) ORDER BY 1
-				ON CONFLICT (device) DO NOTHING`, newNames, insts, keys); err != nil {
-				return err
-			}
+				ON CONFLICT (device) DO NOTHING`, newNames, insts, keys)
 		}
-		// Lock the devices, in name order; then read their chains, in a statement of its own:
-		// under READ COMMITTED it sees every commit of whoever held a lock it waited for (a join
-		// in the locking statement would read the chains as they were before the wait).
+		q0.Queue("SELECT device, institution, epoch, head_seen, witnessed FROM devices WHERE device = ANY($1) ORDER BY device FOR UPDATE", names)
+		q0.Queue("SELECT device, epoch, seq, head FROM chains WHERE device = ANY($1)", names)
 		registered := map[string]string{}
 		type devRow struct {
 			epoch, headSeen uint64
 			witnessed       *witness
 		}
 		rowsOf := map[string]devRow{}
-		rows, err := tx.Query(ctx, "SELECT device, institution, epoch, head_seen, witnessed FROM devices WHERE device = ANY($1) ORDER BY device FOR UPDATE", names)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var d, in string
-			var ep, hs int64
-			var wj []byte
-			if err := rows.Scan(&d, &in, &ep, &hs, &wj); err != nil {
-				return err
-			}
-			row := devRow{epoch: uint64(ep), headSeen: uint64(hs)}
-			if wj != nil {
-				row.witnessed = new(witness)
-				if err := json.Unmarshal(wj, row.witnessed); err != nil {
-					return fmt.Errorf("ingest: device %q: witnessed head: %w", d, err)
+		chains := map[DeviceEpoch]*pgChain{}
+		err := func() error {
+			br := tx.SendBatch(ctx, &q0)
+			defer br.Close()
+			if len(newNames) > 0 {
+				if _, err := br.Exec(); err != nil {
+					return err
 				}
 			}
-			registered[d], rowsOf[d] = in, row
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		chains := map[DeviceEpoch]*pgChain{}
-		rows, err = tx.Query(ctx, "SELECT device, epoch, seq, head FROM chains WHERE device = ANY($1)", names)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var d string
-			var ep, seq int64
-			var head []byte
-			if err := rows.Scan(&d, &ep, &seq, &head); err != nil {
+			rows, err := br.Query()
+			if err != nil {
 				return err
 			}
-			var e chainEnd
-			e.Seq = uint64(seq)
-			copy(e.Head[:], head)
-			chains[DeviceEpoch{d, uint64(ep)}] = &pgChain{dbEnd: e, end: e}
-		}
-		if err := rows.Err(); err != nil {
+			for rows.Next() {
+				var d, in string
+				var ep, hs int64
+				var wj []byte
+				if err := rows.Scan(&d, &in, &ep, &hs, &wj); err != nil {
+					return err
+				}
+				row := devRow{epoch: uint64(ep), headSeen: uint64(hs)}
+				if wj != nil {
+					row.witnessed = new(witness)
+					if err := json.Unmarshal(wj, row.witnessed); err != nil {
+						return fmt.Errorf("ingest: device %q: witnessed head: %w", d, err)
+					}
+				}
+				registered[d], rowsOf[d] = in, row
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			rows, err = br.Query()
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var d string
+				var ep, seq int64
+				var head []byte
+				if err := rows.Scan(&d, &ep, &seq, &head); err != nil {
+					return err
+				}
+				var e chainEnd
+				e.Seq = uint64(seq)
+				copy(e.Head[:], head)
+				chains[DeviceEpoch{d, uint64(ep)}] = &pgChain{dbEnd: e, end: e}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			return br.Close()
+		}()
+		if err != nil {
 			return err
 		}
 
@@ -346,6 +365,13 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 					c.first = x.first
 				}
 				c.recs = append(c.recs, x.recs...)
+				if x.cols != nil {
+					c.cols = append(c.cols, x.cols...)
+				} else {
+					for _, r := range x.recs {
+						c.cols = append(c.cols, decode(r))
+					}
+				}
 				c.end = x.res.end
 			}
 		}
@@ -362,7 +388,7 @@ func (s *pgStore) commit(ctx context.Context, w *write) ([]batchResult, error) {
 			inst := registered[de.Device]
 			for k, r := range c.recs {
 				seq := i64(c.first + uint64(k))
-				d := decode(r)
+				d := &c.cols[k]
 				var t any
 				if !d.wall.IsZero() {
 					t = d.wall

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
@@ -63,6 +65,63 @@ type batchWrite struct {
 	epoch       uint64
 	first       uint64
 	recs        []ledger.Record
+	// pre is what prepare found before the transaction; nil if it did not run (the store then
+	// verifies and decodes everything inside the transaction).
+	pre *prepared
+}
+
+// prepared is the work on a batch that needs no stored state, done before the transaction and
+// outside any lock: the batch verified on its own (each record's header, the links between its
+// records, the signature that anchors them) and the columns of its records decoded. Inside the
+// transaction only the link of the first new record to the stored head remains to check.
+type prepared struct {
+	ok   bool      // the batch verifies on its own
+	head [32]byte  // the hash of its last record, when ok
+	cols []decoded // the columns of each record, when ok
+}
+
+// prepare verifies each batch on its own and decodes its columns (see prepared), on every core;
+// a batch prepared before (a parked batch tried again) is left as it is.
+func prepare(batches []batchWrite) {
+	next := make(chan *batchWrite)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(batches)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range next {
+				b.pre = prepareOne(b)
+			}
+		}()
+	}
+	for i := range batches {
+		if batches[i].pre == nil {
+			next <- &batches[i]
+		}
+	}
+	close(next)
+	wg.Wait()
+}
+
+func prepareOne(b *batchWrite) *prepared {
+	p := &prepared{}
+	if len(b.recs) == 0 || b.first == 0 || b.epoch == 0 || b.device == "" {
+		return p // left to the store's own checks
+	}
+	prev, err := b.recs[0].Prev()
+	if err != nil {
+		return p
+	}
+	c := ledger.Chain{Pub: b.pub, Device: b.device, Epoch: b.epoch, Seq: b.first - 1, Head: prev, AllSignatures: b.allSigs, Workers: 1}
+	if c.Append(b.recs) != nil {
+		return p // the store verifies it again from the stored end, and names the problem
+	}
+	p.ok, p.head = true, c.Head
+	p.cols = make([]decoded, len(b.recs))
+	for i, r := range b.recs {
+		p.cols[i] = decode(r)
+	}
+	return p
 }
 
 func (b *batchWrite) last() uint64 { return b.first + uint64(len(b.recs)) - 1 }
@@ -126,6 +185,7 @@ type extension struct {
 	res   batchResult
 	first uint64          // the seq of recs[0]
 	recs  []ledger.Record // to insert (seqs first..), when res.outcome is stored
+	cols  []decoded       // their columns, when the batch was prepared (nil: decode them)
 	alarm *alarm
 }
 
@@ -164,7 +224,18 @@ func extend(end chainEnd, b *batchWrite, held func(from, to uint64) ([]ledger.Re
 			return x, nil
 		}
 	}
-	recs := b.recs[end.Seq+1-b.first:]
+	k := end.Seq + 1 - b.first
+	recs := b.recs[k:]
+	if p := b.pre; p != nil && p.ok {
+		// The batch verified on its own: from the stored end, the chain holds if the first new
+		// record links to the stored head (what Append would check first, the rest being done).
+		if prev, err := recs[0].Prev(); err == nil && prev == end.Head {
+			x.res.outcome, x.res.stored = stored, len(recs)
+			x.res.end = chainEnd{Seq: b.last(), Head: p.head}
+			x.first, x.recs, x.cols = end.Seq+1, recs, p.cols[k:]
+			return x, nil
+		}
+	}
 	c := ledger.Chain{Pub: b.pub, Device: b.device, Epoch: b.epoch, Seq: end.Seq, Head: end.Head, AllSignatures: b.allSigs}
 	if err := c.Append(recs); err != nil {
 		x.res.outcome = refused
@@ -209,6 +280,14 @@ type columns struct {
 // decode reads the columns of a verified record. A record whose body does not decode as an
 // event (it verified, so the device signed it) keeps empty columns: the bytes are what count.
 func decode(r ledger.Record) decoded {
+	if d, ok := decodeFast(r.Body()); ok {
+		return d
+	}
+	return decodeJSON(r)
+}
+
+// decodeJSON is decode by json.Unmarshal: the reference, for any body.
+func decodeJSON(r ledger.Record) decoded {
 	var c columns
 	if err := json.Unmarshal(r.Body(), &c); err != nil {
 		return decoded{kind: "undecodable", flags: []string{}}

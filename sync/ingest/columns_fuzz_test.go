@@ -1,0 +1,113 @@
+package ingest
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/kaoqin/kaoqin/agent/ledger"
+)
+
+// columnBodies are bodies as boxes seal them (every optional field the columns read, and fields
+// they skip holding escapes and non-ASCII text), and bodies that only json.Unmarshal reads.
+func columnBodies(t testing.TB) (sealed, other [][]byte) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 27, 8, 0, 1, 500, time.FixedZone("CST", 8*3600))
+	events := []ledger.Event{
+		{Kind: ledger.SignIn, Method: "fingerprint", Trainee: "T00042", Session: "S-0001-AM", Institution: "0001",
+			Source: "fp1", IDMasked: "370102********1234", Score: 87.5, Margin: 12, Flags: []ledger.Flag{"late", "clock_unsynced"},
+			Evidence: []ledger.Photo{{SHA256: "ab", Kind: "crop", Size: 1234}, {SHA256: "cd", Kind: "frame", Size: 0}}},
+		{Kind: ledger.SignOut, Trainee: "T1", Note: `a "quoted" note\ with <html> & 中文`, Detail: "line\nbreak\ttab\u0001",
+			Data: []byte{0, 1, 2, 250}, Dataset: &ledger.DatasetRef{Name: "roster", Version: 3}},
+		{Kind: ledger.Refusal, Reason: "unknown", Evidence: []ledger.Photo{}},
+		{Kind: ledger.SignIn, Trainee: "张三"}, // a column with non-ASCII text: json.Unmarshal reads it
+		{Kind: ledger.SignIn, Time: ledger.Clock{Wall: time.Time{}}},
+	}
+	for i, e := range events {
+		e.Device, e.Epoch, e.Seq, e.ID = "jn-0001-r101", 7, uint64(i+1), ledger.NewID(at)
+		if e.Time.Wall.IsZero() && i != len(events)-1 {
+			e.Time = ledger.Clock{Wall: at.Add(time.Duration(i) * time.Hour), Mono: 42, Boot: "b", Synced: true}
+		}
+		r, err := ledger.Seal(&e, [32]byte{}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed = append(sealed, r.Body())
+	}
+	other = [][]byte{
+		[]byte(`{}`),
+		[]byte(` {"kind":"sign_in"}`),
+		[]byte(`{"kind":"sign_in","KIND":"x"}`),
+		[]byte(`{"kind":"a","kind":"b"}`),
+		[]byte(`{"kind":5}`),
+		[]byte(`{"kind":null,"flags":null,"time":null}`),
+		[]byte(`{"time":{"wall":"x"}}`),
+		[]byte(`{"time":{"Wall":"2026-11-27T08:00:00Z"}}`),
+		[]byte(`{"evidence":[{"size":1.5}]}`),
+		[]byte(`{"evidence":[{"size":-0}],"x":[1e5,-0.5,"\u00e9",{"a":[true,false,null]}]}`),
+		[]byte(`{"evidence":[null]}`),
+		[]byte(`{"flags":["a",null]}`),
+		[]byte(`{"x":01}`),
+		[]byte(`{"x":"\q"}`),
+		[]byte(`{"kind":"a"}x`),
+		[]byte(`{"kind":"sign\u005fin"}`),
+		[]byte(`{"trainee":"T\\1"}`),
+		[]byte(`{"ſession":"S1","\u212aind":"x","Kind":"y"}`), // keys json.Unmarshal folds onto columns
+		[]byte(`{"evidence":[{"sha256":"ab","SHA256":"cd","size":99999999999999999999}]}`),
+	}
+	return sealed, other
+}
+
+// The fast reader reads every body a box seals the way json.Unmarshal does, and leaves the
+// rest to it.
+func TestDecodeFastReadsSealedBodies(t *testing.T) {
+	sealed, _ := columnBodies(t)
+	for i, b := range sealed {
+		got, ok := decodeFast(b)
+		if want := i != 3; ok != want { // the fourth has a trainee in Chinese
+			t.Fatalf("body %d: fast path taken: %v, want %v\n%s", i, ok, want, b)
+		}
+		if ok {
+			sameColumns(t, b, got)
+		}
+	}
+	d, ok := decodeFast(sealed[0])
+	if !ok || d.kind != "sign_in" || d.trainee != "T00042" || d.session != "S-0001-AM" || d.method != "fingerprint" ||
+		d.institution != "0001" || fmt.Sprint(d.flags) != "[late clock_unsynced]" || len(d.evidence) != 2 ||
+		d.evidence[0] != (ledger.Photo{SHA256: "ab", Kind: "crop", Size: 1234}) ||
+		!d.wall.Equal(time.Date(2026, 11, 27, 0, 0, 1, 500, time.UTC)) {
+		t.Fatalf("got %+v, want the sign-in's columns", d)
+	}
+}
+
+// sameColumns fails unless got is what json.Unmarshal reads from body.
+func sameColumns(t *testing.T, body []byte, got decoded) {
+	t.Helper()
+	want := decodeJSON(append(make(ledger.Record, ledger.SigSize), body...))
+	gw, ww := got.wall, want.wall
+	got.wall, want.wall = time.Time{}, time.Time{}
+	_, go_ := gw.Zone()
+	_, wo := ww.Zone()
+	if !reflect.DeepEqual(got, want) || !gw.Equal(ww) || go_ != wo {
+		t.Fatalf("body %q:\n got %+v (wall %v)\nwant %+v (wall %v)", body, got, gw, want, ww)
+	}
+}
+
+// Whenever the fast reader answers, it answers as json.Unmarshal does.
+func FuzzDecodeFastAsJSON(f *testing.F) {
+	sealed, other := columnBodies(f)
+	for _, b := range append(sealed, other...) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if got, ok := decodeFast(body); ok {
+			sameColumns(t, body, got)
+		}
+	})
+}
