@@ -109,3 +109,70 @@ func TestAppendBesideEvidenceBookkeeping(t *testing.T) {
 		t.Errorf("EvidenceThrough: got %d, %v; want %d", got, err, n)
 	}
 }
+
+// The edges of pruning: a photo exactly as old as the retention stays, one a moment older goes; a
+// retention of zero keeps every photo; under budget pressure (over nine tenths used; exactly nine
+// tenths is not) acknowledged photos go oldest first until exactly half the budget is used, and
+// the space they freed counts at once for new photos.
+func TestPruneEvidenceEdges(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.EvidenceBudget = 1000
+	s := open(t, cfg)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var shas []string
+	put := func(i int) {
+		t.Helper()
+		body := fmt.Sprintf("photo %03d", i)
+		ref, err := s.PutEvidence(drivers.Crop, []byte("\xff\xd8"+body+strings.Repeat("x", 100-4-len(body))+"\xff\xd9"))
+		if err != nil {
+			t.Fatalf("photo %d: %v", i, err)
+		}
+		if ref.Size != 100 {
+			t.Fatalf("photo %d: %d bytes, want 100", i, ref.Size)
+		}
+		if err := os.Chtimes(s.EvidencePath(ref.SHA256), base.Add(time.Duration(i)*time.Minute), base.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AckEvidence(ref.SHA256); err != nil {
+			t.Fatal(err)
+		}
+		shas = append(shas, ref.SHA256)
+	}
+	kept := func() int {
+		n := 0
+		for _, sha := range shas {
+			if _, err := os.Stat(s.EvidencePath(sha)); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	for i := range 9 {
+		put(i)
+	}
+	// 900 of 1000 bytes: exactly nine tenths, not over. Photo i is 60-i minutes old at now.
+	now := base.Add(60 * time.Minute)
+	if n, _, err := s.PruneEvidence(0, now); err != nil || n != 0 {
+		t.Fatalf("retention 0 at exactly nine tenths of the budget: got %d deleted, %v; want none", n, err)
+	}
+	if n, freed, err := s.PruneEvidence(55*time.Minute, now); err != nil || n != 5 || freed != 500 || kept() != 4 {
+		t.Fatalf("retention 55m, photo 5 exactly 55 minutes old: got %d deleted (%d bytes), %v, %d kept; want photos 0-4 (500 bytes), 4 kept", n, freed, err, kept())
+	}
+	if _, err := os.Stat(s.EvidencePath(shas[5])); err != nil {
+		t.Errorf("photo 5, exactly as old as the retention: %v; want it kept", err)
+	}
+	// The 500 bytes freed count at once: six more photos fit the budget, 1000 bytes in all.
+	for i := 9; i < 15; i++ {
+		put(i)
+	}
+	// Over nine tenths: acknowledged photos go oldest first until exactly half the budget is used.
+	if n, _, err := s.PruneEvidence(0, now); err != nil || n != 5 || kept() != 5 {
+		t.Fatalf("at the full budget: got %d deleted, %v, %d kept; want photos 5-9 deleted (down to 500 bytes), 5 kept", n, err, kept())
+	}
+	for _, i := range []int{9, 10} {
+		_, err := os.Stat(s.EvidencePath(shas[i]))
+		if gone := err != nil; gone != (i == 9) {
+			t.Errorf("photo %d: deleted %v, want %v (the budget pressure stops at half the budget)", i, gone, i == 9)
+		}
+	}
+}
