@@ -1,12 +1,14 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kaoqin/kaoqin/agent/ledger"
+	bolt "go.etcd.io/bbolt"
 )
 
 func receiptAt(t *testing.T, s *Store, seq uint64) Receipt {
@@ -80,5 +82,91 @@ func TestVerifyCatchesARewriteUnderTheReceipt(t *testing.T) {
 	wantProblemAt(t, "a rewrite under the receipt", err, 3)
 	if err == nil || !strings.Contains(err.Error(), "events removed after seq 3 was acknowledged") {
 		t.Errorf("a rewrite under the receipt: got %v, want it named as events removed after seq 3", err)
+	}
+}
+
+// The receipt's edges: the same receipt twice advances nothing the second time; a receipt at
+// exactly the head verifies; a ledger that ends before its receipt is refused at the first
+// missing seq, saying where it ends; a receipt of another epoch than the ledger's is refused at
+// seq 1, saying so.
+func TestReceiptEdges(t *testing.T) {
+	cfg := fourEvents(t)
+	s := open(t, cfg)
+	atHead := receiptAt(t, s, 4)
+	if adv, err := s.AckReceipt(atHead); err != nil || !adv {
+		t.Fatalf("a receipt at the head: got advanced %v, %v; want true", adv, err)
+	}
+	if adv, err := s.AckReceipt(atHead); err != nil || adv {
+		t.Errorf("the same receipt again: got advanced %v, %v; want false, nil", adv, err)
+	}
+	if _, err := s.Verify(pub(cfg), VerifyOptions{}); err != nil {
+		t.Fatalf("verify with a receipt at exactly the head: %v", err)
+	}
+	s.Close()
+
+	edit := func(fn func(tx *bolt.Tx) error) {
+		t.Helper()
+		db, err := bolt.Open(cfg.Path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last two events deleted and the head moved back, as someone with root would.
+	edit(func(tx *bolt.Tx) error {
+		ev := tx.Bucket(bucketEvents)
+		for _, seq := range []uint64{3, 4} {
+			if err := ev.Delete(u64(seq)); err != nil {
+				return err
+			}
+		}
+		h := ledger.Record(ev.Get(u64(2))).Hash()
+		m := tx.Bucket(bucketMeta)
+		return errors.Join(m.Put(keyHeadSeq, u64(2)), m.Put(keyHeadHash, h[:]))
+	})
+	err := verifyFile(t, cfg)
+	wantProblemAt(t, "a ledger ending at seq 2 under a receipt at 4", err, 3)
+	if err == nil || !strings.Contains(err.Error(), "the ledger ends at seq 2") {
+		t.Errorf("a ledger ending at seq 2 under a receipt at 4: got %v, want it to say where the ledger ends", err)
+	}
+
+	// The kept receipt claims another epoch.
+	edit(func(tx *bolt.Tx) error {
+		r, _, err := receiptIn(tx)
+		if err != nil {
+			return err
+		}
+		r.Epoch++
+		r.Seq = 1
+		v, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyReceipt, v)
+	})
+	err = verifyFile(t, cfg)
+	wantProblemAt(t, "a receipt of another epoch", err, 1)
+	if err == nil || !strings.Contains(err.Error(), "the receipt is for epoch") {
+		t.Errorf("a receipt of another epoch: got %v, want it named", err)
+	}
+}
+
+// A ledger rewritten at exactly the acknowledged seq, its last event: the receipt names another
+// hash there, and the message says so (not that events are missing).
+func TestVerifyCatchesARewriteOfTheAcknowledgedHead(t *testing.T) {
+	cfg := fourEvents(t)
+	s := open(t, cfg)
+	if _, err := s.AckReceipt(receiptAt(t, s, 4)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	rewrite(t, cfg, 4, []func(ledger.Event) ledger.Event{func(p ledger.Event) ledger.Event { p.Seq++; p.ID = ""; p.Trainee = "T9"; return p }})
+	err := verifyFile(t, cfg)
+	wantProblemAt(t, "a rewrite of the acknowledged head", err, 4)
+	if err == nil || !strings.Contains(err.Error(), "another hash") {
+		t.Errorf("a rewrite of the acknowledged head: got %v, want it named as another hash at seq 4", err)
 	}
 }
