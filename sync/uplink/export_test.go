@@ -67,6 +67,9 @@ func (p *Stepper) inboxUp() bool {
 	return p.u.inbox.up
 }
 
+// Connected is what the sender was last told of the connection (by its callbacks, or Reconnect).
+func (p *Stepper) Connected() bool { return p.inboxUp() }
+
 // Step is one turn of the sender's loop at now.
 func (p *Stepper) Step(now time.Time) error { return p.u.step(p.s, now) }
 

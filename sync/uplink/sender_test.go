@@ -29,6 +29,7 @@ import (
 type rig struct {
 	t   *testing.T
 	env *synckit.Env
+	b   *brokertest.Broker
 	st  *store.Store
 	u   *uplink.Uplink
 	p   *uplink.Stepper
@@ -70,7 +71,7 @@ func newRig(t *testing.T, events int, edit func(*uplink.Config, *store.Store)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, env: env, st: st, u: u, key: synckit.Ed25519(t, env.CentralKey), t0: time.Now(), cmd: uint64(time.Now().UnixMicro())}
+	r := &rig{t: t, env: env, b: b, st: st, u: u, key: synckit.Ed25519(t, env.CentralKey), t0: time.Now(), cmd: uint64(time.Now().UnixMicro())}
 	r.p = uplink.NewStepper(t, u)
 	return r
 }
@@ -253,6 +254,7 @@ func TestSenderStallTimerRunsFromTheOldestBatch(t *testing.T) {
 	r.ack(1)
 	r.step(s)
 	r.window("everything acknowledged")
+	r.step(20 * s) // nothing in flight for 19s: no stall
 	synckit.Append(t, r.st, 1) // seq 2, into an empty window at 30s
 	r.step(30 * s)
 	synckit.Append(t, r.st, 1) // seq 3, beside it at 35s
@@ -437,5 +439,68 @@ func TestSenderEvidence(t *testing.T) {
 		if ok, err := r.st.EvidenceAcked(p.SHA256); err != nil || !ok {
 			t.Errorf("photo %d: acknowledged %v (%v), want true", i, ok, err)
 		}
+	}
+}
+
+// An ack beyond what was sent, with the alarm it raises, does not keep a good ack that came with
+// it from moving the cursor.
+func TestSenderAckBeyondBesideAGoodAck(t *testing.T) {
+	r := newRig(t, 0, nil)
+	synckit.Append(t, r.st, 4) // seqs 2-5 after the uplink started: 1-3 sent
+	r.step(0)
+	r.ack(5)
+	r.ack(2)
+	r.step(time.Second)
+	r.acked("an ack through 5 of 3 sent, then one through 2", 2)
+	if s := r.u.Stats(); s.BeyondAcks != 1 || s.Acks != 1 {
+		t.Fatalf("beyond-acks %d, acks %d; want 1, 1", s.BeyondAcks, s.Acks)
+	}
+	r.window("after the acks", flights(3, 3)...)
+}
+
+// A publish that fails at once (the connection dropped before the sender heard of it) puts
+// nothing in flight, and the sender waits for the connection instead of filling the window with
+// batches that never left.
+func TestSenderPublishFailsWhileDisconnected(t *testing.T) {
+	r := newRig(t, 4, nil) // seqs 1-5
+	r.step(0)
+	r.window("connected", flights(1, 3)...)
+	r.b.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.p.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatal("the uplink was not told the broker is gone within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.p.Reconnect() // told "up" again, though the broker is gone
+	r.step(time.Second)
+	r.window("after a failed publish")
+	r.stats("after a failed publish", 3, 0, 1)
+	r.step(2 * time.Second)
+	r.stats("a step after the failed publish", 3, 0, 1)
+}
+
+// Run returns at once when everything is acknowledged: the flush waits for nothing.
+func TestRunStopsAtOnceWhenEverythingIsAcknowledged(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	st := env.OpenStore(device, env.DeviceKey(device))
+	defer st.Close()
+	env.StartIngester(env.IngestConfig("central", b.URL()))
+	cfg := env.UplinkConfig(device, b.URL())
+	cfg.FlushTimeout = time.Minute
+	_, run := env.StartUplink(st, cfg)
+	synckit.Append(t, st, 5)
+	synckit.WaitDrained(t, st, 30*time.Second)
+	stopped := make(chan error, 1)
+	go func() { stopped <- run.Stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run still flushing 20s after cancel with everything acknowledged, want it to return at once (flush timeout 1m)")
 	}
 }
