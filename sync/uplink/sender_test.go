@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -255,7 +256,8 @@ func TestSenderStallTimerRunsFromTheOldestBatch(t *testing.T) {
 	r.step(s)
 	r.window("everything acknowledged")
 	r.step(20 * s) // nothing in flight for 19s: no stall
-	synckit.Append(t, r.st, 1) // seq 2, into an empty window at 30s
+	// seq 2, into an empty window at 30s
+	synckit.Append(t, r.st, 1)
 	r.step(30 * s)
 	synckit.Append(t, r.st, 1) // seq 3, beside it at 35s
 	r.step(35 * s)
@@ -502,5 +504,68 @@ func TestRunStopsAtOnceWhenEverythingIsAcknowledged(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run still flushing 20s after cancel with everything acknowledged, want it to return at once (flush timeout 1m)")
+	}
+}
+
+// photoEvent appends a spot check naming one new photo and returns the photo.
+func (r *rig) photoEvent(name string) ledger.Photo {
+	r.t.Helper()
+	ref, err := r.st.PutEvidence(drivers.Frame, []byte("\xff\xd8"+name+"\xff\xd9"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	p := ledger.Photo{SHA256: ref.SHA256, Kind: string(ref.Kind), Size: ref.Size}
+	if _, err := r.st.Append(ledger.Event{Kind: ledger.SpotCheck, Source: "room-cam", Session: "S-1", Evidence: []ledger.Photo{p}, Time: clock.Now()}); err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
+// The evidence cursor moves over events without photos several hundred at a step, and a photo
+// named after a long stretch of them goes up in the same step that reaches it, also once the
+// cursor is past the first stretch.
+func TestSenderEvidenceAfterALongStretchWithoutPhotos(t *testing.T) {
+	r := newRig(t, 300, func(c *uplink.Config, _ *store.Store) { c.BatchSize, c.Window = 1000, 1 }) // seqs 1-301
+	r.step(0)
+	r.ack(301)
+	r.step(time.Second)
+	if got, err := r.st.EvidenceThrough(); err != nil || got != 301 {
+		t.Fatalf("301 events without photos, acknowledged: evidence cursor %d (%v), want 301", got, err)
+	}
+	r.photoEvent("the room") // seq 302
+	r.step(2 * time.Second)
+	r.ack(302)
+	r.step(3 * time.Second)
+	if got := r.u.Stats().EvidenceSent; got != 1 {
+		t.Fatalf("a photo at seq 302: photos sent %d, want 1", got)
+	}
+}
+
+// A photo an event names and the box no longer has is never sent, and never asked for again: it
+// counts as done for the evidence cursor, and the sender goes on.
+func TestSenderEvidenceMissingOnTheBox(t *testing.T) {
+	r := newRig(t, 0, nil)
+	gone := r.photoEvent("deleted") // seq 2
+	if err := os.Remove(r.st.EvidencePath(gone.SHA256)); err != nil {
+		t.Fatal(err)
+	}
+	kept := r.photoEvent("kept") // seq 3
+	r.step(0)
+	r.ack(3)
+	r.step(time.Second)
+	if ok, err := r.st.EvidenceAcked(gone.SHA256); err != nil || !ok {
+		t.Fatalf("the missing photo: done %v (%v), want true", ok, err)
+	}
+	if got := r.u.Stats().EvidenceSent; got != 1 {
+		t.Fatalf("photos sent %d, want 1 (the one the box has)", got)
+	}
+	evack, err := (&wire.EvidenceAck{SHA256: kept.SHA256}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p.Handle(wire.EvidenceAckTopic(synckit.Institution, device), evack)
+	r.step(2 * time.Second)
+	if got, err := r.st.EvidenceThrough(); err != nil || got != 3 {
+		t.Fatalf("evidence cursor %d (%v), want 3", got, err)
 	}
 }
