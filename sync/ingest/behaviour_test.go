@@ -1,0 +1,115 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/kaoqin/kaoqin/sync/ingest"
+	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
+	"github.com/kaoqin/kaoqin/sync/internal/synckit"
+	"github.com/kaoqin/kaoqin/sync/wire"
+)
+
+// state publishes a retained state on the device's own topic (whatever device the state names).
+func (d *fakeDevice) state(s *wire.State) {
+	d.t.Helper()
+	p, err := s.Encode()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if tok := d.c.Publish(wire.StateTopic(synckit.Institution, d.name), 1, true, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		d.t.Fatalf("publish state: %v", tok.Error())
+	}
+}
+
+// manifests collects the dataset manifests sent to the device (their version), from now on.
+func (d *fakeDevice) manifests(dataset string) chan uint64 {
+	d.t.Helper()
+	got := make(chan uint64, 100)
+	tok := d.c.Subscribe(wire.DataTopic(synckit.Institution, d.name, dataset), 1, func(_ mqtt.Client, m mqtt.Message) {
+		if data, err := wire.DecodeData(m.Payload()); err == nil && data.Manifest != nil {
+			var v struct{ Version uint64 }
+			if err := json.Unmarshal(data.Manifest.Body, &v); err == nil {
+				got <- v.Version
+			}
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		d.t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return got
+}
+
+// none checks that nothing arrives on c while the ingester's timer ticks at least a dozen times
+// (every 50 ms with GapTimeout 200 ms): a dataset sent on every tick would be seen at once.
+func none(t *testing.T, c chan uint64, what string) {
+	t.Helper()
+	select {
+	case v := <-c:
+		t.Fatalf("%s: got a manifest of version %d, want none", what, v)
+	case <-time.After(700 * time.Millisecond):
+	}
+}
+
+func one(t *testing.T, c chan uint64, what string, want uint64) {
+	t.Helper()
+	select {
+	case v := <-c:
+		if v != want {
+			t.Fatalf("%s: got a manifest of version %d, want %d", what, v, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no manifest in 10s, want version %d", what, want)
+	}
+}
+
+// A state whose payload names another device than its topic is refused: nothing of it is kept,
+// and the status says why.
+func TestIngesterRefusesAStateNamingAnotherDevice(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	d.online(in)
+	d.state(&wire.State{Device: "jn-0001-r102", Online: false, Epoch: 8, HeadSeq: 99, Backlog: 99})
+	waitStatus(t, in, "a refusal of the state naming jn-0001-r102", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && strings.Contains(s[0].LastError, `state of device "jn-0001-r102"`)
+	})
+	if s := in.Status()[0]; !s.Online || s.Backlog != 0 || s.HeadSeq != 0 {
+		t.Fatalf("status after the refused state: online %v, backlog %d, head %d; want the earlier state (online, 0, 0)", s.Online, s.Backlog, s.HeadSeq)
+	}
+}
+
+// A published dataset goes to an online device whose state reports an older version, once per
+// ResendInterval while it still reports the older one; never to a device at that version.
+func TestIngesterSendsADatasetOncePerResendInterval(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	icfg := env.IngestConfig("central", b.URL())
+	icfg.GapTimeout = 200 * time.Millisecond // the timer ticks every 50 ms
+	icfg.ResendInterval = 3 * time.Second
+	if err := ingest.Publish(context.Background(), icfg, "roster", 0, writeRoster(t, env.Dir, 3)); err != nil {
+		t.Fatal(err)
+	}
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	got := d.manifests("roster")
+	in, _ := env.StartIngester(icfg)
+
+	d.state(&wire.State{Device: dev, Online: true, Epoch: 8, DatasetVersions: map[string]uint64{"roster": 3}})
+	waitStatus(t, in, "the device at roster 3", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && s[0].Online && s[0].DatasetVersions["roster"] == 3
+	})
+	none(t, got, "a device at the published version")
+
+	d.state(&wire.State{Device: dev, Online: true, Epoch: 8, DatasetVersions: map[string]uint64{"roster": 2}})
+	one(t, got, "a device at roster 2", 3)
+	none(t, got, "within ResendInterval of the first send")
+	one(t, got, "the device still at roster 2 after ResendInterval", 3)
+}
