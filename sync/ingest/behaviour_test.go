@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/sync/ingest"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/internal/synckit"
@@ -112,4 +113,31 @@ func TestIngesterSendsADatasetOncePerResendInterval(t *testing.T) {
 	one(t, got, "a device at roster 2", 3)
 	none(t, got, "within ResendInterval of the first send")
 	one(t, got, "the device still at roster 2 after ResendInterval", 3)
+}
+
+// A device whose key is added to the registry while the ingester runs is accepted: the ingester
+// reads the registry again (at most once a second) when an unknown device sends.
+func TestIngesterReadsTheKeyOfANewDevice(t *testing.T) {
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	time.Sleep(1100 * time.Millisecond) // past the second after New read the registry
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev) // registers its key now
+	recs := d.run(8, 1, 2, ledger.ZeroHash)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.send(synckit.Institution, 8, 1, recs)
+		select {
+		case a := <-d.acks:
+			if a.Epoch != 8 || a.AckedThrough != 2 {
+				t.Fatalf("got an ack of epoch %d through %d, want epoch 8 through 2", a.Epoch, a.AckedThrough)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a device registered while the ingester runs: no ack in 10s (status %+v)", in.Status())
+		}
+	}
 }
