@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -567,5 +568,106 @@ func TestSenderEvidenceMissingOnTheBox(t *testing.T) {
 	r.step(2 * time.Second)
 	if got, err := r.st.EvidenceThrough(); err != nil || got != 3 {
 		t.Fatalf("evidence cursor %d (%v), want 3", got, err)
+	}
+}
+
+// states subscribes to the device's state topic and returns what arrives from now on.
+func (r *rig) states() chan *wire.State {
+	r.t.Helper()
+	c := brokertest.Dial(r.t, r.b.URL(), "test-central-states")
+	got := make(chan *wire.State, 10)
+	c.Subscribe(wire.StateTopic(synckit.Institution, device), func(_ string, p []byte) {
+		if s, err := wire.DecodeState(p); err == nil && s.Online {
+			select {
+			case got <- s:
+			default:
+			}
+		}
+	})
+	return got
+}
+
+// The state says what the central system holds the box to: the head, signed with the device key,
+// the cursor and the backlog between them, the age of the oldest unacknowledged event, the disk,
+// and the sources' health.
+func TestSenderStateContent(t *testing.T) {
+	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) {
+		c.Drivers = func() map[string]drivers.Health {
+			return map[string]drivers.Health{"fp1": {State: drivers.StateOK, Readings: 7}}
+		}
+	})
+	for _, age := range []time.Duration{2 * time.Hour, time.Hour, 0, 0} { // seqs 2-5
+		e := synckit.SignIn(int(age / time.Hour))
+		e.Time.Wall = time.Now().Add(-age)
+		if _, err := r.st.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := r.states()
+	r.step(0)
+	r.ack(2)
+	r.step(time.Second)
+	r.p.Reconnect() // a new state at once
+	r.step(2 * time.Second)
+	var s *wire.State
+	for s == nil || s.AckedThrough != 2 {
+		select {
+		case s = <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no state with the cursor at 2 in 10s (last %+v)", s)
+		}
+	}
+	if s.HeadSeq != 5 || s.Backlog != 3 || s.Epoch != r.st.Epoch() {
+		t.Errorf("state: head %d, acked %d, backlog %d, epoch %d; want 5, 2, 3, %d", s.HeadSeq, s.AckedThrough, s.Backlog, s.Epoch, r.st.Epoch())
+	}
+	recs, err := r.st.Range(5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := recs[0].Record.Hash()
+	if s.HeadHash != hex.EncodeToString(h[:]) {
+		t.Errorf("state head hash %q, want the hash of seq 5 %x", s.HeadHash, h)
+	}
+	pub, err := ledger.LoadPublicKey(filepath.Join(r.env.DeviceKeysDir, device+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.VerifyHead(pub); err != nil {
+		t.Errorf("state head signature: %v", err)
+	}
+	if s.OldestUnackedAge < 3500 || s.OldestUnackedAge > 3700 {
+		t.Errorf("oldest unacknowledged age %.0fs, want about an hour (seq 3)", s.OldestUnackedAge)
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(r.env.Dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	total, free := fs.Blocks*uint64(fs.Bsize), fs.Bavail*uint64(fs.Bsize)
+	if s.Disk == nil || s.Disk.TotalBytes != total || s.Disk.FreeBytes < free/2 || s.Disk.FreeBytes > total {
+		t.Errorf("state disk %+v, want total %d and free about %d", s.Disk, total, free)
+	}
+	if d := s.Drivers["fp1"]; d.State != string(drivers.StateOK) || d.Readings != 7 {
+		t.Errorf("state drivers %+v, want fp1 ok with 7 readings", s.Drivers)
+	}
+}
+
+// An ack the central system signed for another device moves nothing.
+func TestSenderRefusesAnAckForAnotherDevice(t *testing.T) {
+	r := newRig(t, 2, nil)
+	r.step(0)
+	recs, err := r.st.Range(2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := recs[0].Record.Hash()
+	p, err := wire.SealAck(&wire.Ack{Device: "jn-0001-r102", Epoch: r.st.Epoch(), AckedThrough: 2, Hash: hex.EncodeToString(h[:]), Time: time.Now()}, r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p.Handle(wire.AckTopic(synckit.Institution, device), p)
+	r.step(time.Second)
+	r.acked("an ack for jn-0001-r102 on this device's topic", 0)
+	if s := r.u.Stats(); s.RefusedAcks != 1 || s.Acks != 0 {
+		t.Fatalf("refused acks %d, acks %d; want 1, 0", s.RefusedAcks, s.Acks)
 	}
 }
