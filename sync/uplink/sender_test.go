@@ -671,3 +671,23 @@ func TestSenderRefusesAnAckForAnotherDevice(t *testing.T) {
 		t.Fatalf("refused acks %d, acks %d; want 1, 0", s.RefusedAcks, s.Acks)
 	}
 }
+
+// A signed command the uplink does not run itself goes to the agent's Downlink, once: a replay of
+// it does not.
+func TestCommandsGoToTheDownlinkOnce(t *testing.T) {
+	var got []uplink.Delivery
+	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) {
+		c.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) { got = append(got, d) })
+	})
+	r.cmd++
+	p, err := wire.SealCommand(&wire.Command{ID: r.cmd, Device: device, Issued: time.Now(), Cmd: wire.CmdSpotcheck}, r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := wire.CmdTopic(synckit.Institution, device)
+	r.p.Handle(topic, p)
+	r.p.Handle(topic, p)
+	if len(got) != 1 || got[0].Command == nil || got[0].Command.Cmd != wire.CmdSpotcheck || got[0].Command.ID != r.cmd {
+		t.Fatalf("deliveries %+v, want the spotcheck command %d once", got, r.cmd)
+	}
+}
