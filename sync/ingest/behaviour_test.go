@@ -72,6 +72,7 @@ func one(t *testing.T, c chan uint64, what string, want uint64) {
 // A state whose payload names another device than its topic is refused: nothing of it is kept,
 // and the status says why.
 func TestIngesterRefusesAStateNamingAnotherDevice(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
@@ -90,6 +91,7 @@ func TestIngesterRefusesAStateNamingAnotherDevice(t *testing.T) {
 // A published dataset goes to an online device whose state reports an older version, once per
 // ResendInterval while it still reports the older one; never to a device at that version.
 func TestIngesterSendsADatasetOncePerResendInterval(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	icfg := env.IngestConfig("central", b.URL())
@@ -118,6 +120,7 @@ func TestIngesterSendsADatasetOncePerResendInterval(t *testing.T) {
 // A device whose key is added to the registry while the ingester runs is accepted: the ingester
 // reads the registry again (at most once a second) when an unknown device sends.
 func TestIngesterReadsTheKeyOfANewDevice(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
