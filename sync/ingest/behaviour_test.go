@@ -144,3 +144,32 @@ func TestIngesterReadsTheKeyOfANewDevice(t *testing.T) {
 		}
 	}
 }
+
+// A device that only sends batches (no state) is still seen: its last contact is recorded.
+func TestIngesterRecordsTheLastContactOfBatches(t *testing.T) {
+	t.Parallel()
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	start := time.Now()
+	for { // the ingester's subscription may not be there yet: send until acknowledged
+		d.send(synckit.Institution, 8, 1, d.run(8, 1, 2, ledger.ZeroHash))
+		select {
+		case a := <-d.acks:
+			if a.AckedThrough != 2 {
+				t.Fatalf("ack through %d, want 2", a.AckedThrough)
+			}
+		case <-time.After(200 * time.Millisecond):
+			if time.Since(start) > 10*time.Second {
+				t.Fatal("no ack in 10s")
+			}
+			continue
+		}
+		break
+	}
+	waitStatus(t, in, "the last contact of a device that sent a batch", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && !s[0].LastSeen.Before(start.Add(-time.Second)) && s[0].AckedThrough == 2
+	})
+}
