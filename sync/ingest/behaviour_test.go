@@ -173,3 +173,77 @@ func TestIngesterRecordsTheLastContactOfBatches(t *testing.T) {
 		return len(s) == 1 && !s[0].LastSeen.Before(start.Add(-time.Second)) && s[0].AckedThrough == 2
 	})
 }
+
+// commands collects the signed commands sent to the device from now on.
+func (d *fakeDevice) commands(env *synckit.Env) chan *wire.Command {
+	d.t.Helper()
+	pub := centralPub(d.t, env)
+	got := make(chan *wire.Command, 100)
+	tok := d.c.Subscribe(wire.CmdTopic(synckit.Institution, d.name), 1, func(_ mqtt.Client, m mqtt.Message) {
+		if c, err := wire.DecodeCommand(m.Payload(), pub); err == nil {
+			got <- c
+		} else {
+			d.t.Errorf("malformed command: %v", err)
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		d.t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return got
+}
+
+// ackThrough waits for an ack of epoch 8 through seq through, skipping lower ones.
+func (d *fakeDevice) ackThrough(what string, through uint64) {
+	d.t.Helper()
+	for {
+		a := d.nextAck(what)
+		if a.Epoch == 8 && a.AckedThrough == through {
+			return
+		}
+		if a.Epoch != 8 || a.AckedThrough > through {
+			d.t.Fatalf("%s: got an ack of epoch %d through %d, want epoch 8 through %d", what, a.Epoch, a.AckedThrough, through)
+		}
+	}
+}
+
+// Two gaps in one epoch: once the first fills, the ingester still waits for the second and asks
+// for a resync from its first missing seq; once the second fills too the status shows no gap.
+func TestIngesterAsksForTheSecondGapOfAnEpoch(t *testing.T) {
+	t.Parallel()
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	cmds := d.commands(env)
+	icfg := env.IngestConfig("central", b.URL())
+	icfg.GapTimeout = 300 * time.Millisecond
+	in, _ := env.StartIngester(icfg)
+	d.online(in)
+	recs := d.run(8, 1, 10, ledger.ZeroHash)
+	d.send(synckit.Institution, 8, 1, recs[0:3])
+	d.wantAck("seqs 1-3", 8, 3)
+	d.send(synckit.Institution, 8, 6, recs[5:7])  // 4-5 missing
+	d.send(synckit.Institution, 8, 9, recs[8:10]) // 8 missing
+	d.send(synckit.Institution, 8, 4, recs[3:5])
+	d.ackThrough("seqs 4-5 and the 6-7 held", 7)
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case c := <-cmds:
+			if c.Cmd != wire.CmdResync || c.Epoch != 8 {
+				t.Fatalf("command %+v, want a resync of epoch 8", c)
+			}
+			if c.FromSeq == 8 {
+				goto filled
+			}
+			// a resync from 4 asked before 4-5 came is stale but harmless
+		case <-deadline:
+			t.Fatal("no resync from seq 8 in 10s, want one (the gap at 8 is still open)")
+		}
+	}
+filled:
+	d.send(synckit.Institution, 8, 8, recs[7:10]) // the resync: the 9-10 held was dropped after GapTimeout
+	d.ackThrough("seqs 8-10", 10)
+	waitStatus(t, in, "no gap after both filled", func(s []ingest.DeviceStatus) bool {
+		return len(s) == 1 && !s[0].Gap && s[0].AckedThrough == 10
+	})
+}
