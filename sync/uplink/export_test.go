@@ -84,6 +84,12 @@ func (p *Stepper) Handle(topic string, payload []byte) {
 	}
 }
 
+// ExpireStaged is the downlink's timer: it refuses the stagings incomplete for DatasetTimeout.
+func (p *Stepper) ExpireStaged() { p.u.expireStaged(p.ctx, p.pending) }
+
+// RecoverStaged is what the downlink does at start with what an earlier run left staged.
+func (p *Stepper) RecoverStaged() { p.u.recoverStaged(p.ctx, p.pending) }
+
 // Reconnect tells the sender the connection went down and came up again, as the connection's
 // callbacks do.
 func (p *Stepper) Reconnect() {

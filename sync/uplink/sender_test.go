@@ -691,3 +691,42 @@ func TestCommandsGoToTheDownlinkOnce(t *testing.T) {
 		t.Fatalf("deliveries %+v, want the spotcheck command %d once", got, r.cmd)
 	}
 }
+
+// A dataset missing a chunk waits for it until DatasetTimeout: the downlink's timer and a restart
+// leave a young staging alone, and the chunk that comes later completes it.
+func TestIncompleteDatasetWaitsForItsChunk(t *testing.T) {
+	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) { c.DatasetTimeout = time.Hour })
+	m, chunks, err := wire.Split("roster", 2, device, rosterJSON(t, 2), 256, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := wire.SealManifest(m, r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := wire.DataTopic(synckit.Institution, device, "roster")
+	r.p.Handle(topic, mp)
+	for i := 1; i < len(chunks); i++ {
+		p, err := chunks[i].Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.p.Handle(topic, p)
+	}
+	r.p.ExpireStaged()
+	if s, ok, err := r.st.StagedDataset("roster"); err != nil || !ok || s.Version != 2 {
+		t.Fatalf("after the timer, chunk 0 missing: staged %+v, %v, %v; want version 2 waiting", s, ok, err)
+	}
+	r.p.RecoverStaged() // as at a restart
+	if s, ok, err := r.st.StagedDataset("roster"); err != nil || !ok || s.Version != 2 {
+		t.Fatalf("after a restart, chunk 0 missing: staged %+v, %v, %v; want version 2 waiting", s, ok, err)
+	}
+	p, err := chunks[0].Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p.Handle(topic, p)
+	if v := activeRoster(t, r.st); v != 2 {
+		t.Fatalf("active roster %d after the last chunk, want 2", v)
+	}
+}
