@@ -446,7 +446,7 @@ func TestSenderEvidence(t *testing.T) {
 }
 
 // An ack beyond what was sent, with the alarm it raises, does not keep a good ack that came with
-// it from moving the cursor.
+// it from moving the cursor; a second one raises no second alarm.
 func TestSenderAckBeyondBesideAGoodAck(t *testing.T) {
 	r := newRig(t, 0, nil)
 	synckit.Append(t, r.st, 4) // seqs 2-5 after the uplink started: 1-3 sent
@@ -459,6 +459,18 @@ func TestSenderAckBeyondBesideAGoodAck(t *testing.T) {
 		t.Fatalf("beyond-acks %d, acks %d; want 1, 1", s.BeyondAcks, s.Acks)
 	}
 	r.window("after the acks", flights(3, 3)...)
+	r.ack(9) // beyond again, the next step: the same alarm is not recorded twice within its interval
+	r.step(2 * time.Second)
+	n := 0
+	r.st.Scan(1, func(_ uint64, rec ledger.Record) error {
+		if e, err := rec.Event(); err == nil && e.Reason == ledger.AlarmAckBeyond {
+			n++
+		}
+		return nil
+	})
+	if s := r.u.Stats(); s.BeyondAcks != 2 || n != 1 {
+		t.Fatalf("two acks beyond what was sent: beyond-acks %d, alarms in the ledger %d; want 2, 1", s.BeyondAcks, n)
+	}
 }
 
 // A publish that fails at once (the connection dropped before the sender heard of it) puts
