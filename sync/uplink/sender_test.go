@@ -601,7 +601,7 @@ func (r *rig) states() chan *wire.State {
 
 // The state says what the central system holds the box to: the head, signed with the device key,
 // the cursor and the backlog between them, the age of the oldest unacknowledged event, the disk,
-// and the sources' health.
+// the active datasets and the sources' health.
 func TestSenderStateContent(t *testing.T) {
 	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) {
 		c.Drivers = func() map[string]drivers.Health {
@@ -615,6 +615,20 @@ func TestSenderStateContent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	m, chunks, err := wire.Split("roster", 2, device, rosterJSON(t, 2), 1<<20, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := wire.SealManifest(m, r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := chunks[0].Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p.Handle(wire.DataTopic(synckit.Institution, device, "roster"), mp)
+	r.p.Handle(wire.DataTopic(synckit.Institution, device, "roster"), cp) // roster 2 applied: seq 6
 	got := r.states()
 	r.step(0)
 	r.ack(2)
@@ -629,16 +643,19 @@ func TestSenderStateContent(t *testing.T) {
 			t.Fatalf("no state with the cursor at 2 in 10s (last %+v)", s)
 		}
 	}
-	if s.HeadSeq != 5 || s.Backlog != 3 || s.Epoch != r.st.Epoch() {
-		t.Errorf("state: head %d, acked %d, backlog %d, epoch %d; want 5, 2, 3, %d", s.HeadSeq, s.AckedThrough, s.Backlog, s.Epoch, r.st.Epoch())
+	if s.HeadSeq != 6 || s.Backlog != 4 || s.Epoch != r.st.Epoch() {
+		t.Errorf("state: head %d, acked %d, backlog %d, epoch %d; want 6, 2, 4, %d", s.HeadSeq, s.AckedThrough, s.Backlog, s.Epoch, r.st.Epoch())
 	}
-	recs, err := r.st.Range(5, 1)
+	if s.DatasetVersions["roster"] != 2 {
+		t.Errorf("state dataset versions %v, want roster 2", s.DatasetVersions)
+	}
+	recs, err := r.st.Range(6, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := recs[0].Record.Hash()
 	if s.HeadHash != hex.EncodeToString(h[:]) {
-		t.Errorf("state head hash %q, want the hash of seq 5 %x", s.HeadHash, h)
+		t.Errorf("state head hash %q, want the hash of seq 6 %x", s.HeadHash, h)
 	}
 	pub, err := ledger.LoadPublicKey(filepath.Join(r.env.DeviceKeysDir, device+".pub"))
 	if err != nil {
