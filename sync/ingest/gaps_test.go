@@ -151,3 +151,32 @@ func TestCommandIDsStayAboveTheLastOne(t *testing.T) {
 		t.Fatalf("after a restart: got ID %d, want %d", c.ID, ahead+2)
 	}
 }
+
+// One transaction updates every device it names, and a device's last error stays until another
+// replaces it (an update without one keeps it).
+func TestStoreUpdatesEveryDeviceAndKeepsTheLastError(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		ctx := context.Background()
+		now := time.Now().Truncate(time.Millisecond)
+		_, err := s.commit(ctx, &write{updates: []deviceUpdate{
+			{device: "jn-0001-r101", institution: "0001", seen: now, lastError: "state refused"},
+			{device: "jn-0001-r102", institution: "0001", seen: now},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.commit(ctx, &write{updates: []deviceUpdate{{device: "jn-0001-r101", institution: "0001", seen: now.Add(time.Second)}}}); err != nil {
+			t.Fatal(err)
+		}
+		devs, err := s.devices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(devs) != 2 || devs["jn-0001-r102"] == nil {
+			t.Fatalf("devices after one transaction naming two: got %d (%v), want both", len(devs), devs)
+		}
+		if got := devs["jn-0001-r101"].rec.LastError; got != "state refused" {
+			t.Fatalf("last error after an update without one: got %q, want %q kept", got, "state refused")
+		}
+	})
+}
