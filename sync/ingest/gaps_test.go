@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,6 +178,38 @@ func TestStoreUpdatesEveryDeviceAndKeepsTheLastError(t *testing.T) {
 		}
 		if got := devs["jn-0001-r101"].rec.LastError; got != "state refused" {
 			t.Fatalf("last error after an update without one: got %q, want %q kept", got, "state refused")
+		}
+	})
+}
+
+// A head alarm raised by one device's update does not cut the transaction short: the other
+// devices' updates in it are kept.
+func TestStoreHeadAlarmKeepsTheOtherUpdates(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		ctx := context.Background()
+		now := time.Now().Truncate(time.Millisecond)
+		h := func(c string) string { return strings.Repeat(c, 64) }
+		if _, err := s.commit(ctx, &write{updates: []deviceUpdate{{device: "jn-0001-r101", institution: "0001", seen: now,
+			witness: &witness{Epoch: 1, Seq: 10, Hash: h("a"), Seen: now}}}}); err != nil {
+			t.Fatal(err)
+		}
+		// A shorter head than the one signed before: an alarm; and another device in the same commit.
+		if _, err := s.commit(ctx, &write{updates: []deviceUpdate{
+			{device: "jn-0001-r101", institution: "0001", seen: now.Add(time.Second), witness: &witness{Epoch: 1, Seq: 5, Hash: h("b"), Seen: now.Add(time.Second)}},
+			{device: "jn-0001-r102", institution: "0001", seen: now.Add(time.Second)},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		alarms, err := s.alarms(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		devs, err := s.devices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alarms) != 1 || devs["jn-0001-r102"] == nil || !devs["jn-0001-r101"].rec.LastSeen.Equal(now.Add(time.Second)) {
+			t.Fatalf("after a head alarm and another device in one commit: %d alarms, devices %v; want 1 alarm and both updated", len(alarms), devs)
 		}
 	})
 }
