@@ -170,6 +170,7 @@ func stored(t *testing.T, in *ingest.Ingester, device string) map[uint64]map[uin
 // the stored head, another device's records. Each refusal is followed by a batch the ingester
 // already holds, whose ack (through 3, not 5) shows the refused batch was handled and not kept.
 func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
@@ -225,6 +226,7 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 // refused by the ingester itself, whatever the broker lets through: its records are not stored and
 // nothing is acknowledged.
 func TestIngesterRefusesAnotherInstitutionsPrefix(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{}) // no ACL: the ingester alone decides
 	const dev = "jn-0001-r101"
@@ -252,6 +254,7 @@ func TestIngesterRefusesAnotherInstitutionsPrefix(t *testing.T) {
 // The ack leaves only after the commit: while the transaction storing a batch is held open, no
 // ack is published; once it commits, the ack follows.
 func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
@@ -297,6 +300,7 @@ func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
 // A batch whose payload names another device than its topic is refused whole, even when its
 // records are the topic device's own: the topic, the payload and the records must agree.
 func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
@@ -331,6 +335,7 @@ func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
 // key is refused (the state is kept, the head witnesses nothing), a head signed by the device is
 // the one the ingester holds the device to.
 func TestIngesterWitnessesOnlyHeadsTheDeviceSigned(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"

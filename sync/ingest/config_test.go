@@ -1,6 +1,8 @@
 package ingest_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +89,25 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if s := ingest.WithDefaults(ingest.Config{}).Socket; s != "" {
 		t.Errorf("socket without a db: got %q, want empty", s)
+	}
+	// A PostgreSQL store has no file to put the socket beside: the socket goes to the temporary
+	// directory, named by the client ID; a socket set is kept.
+	pg := ingest.Config{DB: "postgres://kaoqin@db.example/kaoqin", ClientID: "c1"}
+	if s, want := ingest.WithDefaults(pg).Socket, filepath.Join(os.TempDir(), "kaoqin-ingest-c1.sock"); s != want {
+		t.Errorf("socket of a PostgreSQL ingester: got %q, want %q", s, want)
+	}
+	// The photos go beside the datasets unless set.
+	if e := ingest.WithDefaults(ingest.Config{DatasetDir: "/srv/kaoqin/datasets"}).EvidenceDir; e != "/srv/kaoqin/datasets/evidence" {
+		t.Errorf("evidence dir: got %q, want /srv/kaoqin/datasets/evidence", e)
+	}
+	if e := ingest.WithDefaults(ingest.Config{DatasetDir: "/srv/kaoqin/datasets", EvidenceDir: "/srv/photos"}).EvidenceDir; e != "/srv/photos" {
+		t.Errorf("evidence dir set: got %q, want /srv/photos kept", e)
+	}
+	if e := ingest.WithDefaults(ingest.Config{}).EvidenceDir; e != "" {
+		t.Errorf("evidence dir without a dataset dir: got %q, want empty", e)
+	}
+	pg.Socket = "/run/kaoqin/c1.sock"
+	if s := ingest.WithDefaults(pg).Socket; s != pg.Socket {
+		t.Errorf("socket set for a PostgreSQL ingester: got %q, want %q kept", s, pg.Socket)
 	}
 }

@@ -47,6 +47,7 @@ func TestConfigValidate(t *testing.T) {
 // Two devices drain into one ingester; the status, live over the socket and from the file once
 // stopped, shows both acknowledged.
 func TestTwoDevicesAndStatus(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	icfg := env.IngestConfig("central", b.URL())
@@ -108,6 +109,7 @@ func TestTwoDevicesAndStatus(t *testing.T) {
 // The central system loses its database: a new ingester sees the device's events start beyond 1,
 // waits GapTimeout, asks for a resync from seq 1, and ends up with the whole ledger.
 func TestResyncAfterCentralLostItsDatabase(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	const dev = "jn-0001-r101"
@@ -141,6 +143,7 @@ func TestResyncAfterCentralLostItsDatabase(t *testing.T) {
 // A device without a registered key, or whose records do not verify with its key, gets nothing
 // stored and nothing acknowledged.
 func TestUnverifiedDevicesRefused(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
@@ -214,6 +217,7 @@ func id(d17 string) string { return roster.WithCheckChar(d17) }
 // Publish checks a roster, keeps it, and the ingester sends it (signed, in chunks) to the device
 // whose state reports an older version; the device applies it and says so.
 func TestPublishDataset(t *testing.T) {
+	t.Parallel()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
 	icfg := env.IngestConfig("central", b.URL())

@@ -9,10 +9,11 @@ import (
 )
 
 // TestMain starts one PostgreSQL for the package's tests (each test gets its own database), and
-// runs the child consumers of the kill tests. Benchmarks get a durable server (fsync on, as in
-// production); tests one without fsync (a crash of the server still loses no commit).
+// runs the child consumers of the kill tests and the publishing child of the durability test.
+// Benchmarks get a durable server (fsync on, as in production); tests one without fsync (a crash
+// of the server still loses no commit).
 func TestMain(m *testing.M) {
-	if runChild() {
+	if runChild() || runPublishChild() {
 		return
 	}
 	flag.Parse()

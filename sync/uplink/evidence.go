@@ -99,11 +99,12 @@ func (u *Uplink) stepEvidence(s *sender, acks []string, now time.Time) error {
 	}
 	for _, p := range ev.photos {
 		sha := p.sha
-		if len(ev.sent) >= evidenceWindow {
-			break
-		}
-		if at, ok := ev.sent[sha]; ok && now.Sub(at) < u.cfg.AckTimeout {
+		at, ok := ev.sent[sha]
+		if ok && now.Sub(at) < u.cfg.AckTimeout {
 			continue
+		}
+		if !ok && len(ev.sent) >= evidenceWindow { // a photo whose ack is late is sent again in its own place
+			break
 		}
 		jpg, err := os.ReadFile(u.st.EvidencePath(sha))
 		if err != nil {
