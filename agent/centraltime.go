@@ -23,19 +23,7 @@ const MaxCentralRoundTrip = 5 * time.Second
 
 // centralTimeSeen hands the decision loop the central's clock (uplink.Delivery.Time); a newer one
 // replaces one not yet taken.
-func (a *Agent) centralTimeSeen(ct uplink.CentralTime) {
-	for {
-		select {
-		case a.centralTime <- ct:
-			return
-		default:
-		}
-		select {
-		case <-a.centralTime:
-		default:
-		}
-	}
-}
+func (a *Agent) centralTimeSeen(ct uplink.CentralTime) { offerLatest(a.centralTime, ct) }
 
 // anchorFromCentral anchors the boot to the central's clock if its time is not trusted, and
 // decides the readings that waited.

@@ -76,20 +76,23 @@ func (a *Agent) stationOf(source string) string {
 // tellOne hands a verdict to the feedback goroutine of a source, replacing one not yet shown; it
 // never blocks the decision loop.
 func (a *Agent) tellOne(source string, v drivers.Verdict) {
-	c, ok := a.tellers.Load(source)
-	if !ok {
-		return
+	if c, ok := a.tellers.Load(source); ok {
+		offerLatest(c.(chan drivers.Verdict), v)
 	}
-	ch := c.(chan drivers.Verdict)
+}
+
+// offerLatest puts v on ch (a channel of capacity 1), replacing a value not yet taken: the reader
+// gets the latest, and the sender never blocks.
+func offerLatest[T any](ch chan T, v T) {
 	for {
 		select {
 		case ch <- v:
 			return
 		default:
-			select {
-			case <-ch:
-			default:
-			}
+		}
+		select {
+		case <-ch:
+		default:
 		}
 	}
 }

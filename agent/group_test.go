@@ -114,9 +114,7 @@ func TestBurstDecidedInOrderAnsweredWhenDurable(t *testing.T) {
 			break
 		}
 	}
-	for k, seq := range durable {
-		if k == key(0) && seq >= durable[key(1)] {
-			t.Errorf("the first reading's event (seq %d) comes after the second's (seq %d): want the readings' order", seq, durable[key(1)])
-		}
+	if first, second := durable[key(0)], durable[key(1)]; first >= second {
+		t.Errorf("the first reading's event (seq %d) comes at or after the second's (seq %d): want the readings' order", first, second)
 	}
 }

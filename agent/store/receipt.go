@@ -40,20 +40,10 @@ type Receipt struct {
 // returns ErrStaleEpoch and one beyond the head ErrAckBeyondHead; one whose hash is not the hash
 // of the event at r.Seq returns ErrReceiptMismatch and changes nothing.
 func (s *Store) AckReceipt(r Receipt) (advanced bool, err error) {
-	if s.readOnly {
-		return false, ErrReadOnly
+	if err := s.ackable(r.Epoch, r.Seq); err != nil {
+		return false, err
 	}
-	s.mu.Lock()
-	ep, head, fatal := s.epoch, s.headSeq, s.fatal
-	s.mu.Unlock()
-	switch {
-	case fatal != nil:
-		return false, fatal
-	case r.Epoch != ep:
-		return false, fmt.Errorf("%w: ack for epoch %d, current %d", ErrStaleEpoch, r.Epoch, ep)
-	case r.Seq > head:
-		return false, fmt.Errorf("%w: acked_through %d, head %d", ErrAckBeyondHead, r.Seq, head)
-	case r.Seq == 0:
+	if r.Seq == 0 {
 		return false, errors.New("store: receipt for seq 0")
 	}
 	v, err := json.Marshal(&r)

@@ -356,7 +356,18 @@ func (s *Store) load(checkHead bool) error {
 }
 
 // view runs a read transaction. A damaged page makes bbolt panic; the panic becomes ErrDamaged.
-func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return s.guarded(func(db *bolt.DB) error { return db.View(fn) })
+}
+
+// update runs a write transaction; a panic on a damaged page becomes ErrDamaged.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return s.guarded(func(db *bolt.DB) error { return db.Update(fn) })
+}
+
+// guarded runs tx on the open file with a fault in the mmap or a bbolt panic turned into
+// ErrDamaged, and the file held against heal's swap.
+func (s *Store) guarded(tx func(*bolt.DB) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a fault in the mmap panics here, not the process
 	defer func() {
 		if r := recover(); r != nil {
@@ -368,23 +379,7 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 	if s.db == nil {
 		return fmt.Errorf("%w: the file is being replaced", ErrDamaged)
 	}
-	return s.db.View(fn)
-}
-
-// update runs a write transaction; a panic on a damaged page becomes ErrDamaged.
-func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrDamaged, r)
-		}
-	}()
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.db == nil {
-		return fmt.Errorf("%w: the file is being replaced", ErrDamaged)
-	}
-	return s.db.Update(fn)
+	return tx(s.db)
 }
 
 // Check reads every page the file's buckets reach (every branch and leaf, every key and value)
@@ -653,19 +648,8 @@ func (s *Store) Acked() (uint64, error) {
 // ErrAckBeyondHead and changes nothing. It keeps no receipt: the uplink moves the cursor with
 // AckReceipt, which also keeps the central system's signed receipt.
 func (s *Store) Ack(epoch, through uint64) (advanced bool, err error) {
-	if s.readOnly {
-		return false, ErrReadOnly
-	}
-	s.mu.Lock()
-	ep, head, fatal := s.epoch, s.headSeq, s.fatal
-	s.mu.Unlock()
-	switch {
-	case fatal != nil:
-		return false, fatal
-	case epoch != ep:
-		return false, fmt.Errorf("%w: ack for epoch %d, current %d", ErrStaleEpoch, epoch, ep)
-	case through > head:
-		return false, fmt.Errorf("%w: acked_through %d, head %d", ErrAckBeyondHead, through, head)
+	if err := s.ackable(epoch, through); err != nil {
+		return false, err
 	}
 	err = s.update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
@@ -682,6 +666,26 @@ func (s *Store) Ack(epoch, through uint64) (advanced bool, err error) {
 		return false, s.fatal
 	}
 	return advanced, nil
+}
+
+// ackable refuses an acknowledgement the store cannot take: after a failed commit, for another
+// epoch, or beyond the head.
+func (s *Store) ackable(epoch, through uint64) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	s.mu.Lock()
+	ep, head, fatal := s.epoch, s.headSeq, s.fatal
+	s.mu.Unlock()
+	switch {
+	case fatal != nil:
+		return fatal
+	case epoch != ep:
+		return fmt.Errorf("%w: ack for epoch %d, current %d", ErrStaleEpoch, epoch, ep)
+	case through > head:
+		return fmt.Errorf("%w: acked_through %d, head %d", ErrAckBeyondHead, through, head)
+	}
+	return nil
 }
 
 // Fatal returns the commit error that stopped the store, or nil.

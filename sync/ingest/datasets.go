@@ -99,6 +99,8 @@ func latestVersion(dir string) (uint64, error) {
 	return latest, nil
 }
 
+// writeAtomic writes b to path durably: a temporary file in the same folder, synced, renamed over
+// path, and the folder synced. A crash leaves the old file or the new one, never half of one.
 func writeAtomic(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
