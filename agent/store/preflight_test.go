@@ -3,9 +3,11 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -80,6 +82,8 @@ func TestPreflightPageCountEdge(t *testing.T) {
 	past.setMeta(metaPgid, pages+1)
 	if err := past.check(t); !errors.Is(err, ErrDamaged) {
 		t.Errorf("the meta counting %d pages, the file holding %d: got %v, want ErrDamaged", pages+1, pages, err)
+	} else if want := fmt.Sprintf("%d bytes hold %d pages, the meta counts %d", len(b.raw), pages, pages+1); !strings.Contains(err.Error(), want) {
+		t.Errorf("the error %q does not say %q", err, want)
 	}
 }
 
