@@ -289,3 +289,39 @@ func TestLegacyRetiredCodeMigrated(t *testing.T) {
 		t.Fatalf("Jinan's 0001 made active again: got %v, want refused", err)
 	}
 }
+
+// A roster that came in unsigned keeps every event flagged until a signed one replaces it, across
+// restarts and whatever the switch says then: turning the development switch off after loading
+// an unsigned roster does not make the events it decides look trusted.
+func TestUnsignedRosterFlagsEventsUntilReplaced(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AllowUnsigned = true
+	s := open(t, cfg)
+	in := rosterIn(t, testRoster(1, false))
+	in.Ref.Origin = OriginUnsigned
+	if _, err := s.ApplyDataset(in); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	cfg.AllowUnsigned = false
+	s = open(t, cfg)
+	flagged := func(when string, want bool) {
+		t.Helper()
+		e, err := s.Append(signIn("T1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.HasFlag(ledger.FlagUnsignedDataset); got != want || s.Unsigned() != want {
+			t.Fatalf("%s: event flagged %v, Unsigned() %v; want %v", when, got, s.Unsigned(), want)
+		}
+	}
+	flagged("reopened with the switch off, the unsigned roster active", true)
+	if _, err := s.ApplyDataset(rosterIn(t, testRoster(2, false))); err != nil {
+		t.Fatal(err)
+	}
+	flagged("a signed roster applied", false)
+	s.Close()
+	s = open(t, cfg)
+	flagged("reopened on the signed roster", false)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,4 +121,45 @@ func FuzzDecodeFastAsJSON(f *testing.F) {
 			sameColumns(t, body, got)
 		}
 	})
+}
+
+// The fast reader's reach, each at its edge: what it must read itself (the shapes a box writes,
+// and any valid member it skips), and what it must leave to json.Unmarshal. Either way the
+// columns are json.Unmarshal's; this holds the speed the consumers count on.
+func TestDecodeFastEdges(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("[", n) + "1" + strings.Repeat("]", n) }
+	for _, tc := range []struct {
+		body string
+		fast bool
+	}{
+		{`{"kind":"a","az09_":1}`, true},                     // every kind of byte a key may hold, at the ends of its ranges
+		{`{"kind":"a","a{":1}`, false},                       // other bytes: left to json.Unmarshal, which folds case
+		{`{"kind":"a","a/":1}`, false},                       //
+		{`{"kind":"a","a:":1}`, false},                       //
+		{"{\"kind\":\"a b\x7f~\"}", true},                    // a column's printable ASCII, space and DEL included
+		{"{\"kind\":\"a\x1f\"}", false},                      // a control byte (json.Unmarshal refuses it)
+		{"{\"kind\":\"a\x80\"}", false},                      // a byte past ASCII (json.Unmarshal replaces it)
+		{`{"kind":"a\/"}`, false},                            // an escape in a column
+		{`{"evidence":[{"size":999999999999999999}]}`, true}, // 18 digits
+		{`{"evidence":[{"size":1000000000000000000}]}`, false},
+		{`{"evidence":[{"size":0},{"size":-9},{"size":9}]}`, true},
+		{`{"evidence":[{"size":-0}]}`, false},
+		{`{"evidence":[{"size":00}]}`, false},
+		{`{"evidence":[{"size":1e2}]}`, false},
+		{`{"evidence":[{"size":1.0}]}`, false},
+		{`{"note":"a b\u09afAF","x":"\u0aF9"}`, true}, // skipped strings: space, and hex digits at their ends
+		{`{"note":"\u0agF"}`, false},
+		{"{\"note\":\"a\x1fb\"}", false},
+		{`{"x":[0,9,-0.5e+10,1E-2,0.0,1e5,true,false,null,{},[]]}`, true},
+		{`{"x":` + nest(64) + `}`, true}, // as deep as the skipper goes
+		{`{"x":` + nest(65) + `}`, false},
+	} {
+		got, ok := decodeFast([]byte(tc.body))
+		if ok != tc.fast {
+			t.Errorf("%s: read on the fast path %v, want %v", tc.body, ok, tc.fast)
+		}
+		if ok {
+			sameColumns(t, []byte(tc.body), got)
+		}
+	}
 }
