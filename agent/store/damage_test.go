@@ -220,3 +220,37 @@ func TestSalvagedEpochCursor(t *testing.T) {
 		t.Errorf("after acks through 5 then 3 and a reopen: got %+v, %v; want acked through 5 (never back), last %d", eps, err, last)
 	}
 }
+
+// Salvage at the edges of the bytes it is given: a record at their very start (its signature
+// the first 64 bytes) is found, and a chain whose last record found does not link breaks there.
+func TestSalvageEdges(t *testing.T) {
+	cfg := testConfig(t)
+	chain := func(n int, forkLast bool) []byte {
+		var raw []byte
+		prev := ledger.ZeroHash
+		for i := range n {
+			e := signIn(fmt.Sprintf("T%d", i))
+			e.Device, e.Epoch, e.Seq = cfg.Device, 1, uint64(i+1)
+			link := prev
+			if forkLast && i == n-1 {
+				link[0] ^= 1
+			}
+			r, err := ledger.Seal(&e, link, cfg.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = append(raw, r...)
+			prev = r.Hash()
+		}
+		return raw
+	}
+	sv := salvage(chain(3, false), pub(cfg))
+	if len(sv.Records) != 3 || sv.BrokeAt != 0 || sv.Last != 3 || sv.Epoch != 1 || sv.Device != cfg.Device {
+		t.Errorf("three linked records, the first at byte 0: got %d records, broke at %d, last %d, epoch %d, device %q; want 3, 0, 3, 1, %q",
+			len(sv.Records), sv.BrokeAt, sv.Last, sv.Epoch, sv.Device, cfg.Device)
+	}
+	sv = salvage(chain(3, true), pub(cfg))
+	if len(sv.Records) != 2 || sv.BrokeAt != 3 || sv.Last != 3 {
+		t.Errorf("the last record not linking: got %d records, broke at %d, last %d; want 2, 3, 3", len(sv.Records), sv.BrokeAt, sv.Last)
+	}
+}

@@ -176,3 +176,36 @@ func TestPruneEvidenceEdges(t *testing.T) {
 		}
 	}
 }
+
+// With no budget configured there is no budget pressure: acknowledged photos go by age alone.
+func TestPruneEvidenceWithoutABudget(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.EvidenceBudget = 0
+	s := open(t, cfg)
+	old := time.Now().Add(-2 * time.Hour)
+	var shas []string
+	for i := range 3 {
+		ref, err := s.PutEvidence(drivers.Crop, []byte(fmt.Sprintf("\xff\xd8photo %d\xff\xd9", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AckEvidence(ref.SHA256); err != nil {
+			t.Fatal(err)
+		}
+		shas = append(shas, ref.SHA256)
+	}
+	if err := os.Chtimes(s.EvidencePath(shas[0]), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.PruneEvidence(0, time.Now()); err != nil || n != 0 {
+		t.Fatalf("no retention, no budget: got %d deleted, %v; want none", n, err)
+	}
+	if n, _, err := s.PruneEvidence(time.Hour, time.Now()); err != nil || n != 1 {
+		t.Fatalf("retention 1h, one photo 2h old: got %d deleted, %v; want that one", n, err)
+	}
+	for i, sha := range shas {
+		if _, err := os.Stat(s.EvidencePath(sha)); (err == nil) != (i > 0) {
+			t.Errorf("photo %d: present %v, want %v", i, err == nil, i > 0)
+		}
+	}
+}
