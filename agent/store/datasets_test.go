@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kaoqin/kaoqin/agent/ledger"
 	"github.com/kaoqin/kaoqin/agent/roster"
 	"github.com/kaoqin/kaoqin/agent/store"
 )
@@ -112,6 +113,15 @@ func TestStageResumeAndSwap(t *testing.T) {
 	}
 	if _, ok, _ := s.StagedDataset(store.RosterDataset); ok {
 		t.Fatal("staging left after the swap")
+	}
+	// The swap is recorded as the dataset's applied event, naming what it applied.
+	var last ledger.Event
+	if err := s.Scan(1, func(_ uint64, r ledger.Record) (err error) { last, err = r.Event(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if d := last.Dataset; last.Kind != ledger.Dataset || d == nil || !d.Applied || d.Name != store.RosterDataset || d.Version != 5 ||
+		d.Origin != "mqtt" || last.Note != "roster version 5 applied" {
+		t.Fatalf("the swap's event: %+v (dataset %+v); want roster version 5 from mqtt, applied", last, last.Dataset)
 	}
 	if v, _ := s.DatasetVersions(); v[store.RosterDataset] != 5 {
 		t.Fatalf("dataset versions: got %v, want roster 5", v)

@@ -161,10 +161,15 @@ func TestVoucherCheckinIsBound(t *testing.T) {
 	if _, err := s.Append(e); err != nil {
 		t.Fatal(err)
 	}
+	// One read from a terminal, which names it by its own record serial.
+	e.Voucher, e.Key = "V-2", "zk-1:000042"
+	if _, err := s.Append(e); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	s = open(t, cfg)
-	if b, err := s.Bindings(); err != nil || len(b) != 1 || b["V-1"] != "0001" {
-		t.Fatalf("bindings after reopen: got %v, %v; want V-1 bound to 0001", b, err)
+	if b, err := s.Bindings(); err != nil || len(b) != 2 || b["V-1"] != "0001" || b["V-2"] != "0001" {
+		t.Fatalf("bindings after reopen: got %v, %v; want V-1 and V-2 bound to 0001", b, err)
 	}
 }
 

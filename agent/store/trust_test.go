@@ -325,3 +325,34 @@ func TestUnsignedRosterFlagsEventsUntilReplaced(t *testing.T) {
 	s = open(t, cfg)
 	flagged("reopened on the signed roster", false)
 }
+
+// Serial blocks are versioned like the roster: each version once, only forward, and what the
+// gate applied is what it returns and keeps.
+func TestCertBlocksOnlyGoForward(t *testing.T) {
+	block := cert.Block{City: "3701", County: "02", Institution: "0001", Year: 2026, Category: "A", First: 1, Last: 9}
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	a, err := s.ApplyDataset(blocksIn(t, cfg.Device, 2, block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Blocks == nil || a.Blocks.Version != 2 || len(a.Blocks.Blocks) != 1 {
+		t.Fatalf("applied v2: got %+v, want the blocks of version 2", a.Blocks)
+	}
+	for _, v := range []uint64{2, 1} {
+		_, err := s.ApplyDataset(blocksIn(t, cfg.Device, v, block))
+		var de *DatasetError
+		if !errors.As(err, &de) || de.Reason != ledger.DatasetReplayed || !errors.Is(err, ErrNotNewer) {
+			t.Errorf("version %d after 2: got %v, want a dataset_replayed refusal", v, err)
+		}
+	}
+	if _, err := s.ApplyDataset(blocksIn(t, cfg.Device, 3, block)); err != nil {
+		t.Fatalf("version 3 after 2: %v", err)
+	}
+	if got, err := s.DatasetVersions(); err != nil || got[cert.BlocksDataset] != 3 {
+		t.Fatalf("active versions: got %v, %v; want certblocks 3", got, err)
+	}
+	if b, err := s.CertBlocks(); err != nil || b == nil || b.Version != 3 {
+		t.Fatalf("active blocks: got %+v, %v; want version 3", b, err)
+	}
+}
