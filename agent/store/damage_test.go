@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -252,5 +253,117 @@ func TestSalvageEdges(t *testing.T) {
 	sv = salvage(chain(3, true), pub(cfg))
 	if len(sv.Records) != 2 || sv.BrokeAt != 3 || sv.Last != 3 {
 		t.Errorf("the last record not linking: got %d records, broke at %d, last %d; want 2, 3, 3", len(sv.Records), sv.BrokeAt, sv.Last)
+	}
+}
+
+// Damage that appears under a running store, after the checks at open (flash failing while the
+// box runs), is found by the next append: the file is moved aside, a new epoch starts with an
+// alarm naming the damage, the reading that found it is recorded in the new epoch, and the old
+// epoch's signed events are salvaged.
+func TestDamageFoundByAnAppendStartsANewEpoch(t *testing.T) {
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	for i := range 300 {
+		if _, err := s.Append(signIn(fmt.Sprintf("T%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldEpoch := s.Epoch()
+	raw, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int(binary.LittleEndian.Uint32(raw[pageHeaderSize+8:]))
+	f, err := os.OpenFile(cfg.Path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every tree page's type cleared: whichever page the append reaches first is no longer a
+	// branch or a leaf. The records on them are untouched, for the salvage.
+	for at := 2 * ps; at+ps <= len(raw); at += ps {
+		if raw[at+8]&(branchFlag|leafFlag) != 0 {
+			if _, err := f.WriteAt([]byte{0, 0}, int64(at+8)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.Close()
+
+	e, err := s.Append(signIn("T999"))
+	if err != nil {
+		t.Fatalf("the append that finds the damage: %v, want it recorded in a new epoch", err)
+	}
+	if e.Epoch == oldEpoch || e.Seq != 2 {
+		t.Fatalf("the append that found the damage: epoch %d seq %d; want a new epoch (not %d), seq 2 after its alarm", e.Epoch, e.Seq, oldEpoch)
+	}
+	var alarm ledger.Event
+	if err := s.Scan(1, func(_ uint64, r ledger.Record) (err error) {
+		if alarm, err = r.Event(); err == nil {
+			err = ErrStop
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if alarm.Kind != ledger.Alarm || alarm.Reason != ledger.AlarmNewEpoch || !strings.Contains(alarm.Note, "damaged") {
+		t.Fatalf("the new epoch's first event: %s/%s %q, want a new_epoch alarm naming the damage", alarm.Kind, alarm.Reason, alarm.Note)
+	}
+	if asides, _ := filepath.Glob(cfg.Path + ".corrupt-*"); len(asides) != 1 {
+		t.Fatalf("files moved aside: %v, want one", asides)
+	}
+	n := 0
+	if err := s.SalvagedRecords(func(epoch, seq uint64, rec ledger.Record) error {
+		n++
+		return rec.Verify(pub(cfg))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 301 {
+		t.Fatalf("salvaged %d events, want all 301 (the alarm and 300 sign-ins: only page types were damaged)", n)
+	}
+}
+
+// Check finds a page whose overflow count is damaged under an open store (the next write would
+// allocate and free without bound): in a leaf, and in a branch.
+func TestCheckFindsADamagedOverflowCount(t *testing.T) {
+	for _, kind := range []struct {
+		name string
+		flag byte
+	}{{"leaf", leafFlag}, {"branch", branchFlag}} {
+		cfg := testConfig(t)
+		s := open(t, cfg)
+		for i := range 300 {
+			if _, err := s.Append(signIn(fmt.Sprintf("T%03d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Check(); err != nil {
+			t.Fatalf("an intact file: %v", err)
+		}
+		raw, err := os.ReadFile(cfg.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := int(binary.LittleEndian.Uint32(raw[pageHeaderSize+8:]))
+		f, err := os.OpenFile(cfg.Path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for at := 2 * ps; at+ps <= len(raw); at += ps {
+			if raw[at+8] == kind.flag {
+				n++
+				if _, err := f.WriteAt(binary.LittleEndian.AppendUint32(nil, 1<<20), int64(at+12)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		f.Close()
+		if n == 0 {
+			t.Fatalf("no %s page in a ledger of 300 events", kind.name)
+		}
+		if err := s.Check(); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "spans") {
+			t.Errorf("every %s page's overflow count damaged under an open store: Check says %v, want ErrDamaged naming the pages the bucket spans", kind.name, err)
+		}
 	}
 }
