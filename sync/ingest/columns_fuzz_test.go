@@ -153,6 +153,12 @@ func TestDecodeFastEdges(t *testing.T) {
 		{`{"x":[0,9,-0.5e+10,1E-2,0.0,1e5,true,false,null,{},[]]}`, true},
 		{`{"x":` + nest(64) + `}`, true}, // as deep as the skipper goes
 		{`{"x":` + nest(65) + `}`, false},
+		{`{"kind":"ab`, false}, // cut short inside each kind of value: nothing read past the end
+		{`{"evidence":[{"size":12`, false},
+		{`{"x":12`, false},
+		{`{"x":"ab`, false},
+		{`{"x":"a\u00`, false},
+		{`{"x":tru`, false},
 	} {
 		got, ok := decodeFast([]byte(tc.body))
 		if ok != tc.fast {
