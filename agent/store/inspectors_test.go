@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -17,8 +18,10 @@ func TestInspectors(t *testing.T) {
 	if err := s.SetInspectors(want, InspectorsInfo{Version: 3, From: "central"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetInspectors([]Inspector{{Name: "wang"}}, InspectorsInfo{From: "local"}); err == nil {
-		t.Error("an account without a hash was accepted")
+	// The refusal names the account by its place in the list, counted from 1 as an operator reads it.
+	bad := []Inspector{want[0], {Name: "wang"}, {Hash: "$argon2id$z"}}
+	if err := s.SetInspectors(bad, InspectorsInfo{From: "local"}); err == nil || !strings.Contains(err.Error(), "inspector 2:") {
+		t.Errorf("the second account without a hash: got %v, want it refused naming inspector 2", err)
 	}
 	s.Close()
 	ro, err := OpenReadOnly(cfg.Path)
