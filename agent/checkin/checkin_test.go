@@ -502,12 +502,12 @@ func TestDecideZeroRulesUseDefaults(t *testing.T) {
 		t.Errorf("holder after 1m59s with zero rules: got %q %q, want voucher_checkin", d.Event.Kind, d.Event.Reason)
 	}
 	if got := zero.WithDefaults(); got.Suppress != checkin.DefaultSuppress || got.TwoDevices != checkin.DefaultTwoDevices ||
-		got.Rapid != checkin.DefaultRapid || got.VoucherWindow != checkin.DefaultVoucherWindow {
+		got.Rapid != checkin.DefaultRapid || got.VoucherWindow != checkin.DefaultVoucherWindow || got.AbsentShare != checkin.DefaultAbsentShare {
 		t.Errorf("WithDefaults: got %+v", got)
 	}
-	set := checkin.Rules{Suppress: time.Second, TwoDevices: 2 * time.Second, Rapid: 3 * time.Second, VoucherWindow: 4 * time.Second}
+	set := checkin.Rules{Suppress: time.Second, TwoDevices: 2 * time.Second, Rapid: 3 * time.Second, VoucherWindow: 4 * time.Second, AbsentShare: 0.3}
 	if got := set.WithDefaults(); got.Suppress != time.Second || got.TwoDevices != 2*time.Second ||
-		got.Rapid != 3*time.Second || got.VoucherWindow != 4*time.Second {
+		got.Rapid != 3*time.Second || got.VoucherWindow != 4*time.Second || got.AbsentShare != 0.3 {
 		t.Errorf("WithDefaults overrode set fields: got %+v", got)
 	}
 }
