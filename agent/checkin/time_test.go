@@ -2,6 +2,7 @@ package checkin_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,5 +193,68 @@ func TestDecideHeld(t *testing.T) {
 	c, _ = h.Assess(checkin.Clock{Clock: ledger.Clock{Wall: at(9, 40), Mono: int64(100 * time.Minute), Boot: "boot-1", Synced: true}})
 	if d := rules.Decide(fp("T-plain", "room1", at(9, 40)), f.x, h, c); d.Event.Kind != ledger.Duplicate || d.Event.Ref != got[0].ID {
 		t.Errorf("T-plain after NTP: got %s ref %s, want a duplicate of the decided sign-in %s", d.Event.Kind, d.Event.Ref, got[0].ID)
+	}
+}
+
+// What the ledger teaches the History of its time: a trusted event a little ahead of the last
+// trusted time moves it forward (and a clock reading more than the slack behind the new time is
+// not trusted); of two trusted reads of a boot, the later is the one an anchor is made from.
+func TestHistoryLearnsTrustedTimeFromTheLedger(t *testing.T) {
+	first := signIn("in-1", "T-plain", "S-elec-am", "room1", at(9, 0))
+	first.Time.Boot, first.Time.Mono = "boot-1", int64(time.Hour)
+	later := signIn("in-2", "T-bake", "S-bake", "room1", at(9, 0).Add(time.Second/2))
+	later.Time.Boot, later.Time.Mono = "boot-1", int64(time.Hour+time.Second/2)
+	h := historyOf(first, later)
+	if got := h.LastTrusted(); !got.Equal(later.Time.Wall) {
+		t.Fatalf("last trusted time: got %v, want the later event's %v", got, later.Time.Wall)
+	}
+	behind := checkin.Clock{Clock: ledger.Clock{Wall: later.Time.Wall.Add(-checkin.TrustSlack - time.Millisecond), Mono: int64(time.Minute), Boot: "boot-2", Synced: true}}
+	if c, _ := h.Assess(behind); !c.Untrusted {
+		t.Errorf("a clock of another boot reading %v behind the last trusted time: trusted, want untrusted", checkin.TrustSlack+time.Millisecond)
+	}
+	// boot-1's clock set back later in that boot: it is anchored at its latest trusted read.
+	setBack := checkin.Clock{Clock: ledger.Clock{Wall: at(7, 0), Mono: int64(2 * time.Hour), Boot: "boot-1", Synced: true}}
+	c, anchor := h.Assess(setBack)
+	if anchor == nil || anchor.Time != later.Time || !c.Anchored || !c.Wall.Equal(later.Time.Wall.Add(time.Hour-time.Second/2)) {
+		t.Fatalf("boot-1 set back: got %+v anchored %v, anchor %+v; want anchored at the later read %+v", c.Clock, c.Anchored, anchor, later.Time)
+	}
+}
+
+// A time_anchor says how many readings of its own boot waited for it.
+func TestAnchorCountsTheReadingsOfItsBoot(t *testing.T) {
+	waiting := func(id, boot string) ledger.Event {
+		return ledger.Event{ID: id, Kind: ledger.Reading, Trainee: "T-plain", Method: "fingerprint", Source: "room1",
+			Flags: []ledger.Flag{ledger.FlagTimePending}, Time: untrusted(boot, time.Minute).Clock}
+	}
+	h := historyOf(waiting("r-1", "boot-2"), waiting("r-2", "boot-0"), waiting("r-3", "boot-2"))
+	_, anchor := h.Assess(checkin.Clock{Clock: ledger.Clock{Wall: at(12, 0), Mono: int64(time.Hour), Boot: "boot-2", Synced: true}})
+	if anchor == nil || !strings.Contains(anchor.Note, "; 2 readings waited") {
+		t.Fatalf("the anchor of boot-2: %+v, want a note counting its 2 waiting readings", anchor)
+	}
+}
+
+// A manual sign-in that waited for trusted time keeps its reason when it is decided: it is
+// recorded as the override it was, not refused as one without a reason.
+func TestHeldManualSignInKeepsItsReason(t *testing.T) {
+	f := newFixture(t)
+	rules := testRules()
+	h := checkin.NewHistory()
+	e := rules.Decide(manual("T-plain", "api", boot1970, "王老师", "finger too dry"), f.x, h, untrusted("boot-1", 50*time.Minute)).Event
+	e.Seq, e.ID = 1, ledger.NewID(e.Time.Wall)
+	h.Add(&e)
+	_, anchor := h.Assess(checkin.Clock{Clock: ledger.Clock{Wall: at(9, 30), Mono: int64(90 * time.Minute), Boot: "boot-1", Synced: true}})
+	if anchor == nil {
+		t.Fatal("no anchor")
+	}
+	anchor.Seq, anchor.ID = 2, ledger.NewID(anchor.Time.Wall)
+	h.Add(anchor)
+	held := h.Decidable()
+	if len(held) != 1 {
+		t.Fatalf("decidable: %d, want the manual reading", len(held))
+	}
+	d := rules.DecideHeld(held[0], f.x, h)
+	if d.Kind != ledger.SignIn || !d.HasFlag(ledger.FlagManualOverride) || d.Note != "finger too dry" || d.Operator != "王老师" {
+		t.Fatalf("the held override decided: %s/%s note %q operator %q flags %v; want a sign-in, manual_override, its reason and operator",
+			d.Kind, d.Reason, d.Note, d.Operator, d.Flags)
 	}
 }
