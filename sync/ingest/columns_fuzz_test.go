@@ -128,6 +128,7 @@ func FuzzDecodeFastAsJSON(f *testing.F) {
 // columns are json.Unmarshal's; this holds the speed the consumers count on.
 func TestDecodeFastEdges(t *testing.T) {
 	nest := func(n int) string { return strings.Repeat("[", n) + "1" + strings.Repeat("]", n) }
+	nestObj := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
 	for _, tc := range []struct {
 		body string
 		fast bool
@@ -153,6 +154,11 @@ func TestDecodeFastEdges(t *testing.T) {
 		{`{"x":[0,9,-0.5e+10,1E-2,0.0,1e5,true,false,null,{},[]]}`, true},
 		{`{"x":` + nest(64) + `}`, true}, // as deep as the skipper goes
 		{`{"x":` + nest(65) + `}`, false},
+		{`{"x":` + nestObj(64) + `}`, true},
+		{`{"x":` + nestObj(65) + `}`, false},
+		{`{"x":`, false},
+		{`{"x":[`, false},
+		{`{"x":"a\`, false},
 		{`{"kind":"ab`, false}, // cut short inside each kind of value: nothing read past the end
 		{`{"evidence":[{"size":12`, false},
 		{`{"x":12`, false},
