@@ -117,7 +117,7 @@ func preflight(path string) error {
 	}
 	room := (overflow+1)*uint64(m.pageSize) - pageHeaderSize
 	if m.freelist+overflow >= m.pgid || count > room/8 {
-		return fmt.Errorf("%w: the freelist claims %d pages, more than its %d pages hold", ErrDamaged, count, overflow+1)
+		return fmt.Errorf("%w: the freelist lists %d page ids, more than its %d pages hold", ErrDamaged, count, overflow+1)
 	}
 	return nil
 }

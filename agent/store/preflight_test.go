@@ -130,6 +130,8 @@ func TestPreflightFreelistEdges(t *testing.T) {
 	setCount(beyond, 1)
 	if err := beyond.check(t); !errors.Is(err, ErrDamaged) {
 		t.Errorf("a freelist running to page %d of %d: got %v, want ErrDamaged", pgid, pgid, err)
+	} else if want := fmt.Sprintf("more than its %d pages hold", pgid-fl+1); !strings.Contains(err.Error(), want) {
+		t.Errorf("the error %q does not say %q", err, want)
 	}
 	// The freelist page itself: page 2 is the first that may be one, the meta's count bounds it.
 	for _, tc := range []struct {

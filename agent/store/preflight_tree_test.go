@@ -162,6 +162,11 @@ func TestPreflightTreeEdges(t *testing.T) {
 		f.spare = 1                       // the file itself is long enough either way
 		return f
 	})
+	edge(t, "a page size of 512 bytes, the smallest taken", func(past bool) *synthFile {
+		f := newSynth(512 >> pastBy(past))
+		f.leaf(3, 0)
+		return f
+	})
 	edge(t, "a page size of 1 MiB, the largest bbolt writes", func(past bool) *synthFile {
 		f := newSynth(1 << (20 + pastBy(past)))
 		f.leaf(3, 0)
