@@ -125,3 +125,13 @@ func (m *message) Payload() []byte   { return m.payload }
 func (m *message) Ack()              {}
 
 var _ mqtt.Message = (*message)(nil)
+
+// SalvageInFlight is the salvaged batch published and not yet answered: its epoch and its first
+// and last seq (ok false: none).
+func (p *Stepper) SalvageInFlight() (epoch, first, last uint64, ok bool) {
+	sv := &p.s.salv
+	if sv.flying == nil {
+		return 0, 0, 0, false
+	}
+	return sv.epoch, sv.flying.first, sv.flying.last, true
+}

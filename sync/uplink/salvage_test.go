@@ -2,6 +2,7 @@ package uplink_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"log/slog"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/kaoqin/kaoqin/sync/ingest"
 	"github.com/kaoqin/kaoqin/sync/internal/brokertest"
 	"github.com/kaoqin/kaoqin/sync/internal/synckit"
+	"github.com/kaoqin/kaoqin/sync/uplink"
 	"github.com/kaoqin/kaoqin/sync/wire"
 )
 
@@ -152,4 +154,134 @@ func TestSalvagedEpochAckedWithAnotherHash(t *testing.T) {
 	if got := r.salvagedAcked(t); got != 0 {
 		t.Errorf("the box's cursor of the salvaged epoch: got %d, want 0 (no ack with another hash counts)", got)
 	}
+}
+
+// salvageStepRig is a box whose ledger file was damaged with 20 events never sent: the old epoch
+// is salvaged, the new one holds its alarm. Its uplink is stepped by hand (uplink.Stepper).
+type salvageStepRig struct {
+	*rig
+	old  uint64
+	recs []store.Seqd // the salvaged records, seq 1 on
+}
+
+func newSalvageStepRig(t *testing.T, edit func(*uplink.Config, []store.Seqd)) *salvageStepRig {
+	t.Helper()
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	key := env.DeviceKey(device)
+	st := env.OpenStore(device, key)
+	old := st.Epoch()
+	synckit.Append(t, st, 20)
+	st.Close()
+	raw, err := os.ReadFile(env.StorePath(device))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[2*4096+8] ^= 0xff
+	if err := os.WriteFile(env.StorePath(device), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st = env.OpenStore(device, key)
+	t.Cleanup(func() { st.Close() })
+	recs, err := st.SalvagedRange(old, 1, 100)
+	if err != nil || len(recs) != 21 {
+		t.Fatalf("salvaged: got %d records, %v; want the alarm and 20 sign-ins", len(recs), err)
+	}
+	cfg := stepConfig(env, b)
+	if edit != nil {
+		edit(&cfg, recs)
+	}
+	u, err := uplink.New(cfg, st, env.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, env: env, b: b, st: st, u: u, key: synckit.Ed25519(t, env.CentralKey), t0: time.Now()}
+	r.p = uplink.NewStepper(t, u)
+	return &salvageStepRig{rig: r, old: old, recs: recs}
+}
+
+// salvageAck hands the uplink the central's signed ack of the salvaged epoch through seq.
+func (r *salvageStepRig) salvageAck(through uint64) {
+	r.t.Helper()
+	h := r.recs[through-1].Record.Hash()
+	p, err := wire.SealAck(&wire.Ack{Device: device, Epoch: r.old, AckedThrough: through, Hash: hex.EncodeToString(h[:]), Time: time.Now()}, r.key)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.p.Handle(wire.AckTopic(synckit.Institution, device), p)
+}
+
+// salvageFlight checks the salvaged batch waiting for its ack.
+func (r *salvageStepRig) salvageFlight(what string, first, last uint64) {
+	r.t.Helper()
+	ep, f, l, ok := r.p.SalvageInFlight()
+	if !ok || ep != r.old || f != first || l != last {
+		r.t.Fatalf("%s: salvaged batch in flight: epoch %d seq %d-%d (%v); want epoch %d seq %d-%d", what, ep, f, l, ok, r.old, first, last)
+	}
+}
+
+// The salvaged epoch goes up one batch at a time, after the current epoch is acknowledged: a
+// batch is as many contiguous records as BatchSize and BatchBytes allow (a batch exactly
+// BatchBytes long included), resent when its ack is AckTimeout late and not before, and the next
+// starts after what the central acknowledged.
+func TestSalvagedBatchesStepped(t *testing.T) {
+	r := newSalvageStepRig(t, func(c *uplink.Config, recs []store.Seqd) {
+		c.BatchSize = 5
+		c.BatchBytes = len(recs[0].Record) + len(recs[1].Record) + len(recs[2].Record) // seq 1-3 exactly
+	})
+	r.step(0)
+	if _, _, _, ok := r.p.SalvageInFlight(); ok {
+		t.Fatal("a salvaged batch sent before the current epoch is acknowledged")
+	}
+	head, _ := r.st.Head()
+	r.ack(head)
+	r.step(time.Second)
+	r.salvageFlight("the current epoch acknowledged", 1, 3)
+	sent := r.u.Stats().Batches
+
+	r.step(time.Second + 10*time.Second - time.Nanosecond) // AckTimeout is 10s
+	if got := r.u.Stats().Batches; got != sent {
+		t.Fatalf("a nanosecond before the ack is late: %d batches sent, want %d (no resend)", got, sent)
+	}
+	r.step(time.Second + 10*time.Second)
+	if got := r.u.Stats().Batches; got != sent+1 {
+		t.Fatalf("the ack AckTimeout late: %d batches sent, want %d (resent)", got, sent+1)
+	}
+	r.salvageFlight("resent", 1, 3)
+
+	r.salvageAck(3)
+	r.step(12 * time.Second)
+	r.salvageFlight("seq 1-3 acknowledged", 4, 4+uint64(countFitting(r.recs[3:], 5, len(r.recs[0].Record)+len(r.recs[1].Record)+len(r.recs[2].Record)))-1)
+	if eps, err := r.st.SalvagedEpochs(); err != nil || len(eps) != 1 || eps[0].Acked != 3 {
+		t.Fatalf("the box's cursor of the salvaged epoch: %+v, %v; want through 3", eps, err)
+	}
+}
+
+// countFitting is how many of recs, from the first, a batch of at most size records and bytes
+// bytes holds (always the first).
+func countFitting(recs []store.Seqd, size, bytes int) int {
+	n, total := 0, 0
+	for _, r := range recs {
+		if n == size || (n > 0 && total+len(r.Record) > bytes) {
+			break
+		}
+		n++
+		total += len(r.Record)
+	}
+	return n
+}
+
+// A record longer than BatchBytes still goes up, alone in its batch.
+func TestSalvagedRecordLongerThanABatch(t *testing.T) {
+	r := newSalvageStepRig(t, func(c *uplink.Config, _ []store.Seqd) {
+		c.BatchSize, c.BatchBytes = 5, 1
+	})
+	r.step(0)
+	head, _ := r.st.Head()
+	r.ack(head)
+	r.step(time.Second)
+	r.salvageFlight("BatchBytes 1", 1, 1)
+	r.salvageAck(1)
+	r.step(2 * time.Second)
+	r.salvageFlight("seq 1 acknowledged", 2, 2)
 }
