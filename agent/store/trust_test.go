@@ -356,3 +356,32 @@ func TestCertBlocksOnlyGoForward(t *testing.T) {
 		t.Fatalf("active blocks: got %+v, %v; want version 3", b, err)
 	}
 }
+
+// Every code an older version retired by the code alone is rekeyed, not only the first.
+func TestEveryLegacyRetiredCodeMigrated(t *testing.T) {
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	r := testRoster(1, true)
+	r.Institutions = append(r.Institutions, roster.Institution{Code: "0002", City: "3701", County: "00", Name: "济南职业培训学校", Retired: true})
+	if _, err := s.ApplyDataset(rosterIn(t, r)); err != nil {
+		t.Fatal(err)
+	}
+	s.update(func(tx *bolt.Tx) error {
+		ret := tx.Bucket(bucketRetired)
+		return errors.Join(ret.Delete([]byte("3701000001")), ret.Delete([]byte("3701000002")),
+			ret.Put([]byte("0001"), []byte("2026-01-01")), ret.Put([]byte("0002"), []byte("2026-01-01")))
+	})
+	next := testRoster(2, false)
+	next.Institutions = []roster.Institution{
+		{Code: "0001", City: "3702", County: "00", Name: "青岛技能培训中心"},
+		{Code: "0002", City: "3702", County: "00", Name: "青岛职业学校"},
+	}
+	if _, err := s.ApplyDataset(rosterIn(t, next)); err != nil {
+		t.Fatalf("Qingdao's 0001 and 0002 beside Jinan's retired ones: %v", err)
+	}
+	back := testRoster(3, false)
+	back.Institutions = []roster.Institution{{Code: "0002", City: "3701", County: "00", Name: "济南职业培训学校"}}
+	if _, err := s.ApplyDataset(rosterIn(t, back)); err == nil || !strings.Contains(err.Error(), "never reassigned") {
+		t.Fatalf("Jinan's 0002 made active again: got %v, want refused", err)
+	}
+}
