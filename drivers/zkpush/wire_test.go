@@ -29,6 +29,20 @@ func TestParsePunch(t *testing.T) {
 		{"\t2026-03-02 08:01:28\t0\t15", false, "1 to 24", ""},
 		{"1452\t2026-03-02 08:01:28\tin\t15", false, "status", ""},
 		{"1452\t2026-03-02 08:01:28\t0\t123456", false, "verify", ""},
+		// Each limit at its edge: 16 fields, a PIN of 24, a status of four digits, every letter.
+		{"1452\t2026-03-02 08:01:28\t0\t15" + strings.Repeat("\t0", 12), false, "", "S|1452|2026-03-02 08:01:28|0|15"},
+		{"1452\t2026-03-02 08:01:28\t0\t15" + strings.Repeat("\t0", 13), false, "17 fields", ""},
+		{strings.Repeat("9", 24) + "\t2026-03-02 08:01:28\t0\t15", false, "", "S|" + strings.Repeat("9", 24) + "|2026-03-02 08:01:28|0|15"},
+		{strings.Repeat("9", 25) + "\t2026-03-02 08:01:28\t0\t15", false, "1 to 24", ""},
+		{"1452\t2026-03-02 08:01:28\t9999\t15", false, "", "S|1452|2026-03-02 08:01:28|9999|15"},
+		{"1452\t2026-03-02 08:01:28\t10000\t15", false, "status", ""},
+		{"09AZaz\t2026-03-02 08:01:28\t0\t15", true, "", "S|09AZaz|2026-03-02 08:01:28|0|15"},
+		{"a`\t2026-03-02 08:01:28\t0\t15", true, "letters and digits", ""},
+		{"a{\t2026-03-02 08:01:28\t0\t15", true, "letters and digits", ""},
+		{"a@\t2026-03-02 08:01:28\t0\t15", true, "letters and digits", ""},
+		{"a[\t2026-03-02 08:01:28\t0\t15", true, "letters and digits", ""},
+		{"1/\t2026-03-02 08:01:28\t0\t15", false, "want digits", ""},
+		{"1:\t2026-03-02 08:01:28\t0\t15", false, "want digits", ""},
 	}
 	for _, c := range cases {
 		p, err := zkpush.ParsePunch(c.line, shanghai, c.alnum)
@@ -87,3 +101,30 @@ func TestDecodeName(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The JPEG of a photo upload may start up to 64 bytes after CMD=, not further; a value quoted in
+// an error is clipped after 40 bytes, so a hostile line cannot flood the log.
+func TestParseEdges(t *testing.T) {
+	at := time.Date(2026, 3, 2, 8, 1, 28, 0, shanghai)
+	jpg := emu.Capture(7)
+	for _, pad := range []int{64 - len("CMD=uploadphoto"), 65 - len("CMD=uploadphoto")} {
+		body := append([]byte("PIN=20260302080128-1452\nCMD=uploadphoto"+strings.Repeat("\x00", pad)), jpg...)
+		p, err := zkpush.ParsePhoto(body, shanghai, false)
+		if at64 := pad+len("CMD=uploadphoto") == 64; at64 && (err != nil || !p.At.Equal(at) || !bytes.Equal(p.JPEG, jpg)) {
+			t.Errorf("the JPEG 64 bytes after CMD=: got %d bytes, %v; want the picture", len(p.JPEG), err)
+		} else if !at64 && err == nil {
+			t.Errorf("the JPEG 65 bytes after CMD=: accepted, want refused")
+		}
+	}
+	for _, n := range []int{40, 41} {
+		v := strings.Repeat("7", n)
+		_, err := zkpush.ParsePunch("1452\t2026-03-02 08:01:28\t"+v+"\t15", shanghai, false)
+		want := strconv.Quote(v)
+		if n > 40 {
+			want = strconv.Quote(v[:40] + "...")
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a status of %d digits: got %v, want it quoted as %s", n, err, want)
+		}
+	}
+}
