@@ -566,3 +566,37 @@ func TestCommandWithoutResultIsSentAgain(t *testing.T) {
 		t.Errorf("queue: got %+v, want one command done after 2 tries", cmds)
 	}
 }
+
+// Names go to the terminal in the encoding its firmware reads: GB18030 for a terminal in Chinese
+// mode when name_encoding is auto, UTF-8 for one in another language; a configured encoding
+// wins over the language. The emulator reads names as the firmware does, so a name in the wrong
+// encoding shows as garbage on it.
+func TestNamesGoInTheTerminalsEncoding(t *testing.T) {
+	for _, tc := range []struct {
+		encoding, language, want string
+	}{
+		{"auto", "83", "张三"},
+		{"auto", "69", "张三"},
+		{"gb18030", "83", "张三"},
+		{"utf-8", "83", "寮犱笁"}, // UTF-8 read as GB18030: what a terminal in Chinese mode shows
+		{"gb18030", "69", "\uFFFD"}, // GB18030 read as UTF-8
+	} {
+		cfg := config(t, "ZK02"+tc.language+tc.encoding[:1], "127.0.0.1:0")
+		cfg.NameEncoding = tc.encoding
+		r := open(t, cfg)
+		term := r.emu(func(c *emu.Config) { c.Language = tc.language })
+		ctx := context.Background()
+		if err := term.Boot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.term.SyncPersons(ctx, []drivers.Person{{Trainee: "1452", Name: "张三"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := term.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := term.Users()["1452"]; got != tc.want {
+			t.Errorf("name_encoding %s, terminal language %s: the terminal shows %q, want %q", tc.encoding, tc.language, got, tc.want)
+		}
+	}
+}

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/text/encoding/simplifiedchinese"
+
 	"github.com/kaoqin/kaoqin/drivers/zkpush"
 )
 
@@ -132,6 +134,17 @@ func (t *Terminal) ErrorDelay() time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.errorDelay
+}
+
+// readName reads a name as the terminal's firmware does: GB18030 in Chinese mode (language 83),
+// UTF-8 otherwise. Bytes of the other encoding show as the garbage a real screen would show.
+func (t *Terminal) readName(b []byte) string {
+	if t.cfg.Language == "83" {
+		if out, err := simplifiedchinese.GB18030.NewDecoder().Bytes(b); err == nil {
+			return string(out)
+		}
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // Users is the terminal's user list (PIN -> name).
@@ -357,7 +370,7 @@ func (t *Terminal) execute(text []byte) int {
 			return -1
 		}
 		t.mu.Lock()
-		t.users[pin] = zkpush.DecodeName(f["Name"])
+		t.users[pin] = t.readName(f["Name"])
 		t.mu.Unlock()
 		return 0
 	case bytes.HasPrefix(text, []byte("DATA DELETE USERINFO ")):
