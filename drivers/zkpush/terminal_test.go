@@ -578,7 +578,7 @@ func TestNamesGoInTheTerminalsEncoding(t *testing.T) {
 		{"auto", "83", "张三"},
 		{"auto", "69", "张三"},
 		{"gb18030", "83", "张三"},
-		{"utf-8", "83", "寮犱笁"}, // UTF-8 read as GB18030: what a terminal in Chinese mode shows
+		{"utf-8", "83", "寮犱笁"},      // UTF-8 read as GB18030: what a terminal in Chinese mode shows
 		{"gb18030", "69", "\uFFFD"}, // GB18030 read as UTF-8
 	} {
 		cfg := config(t, "ZK02"+tc.language+tc.encoding[:1], "127.0.0.1:0")
