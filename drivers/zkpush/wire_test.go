@@ -128,3 +128,23 @@ func TestParseEdges(t *testing.T) {
 		}
 	}
 }
+
+// Command ids are 1 to 16 letters and digits: each end of each range is taken, its neighbours
+// and a 17th character are not; a photo's size of 0 is no byte count.
+func TestParseResultsIDsAndPhotoSize(t *testing.T) {
+	for _, id := range []string{"09", "AZ", "az", strings.Repeat("z", 16)} {
+		rs, err := zkpush.ParseResults([]byte("ID=" + id + "&Return=0&CMD=DATA\n"))
+		if err != nil || len(rs) != 1 || rs[0].ID != id {
+			t.Errorf("id %q: got %+v, %v; want it taken", id, rs, err)
+		}
+	}
+	for _, id := range []string{"1/", "1:", "A@", "A[", "a`", "a{", strings.Repeat("z", 17)} {
+		if rs, err := zkpush.ParseResults([]byte("ID=" + id + "&Return=0&CMD=DATA\n")); err == nil || len(rs) != 0 {
+			t.Errorf("id %q: got %+v, %v; want the line refused", id, rs, err)
+		}
+	}
+	jpg := emu.Capture(7)
+	if _, err := zkpush.ParsePhoto(append([]byte("PIN=20260302080128-1452.jpg\nsize=0\nCMD=uploadphoto\x00"), jpg...), shanghai, false); err == nil || !strings.Contains(err.Error(), "byte count") {
+		t.Errorf("size=0: got %v, want it refused", err)
+	}
+}
