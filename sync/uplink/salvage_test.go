@@ -164,7 +164,7 @@ type salvageStepRig struct {
 	recs []store.Seqd // the salvaged records, seq 1 on
 }
 
-func newSalvageStepRig(t *testing.T, edit func(*uplink.Config, []store.Seqd)) *salvageStepRig {
+func newSalvageStepRig(t *testing.T, edit func(*uplink.Config, []store.Seqd), prep ...func(*synckit.Env, *store.Store, uint64)) *salvageStepRig {
 	t.Helper()
 	env := synckit.NewEnv(t)
 	b := brokertest.Start(t, brokertest.Options{})
@@ -186,6 +186,9 @@ func newSalvageStepRig(t *testing.T, edit func(*uplink.Config, []store.Seqd)) *s
 	recs, err := st.SalvagedRange(old, 1, 100)
 	if err != nil || len(recs) != 21 {
 		t.Fatalf("salvaged: got %d records, %v; want the alarm and 20 sign-ins", len(recs), err)
+	}
+	for _, p := range prep {
+		p(env, st, old)
 	}
 	cfg := stepConfig(env, b)
 	if edit != nil {
@@ -284,4 +287,26 @@ func TestSalvagedRecordLongerThanABatch(t *testing.T) {
 	r.salvageAck(1)
 	r.step(2 * time.Second)
 	r.salvageFlight("seq 1 acknowledged", 2, 2)
+}
+
+// A salvaged epoch the central system already holds whole is not sent again, and the box does
+// not log its records as missing.
+func TestSalvagedEpochHeldWholeIsLeftAlone(t *testing.T) {
+	logs := &testkit.LogBuffer{}
+	r := newSalvageStepRig(t, nil, func(env *synckit.Env, st *store.Store, old uint64) {
+		env.Log = slog.New(slog.NewTextHandler(logs, nil))
+		if err := st.AckSalvaged(old, 21); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r.step(0)
+	head, _ := r.st.Head()
+	r.ack(head)
+	r.step(time.Second)
+	if _, _, _, ok := r.p.SalvageInFlight(); ok {
+		t.Fatal("a salvaged batch sent for an epoch the central holds whole")
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("errors logged for an epoch the central holds whole:\n%s", logs)
+	}
 }
