@@ -125,11 +125,12 @@ GREMLINS_VERSION  := v0.6.0
 MUTATE_PKGS       ?= agent/checkin agent/ledger agent/store sync/uplink sync/ingest
 MUTATE_WORKERS    ?= 1
 MUTATE_TIMEOUT    ?= 10
+MUTATE_FLAGS      ?=
 mutate: deps
 	$(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
 	@set -e; for p in $(MUTATE_PKGS); do \
 		echo "== $$p"; \
-		GOFLAGS=-count=1 $$($(GO) env GOPATH)/bin/gremlins unleash --workers $(MUTATE_WORKERS) --timeout-coefficient $(MUTATE_TIMEOUT) -S lt ./$$p \
+		GOFLAGS=-count=1 $$($(GO) env GOPATH)/bin/gremlins unleash --workers $(MUTATE_WORKERS) --timeout-coefficient $(MUTATE_TIMEOUT) $(MUTATE_FLAGS) -S lt ./$$p \
 			| grep -E '^ *(LIVED|TIMED OUT)|^(Killed|Timed out|Test efficacy|Mutator coverage)'; \
 	done
 
