@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"math"
 	"encoding/binary"
 	"log/slog"
 	"path/filepath"
@@ -211,5 +212,39 @@ func TestStoreHeadAlarmKeepsTheOtherUpdates(t *testing.T) {
 		if len(alarms) != 1 || devs["jn-0001-r102"] == nil || !devs["jn-0001-r101"].rec.LastSeen.Equal(now.Add(time.Second)) {
 			t.Fatalf("after a head alarm and another device in one commit: %d alarms, devices %v; want 1 alarm and both updated", len(alarms), devs)
 		}
+	})
+}
+
+// A batch that contradicts the head its device signed before is stored all the same, with the
+// alarm, in one commit: the records the ack will name are in the database.
+func TestStoreBatchAlarmKeepsItsRecords(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		ctx := context.Background()
+		d := newFakeDevice(t, "jn-0001-r101")
+		d.seal(t, 1, 3)
+		now := time.Now().Truncate(time.Millisecond)
+		if _, err := s.commit(ctx, &write{updates: []deviceUpdate{{device: d.name, institution: d.institution, pub: d.pub, seen: now,
+			witness: &witness{Epoch: 1, Seq: 2, Hash: strings.Repeat("a", 64), Seen: now}}}}); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, "a batch whose seq 2 is not the head signed there", commitOne(t, s, d.batch(1, 1, 3)), stored, 3)
+		alarms, err := s.alarms(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alarms) != 1 || alarms[0].kind != alarmHead || alarms[0].seq != 2 {
+			t.Fatalf("alarms: %+v, want one head alarm at seq 2", alarms)
+		}
+		wantSeqs(t, s, DeviceEpoch{d.name, 1}, 3)
+	})
+}
+
+// The largest epoch PostgreSQL's bigint holds is stored like any other.
+func TestStoreTakesTheLargestEpoch(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		d := newFakeDevice(t, "jn-0001-r101")
+		d.seal(t, math.MaxInt64, 2)
+		expect(t, "epoch 2^63-1", commitOne(t, s, d.batch(math.MaxInt64, 1, 2)), stored, 2)
+		wantSeqs(t, s, DeviceEpoch{d.name, math.MaxInt64}, 2)
 	})
 }
