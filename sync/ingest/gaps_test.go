@@ -2,9 +2,9 @@ package ingest
 
 import (
 	"context"
-	"math"
 	"encoding/binary"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
