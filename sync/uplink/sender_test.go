@@ -759,3 +759,24 @@ func TestIncompleteDatasetWaitsForItsChunk(t *testing.T) {
 		t.Fatalf("active roster %d after the last chunk, want 2", v)
 	}
 }
+
+// An ack of a one-event batch (its first seq is its last) gives the central system's clock like
+// any other: the batch is found by the seq the ack names.
+func TestAckOfAOneEventBatchGivesTheCentralsClock(t *testing.T) {
+	var got []uplink.CentralTime
+	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) {
+		c.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+			if d.Time != nil {
+				got = append(got, *d.Time)
+			}
+		})
+	})
+	synckit.Append(t, r.st, 1) // seq 2, recorded after the uplink started: published once, by it
+	r.step(0)
+	r.window("started", flights(1, 2)...)
+	r.ack(2)
+	r.step(time.Second)
+	if len(got) != 1 || got[0].Seq != 2 {
+		t.Fatalf("central times after the ack of seq 2 (a batch of one event): %+v, want one for seq 2", got)
+	}
+}
