@@ -201,7 +201,10 @@ func TestStoreIntegrityAlarms(t *testing.T) {
 		// The same key re-creates the epoch with other content (a box rewritten by its owner).
 		forger := &fakeDevice{name: d.name, institution: d.institution, pub: d.pub, key: d.key, heads: map[uint64][32]byte{}, recs: map[uint64][]ledger.Record{}}
 		forger.seal(t, 1, 12)
-		r := commitOne(t, s, forger.batch(1, 8, 12))
+		// Seqs 5-7 as held, then the forger's 8-12: the alarm names seq 8, the first that differs.
+		mixed := d.batch(1, 5, 7)
+		mixed.recs = append(append([]ledger.Record{}, mixed.recs...), forger.recs[1][7:12]...)
+		r := commitOne(t, s, mixed)
 		expect(t, "other bytes under held seqs", r, conflict, 10)
 
 		// A flipped byte in a new record.
@@ -211,15 +214,30 @@ func TestStoreIntegrityAlarms(t *testing.T) {
 		bad[len(bad)-3] ^= 1
 		b.recs = append(append(append([]ledger.Record{}, b.recs[:2]...), bad), b.recs[3:]...)
 		expect(t, "a flipped byte", commitOne(t, s, b), refused, 10)
+		// And in the batch's first and last records: each named as received.
+		var ends []ledger.Record
+		for _, i := range []int{0, 4} {
+			b := d.batch(1, 11, 15)
+			e := append(ledger.Record(nil), b.recs[i]...)
+			e[len(e)-3] ^= 1
+			b.recs = append(append(append([]ledger.Record{}, b.recs[:i]...), e), b.recs[i+1:]...)
+			expect(t, fmt.Sprintf("a flipped byte in seq %d", 11+i), commitOne(t, s, b), refused, 10)
+			ends = append(ends, e)
+		}
 		wantSeqs(t, s, DeviceEpoch{d.name, 1}, 10)
 
 		alarms, err := s.alarms(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(alarms) != 2 || alarms[0].kind != "conflict" || alarms[0].seq != 8 || alarms[0].held != wire.SHA256Hex(d.recs[1][7]) ||
-			alarms[1].kind != "unverified" || alarms[1].seq < 11 {
-			t.Fatalf("alarms: got %+v, want a conflict at seq 8 naming the held record, then an unverified batch from seq 11 on", alarms)
+		if len(alarms) != 4 || alarms[2].seq != 11 || alarms[2].received != wire.SHA256Hex(ends[0]) ||
+			alarms[3].seq != 15 || alarms[3].received != wire.SHA256Hex(ends[1]) {
+			t.Fatalf("alarms: got %+v, want the third and fourth at seqs 11 and 15, naming the records received", alarms)
+		}
+		if alarms[0].kind != "conflict" || alarms[0].seq != 8 || alarms[0].held != wire.SHA256Hex(d.recs[1][7]) ||
+			alarms[0].received != wire.SHA256Hex(forger.recs[1][7]) ||
+			alarms[1].kind != "unverified" || alarms[1].seq != 13 || alarms[1].received != wire.SHA256Hex(bad) {
+			t.Fatalf("alarms: got %+v, want a conflict at seq 8 naming the held and the received record, then an unverified record at seq 13 naming the one received", alarms)
 		}
 		expect(t, "the honest batch", commitOne(t, s, d.batch(1, 11, 15)), stored, 15)
 	})
