@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
@@ -247,4 +248,57 @@ func TestStoreTakesTheLargestEpoch(t *testing.T) {
 		expect(t, "epoch 2^63-1", commitOne(t, s, d.batch(math.MaxInt64, 1, 2)), stored, 2)
 		wantSeqs(t, s, DeviceEpoch{d.name, math.MaxInt64}, 2)
 	})
+}
+
+// A stored batch is checked against the head its device signed wherever that head falls in it,
+// its first record and its last included; a head past the batch is not its to contradict.
+func TestStoredBatchCheckedAgainstTheSignedHeadAtItsEdges(t *testing.T) {
+	for _, tc := range []struct {
+		seq   uint64
+		alarm bool
+	}{{1, true}, {3, true}, {4, false}} {
+		t.Run(fmt.Sprintf("head at seq %d", tc.seq), func(t *testing.T) {
+			eachStore(t, func(t *testing.T, s store) {
+				ctx := context.Background()
+				d := newFakeDevice(t, "jn-0001-r101")
+				d.seal(t, 1, 3)
+				now := time.Now().Truncate(time.Millisecond)
+				if _, err := s.commit(ctx, &write{updates: []deviceUpdate{{device: d.name, institution: d.institution, pub: d.pub, seen: now,
+					witness: &witness{Epoch: 1, Seq: tc.seq, Hash: strings.Repeat("a", 64), Seen: now}}}}); err != nil {
+					t.Fatal(err)
+				}
+				expect(t, "seqs 1-3", commitOne(t, s, d.batch(1, 1, 3)), stored, 3)
+				alarms, err := s.alarms(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := len(alarms) == 1 && alarms[0].seq == tc.seq; got != tc.alarm || len(alarms) > 1 {
+					t.Fatalf("alarms: %+v, want an alarm at seq %d: %v", alarms, tc.seq, tc.alarm)
+				}
+			})
+		})
+	}
+}
+
+// Heads that arrive out of order (members of one group commit): the higher is kept, by epoch
+// first, then by seq, and neither contradicts the other.
+func TestWitnessHeadsOutOfOrderKeepTheHigher(t *testing.T) {
+	now := time.Now()
+	h := strings.Repeat("a", 64)
+	for _, tc := range []struct {
+		held, late witness
+		want       uint64 // the seq kept
+	}{
+		{witness{Epoch: 1, Seq: 10, Hash: h, Seen: now}, witness{Epoch: 1, Seq: 12, Hash: h, Seen: now.Add(-time.Second)}, 12},
+		{witness{Epoch: 1, Seq: 10, Hash: h, Seen: now}, witness{Epoch: 1, Seq: 8, Hash: h, Seen: now.Add(-time.Second)}, 10},
+		{witness{Epoch: 1, Seq: 10, Hash: h, Seen: now}, witness{Epoch: 2, Seq: 3, Hash: h, Seen: now.Add(-time.Second)}, 3},
+		{witness{Epoch: 2, Seq: 3, Hash: h, Seen: now}, witness{Epoch: 1, Seq: 12, Hash: h, Seen: now.Add(-time.Second)}, 3},
+	} {
+		held, late := tc.held, tc.late
+		kept, a := witnessHead("jn-0001-r101", &held, &late)
+		if a != nil || kept.Seq != tc.want {
+			t.Errorf("held %d/%d, %d/%d received before it: kept %d/%d, alarm %v; want seq %d kept, no alarm",
+				held.Epoch, held.Seq, late.Epoch, late.Seq, kept.Epoch, kept.Seq, a, tc.want)
+		}
+	}
 }
