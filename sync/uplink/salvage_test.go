@@ -310,3 +310,29 @@ func TestSalvagedEpochHeldWholeIsLeftAlone(t *testing.T) {
 		t.Fatalf("errors logged for an epoch the central holds whole:\n%s", logs)
 	}
 }
+
+// An ack through the last salvaged seq closes the epoch: nothing more is sent for it, and nothing
+// is logged as missing.
+func TestSalvagedEpochClosedByItsLastAck(t *testing.T) {
+	logs := &testkit.LogBuffer{}
+	r := newSalvageStepRig(t, func(c *uplink.Config, _ []store.Seqd) { c.BatchSize = 25 }, func(env *synckit.Env, _ *store.Store, _ uint64) {
+		env.Log = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	r.step(0)
+	head, _ := r.st.Head()
+	r.ack(head)
+	r.step(time.Second)
+	r.salvageFlight("the current epoch acknowledged", 1, 21)
+	r.salvageAck(21)
+	r.step(2 * time.Second)
+	r.step(3 * time.Second)
+	if _, _, _, ok := r.p.SalvageInFlight(); ok {
+		t.Fatal("a salvaged batch sent after the epoch's last seq was acknowledged")
+	}
+	if eps, err := r.st.SalvagedEpochs(); err != nil || len(eps) != 1 || eps[0].Acked != 21 {
+		t.Fatalf("the box's cursor of the salvaged epoch: %+v, %v; want through 21", eps, err)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("errors logged for an epoch acknowledged whole:\n%s", logs)
+	}
+}

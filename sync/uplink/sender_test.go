@@ -780,3 +780,26 @@ func TestAckOfAOneEventBatchGivesTheCentralsClock(t *testing.T) {
 		t.Fatalf("central times after the ack of seq 2 (a batch of one event): %+v, want one for seq 2", got)
 	}
 }
+
+// A batch sent again after a stall gives no central time when its ack comes, down to the last
+// seq published before (its ack may answer the first copy, sent at a time this copy does not know).
+func TestResentBatchGivesNoCentralTime(t *testing.T) {
+	var got []uplink.CentralTime
+	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) {
+		c.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+			if d.Time != nil {
+				got = append(got, *d.Time)
+			}
+		})
+	})
+	synckit.Append(t, r.st, 2) // seqs 2 and 3, after the uplink started
+	r.step(0)
+	r.window("started", flights(1, 3)...)
+	r.step(10*time.Second + time.Nanosecond) // AckTimeout: all three sent again
+	r.window("resent", flights(1, 3)...)
+	r.ack(3)
+	r.step(11 * time.Second)
+	if len(got) != 0 {
+		t.Fatalf("central times after the ack of a resent batch: %d (the first for seq %d), want none", len(got), got[0].Seq)
+	}
+}
