@@ -247,3 +247,25 @@ filled:
 		return len(s) == 1 && !s[0].Gap && s[0].AckedThrough == 10
 	})
 }
+
+// A batch held beyond a gap is kept for GapTimeout from its arrival, not from its last retry:
+// once that has passed it is dropped, and the batch that fills the gap is acknowledged alone
+// (the device sends the rest again when the resync asks).
+func TestBatchHeldBeyondAGapExpires(t *testing.T) {
+	t.Parallel()
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	const dev = "jn-0001-r101"
+	d := newFakeDevice(t, env, b, dev)
+	icfg := env.IngestConfig("central", b.URL())
+	icfg.GapTimeout = 300 * time.Millisecond
+	in, _ := env.StartIngester(icfg)
+	d.online(in)
+	recs := d.run(8, 1, 7, ledger.ZeroHash)
+	d.send(synckit.Institution, 8, 1, recs[0:3])
+	d.wantAck("seqs 1-3", 8, 3)
+	d.send(synckit.Institution, 8, 6, recs[5:7]) // 4-5 missing: 6-7 held
+	time.Sleep(time.Second)                      // retried every few ms, held for GapTimeout only
+	d.send(synckit.Institution, 8, 4, recs[3:5])
+	d.wantAck("seqs 4-5, the 6-7 held beyond the gap dropped after GapTimeout", 8, 5)
+}
