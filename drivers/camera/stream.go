@@ -26,6 +26,7 @@ import (
 const (
 	firstBackoff = 500 * time.Millisecond
 	termGrace    = time.Second // between SIGTERM and SIGKILL to the process group
+	drainGrace   = time.Second // for the readers to drain the pipes of a process group that is gone
 	tailLines    = 12          // lines of ffmpeg's stderr kept for the log
 	logEvery     = time.Minute // at most one failure report per minute
 )
@@ -302,10 +303,22 @@ wait:
 	syscall.Kill(-pid, syscall.SIGKILL) // an error (ESRCH) means the group is already gone
 	<-exited
 	werr := cmd.Wait()
-	// Closing our ends unblocks the readers even if something outside the group holds the pipes.
+	// The group is gone, but what it wrote before it went may still be in the pipes: the readers
+	// drain them to their end, so that the last frames count (a run that showed a frame resets
+	// the backoff). Closing our ends after drainGrace unblocks them even if something outside the
+	// group holds the pipes.
+	drained := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(drainGrace):
+	}
 	pr.Close()
 	er.Close()
-	wg.Wait()
+	<-drained
 	if werr != nil && !errors.Is(why, errStalled) && ctx.Err() == nil {
 		why = fmt.Errorf("%w (%v)", why, werr)
 	}

@@ -473,3 +473,28 @@ func TestWatchdogDies(t *testing.T) {
 		}
 	}
 }
+
+// TestFramesWrittenBeforeExitCount: ffmpeg writes 40 frames and dies at once. The frames still
+// in the pipe when it is reaped are read all the same: the run counts 40 (the newest kept, 39
+// dropped), so it counts as a run with frames, whatever the reader's pace.
+func TestFramesWrittenBeforeExitCount(t *testing.T) {
+	fx := fixtures(t)
+	var files []string
+	for i := 0; i < 40; i++ {
+		files = append(files, fmt.Sprintf("%q", fx.colour[i%len(fx.colour)]))
+	}
+	prog, _ := fakeFFmpeg(t, "cat "+strings.Join(files, " ")+"\nexit 1")
+	cfg := testConfig(RTSP)
+	cfg.URL = "rtsp://127.0.0.1:9/unused"
+	cfg.FFmpeg = string(prog)
+	cfg.BackoffMax = drivers.Duration(time.Minute)
+	f, err := Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, "the first run over", 10*time.Second, func() bool { return f.Health().Restarts >= 1 })
+	if h := f.Health(); h.Restarts != 1 || h.Dropped != 39 {
+		t.Errorf("after the first run: %d restarts, %d frames dropped; want 1 and 39 (all 40 read, the newest kept)", h.Restarts, h.Dropped)
+	}
+}
