@@ -16,35 +16,27 @@ import (
 func decodeFast(b []byte) (decoded, bool) {
 	p := &scanner{b: b}
 	var d decoded
-	var seen uint8
+	var seen members
 	ok := p.object(func(key string) bool {
-		var bit uint8
-		var ok bool
 		switch key {
 		case "kind":
-			bit, ok = 1, p.plain(&d.kind)
+			return seen.first(1) && p.plain(&d.kind)
 		case "method":
-			bit, ok = 2, p.plain(&d.method)
+			return seen.first(2) && p.plain(&d.method)
 		case "trainee":
-			bit, ok = 4, p.plain(&d.trainee)
+			return seen.first(4) && p.plain(&d.trainee)
 		case "session":
-			bit, ok = 8, p.plain(&d.session)
+			return seen.first(8) && p.plain(&d.session)
 		case "institution":
-			bit, ok = 16, p.plain(&d.institution)
+			return seen.first(16) && p.plain(&d.institution)
 		case "time":
-			bit, ok = 32, p.clock(&d.wall)
+			return seen.first(32) && p.clock(&d.wall)
 		case "flags":
-			bit, ok = 64, p.flags(&d.flags)
+			return seen.first(64) && p.flags(&d.flags)
 		case "evidence":
-			bit, ok = 128, p.photos(&d.evidence)
-		default:
-			return p.skip(0)
+			return seen.first(128) && p.photos(&d.evidence)
 		}
-		if seen&bit != 0 {
-			return false // json.Unmarshal would merge or replace: left to it
-		}
-		seen |= bit
-		return ok
+		return p.skip(0)
 	})
 	if !ok || p.i != len(b) {
 		return decoded{}, false
@@ -123,15 +115,14 @@ func (p *scanner) plain(s *string) bool {
 
 // clock reads the time object; only its wall member is kept.
 func (p *scanner) clock(wall *time.Time) bool {
-	seen := false
+	var seen members
 	return p.object(func(key string) bool {
 		if key != "wall" {
 			return p.skip(1)
 		}
-		if seen {
+		if !seen.first(1) {
 			return false
 		}
-		seen = true
 		start := p.i
 		var s string
 		if !p.plain(&s) {
@@ -143,19 +134,54 @@ func (p *scanner) clock(wall *time.Time) bool {
 
 // flags reads an array of plain strings.
 func (p *scanner) flags(out *[]string) bool {
-	if !p.next('[') {
-		return false
-	}
 	*out = []string{}
-	if p.next(']') {
-		return true
-	}
-	for {
+	return p.array(func() bool {
 		var s string
 		if !p.plain(&s) {
 			return false
 		}
 		*out = append(*out, s)
+		return true
+	})
+}
+
+// photos reads an array of evidence objects.
+func (p *scanner) photos(out *[]ledger.Photo) bool {
+	*out = []ledger.Photo{}
+	return p.array(func() bool {
+		var ph ledger.Photo
+		var seen members
+		ok := p.object(func(key string) bool {
+			switch key {
+			case "sha256":
+				return seen.first(1) && p.plain(&ph.SHA256)
+			case "kind":
+				return seen.first(2) && p.plain(&ph.Kind)
+			case "size":
+				return seen.first(4) && p.int64(&ph.Size)
+			}
+			return p.skip(2)
+		})
+		if !ok {
+			return false
+		}
+		*out = append(*out, ph)
+		return true
+	})
+}
+
+// array reads [item,item,...], calling item with p at each element.
+func (p *scanner) array(item func() bool) bool {
+	if !p.next('[') {
+		return false
+	}
+	if p.next(']') {
+		return true
+	}
+	for {
+		if !item() {
+			return false
+		}
 		if p.next(']') {
 			return true
 		}
@@ -165,48 +191,17 @@ func (p *scanner) flags(out *[]string) bool {
 	}
 }
 
-// photos reads an array of evidence objects.
-func (p *scanner) photos(out *[]ledger.Photo) bool {
-	if !p.next('[') {
+// members records the columns an object has shown, one bit each.
+type members uint8
+
+// first reports whether the column of bit is seen for the first time, and records it. A column
+// twice is left to json.Unmarshal (which would merge or replace).
+func (m *members) first(bit members) bool {
+	if *m&bit != 0 {
 		return false
 	}
-	*out = []ledger.Photo{}
-	if p.next(']') {
-		return true
-	}
-	for {
-		var ph ledger.Photo
-		var seen uint8
-		ok := p.object(func(key string) bool {
-			var bit uint8
-			var ok bool
-			switch key {
-			case "sha256":
-				bit, ok = 1, p.plain(&ph.SHA256)
-			case "kind":
-				bit, ok = 2, p.plain(&ph.Kind)
-			case "size":
-				bit, ok = 4, p.int64(&ph.Size)
-			default:
-				return p.skip(2)
-			}
-			if seen&bit != 0 {
-				return false
-			}
-			seen |= bit
-			return ok
-		})
-		if !ok {
-			return false
-		}
-		*out = append(*out, ph)
-		if p.next(']') {
-			return true
-		}
-		if !p.next(',') {
-			return false
-		}
-	}
+	*m |= bit
+	return true
 }
 
 // int64 reads an integer of at most 18 digits, without sign, exponent or fraction but for a
