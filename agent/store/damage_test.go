@@ -66,17 +66,7 @@ func TestDamagedPageHeaderStartsANewEpochAndSalvages(t *testing.T) {
 	if _, err := s.Append(signIn("T999")); err != nil {
 		t.Fatalf("append after the damage: %v", err)
 	}
-	asides, _ := filepath.Glob(cfg.Path + ".corrupt-*")
-	if len(asides) != 1 {
-		t.Fatalf("files moved aside: %v, want one", asides)
-	}
-	n := 0
-	if err := s.SalvagedRecords(func(epoch, seq uint64, rec ledger.Record) error {
-		n++
-		return rec.Verify(pub(cfg))
-	}); err != nil {
-		t.Fatal(err)
-	}
+	n := movedAsideAndSalvaged(t, cfg, s)
 	if n == 0 {
 		t.Fatal("no event salvaged from a file with one damaged page header")
 	}
@@ -261,33 +251,16 @@ func TestSalvageEdges(t *testing.T) {
 // alarm naming the damage, the reading that found it is recorded in the new epoch, and the old
 // epoch's signed events are salvaged.
 func TestDamageFoundByAnAppendStartsANewEpoch(t *testing.T) {
-	cfg := testConfig(t)
-	s := open(t, cfg)
-	for i := range 300 {
-		if _, err := s.Append(signIn(fmt.Sprintf("T%03d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg, s := runningLedger(t, 300)
 	oldEpoch := s.Epoch()
-	raw, err := os.ReadFile(cfg.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := int(binary.LittleEndian.Uint32(raw[pageHeaderSize+8:]))
-	f, err := os.OpenFile(cfg.Path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Every tree page's type cleared: whichever page the append reaches first is no longer a
 	// branch or a leaf. The records on them are untouched, for the salvage.
-	for at := 2 * ps; at+ps <= len(raw); at += ps {
-		if raw[at+8]&(branchFlag|leafFlag) != 0 {
-			if _, err := f.WriteAt([]byte{0, 0}, int64(at+8)); err != nil {
-				t.Fatal(err)
-			}
+	damagePages(t, cfg.Path, func(hdr []byte) (int, []byte) {
+		if hdr[8]&(branchFlag|leafFlag) == 0 {
+			return 0, nil
 		}
-	}
-	f.Close()
+		return 8, []byte{0, 0}
+	})
 
 	e, err := s.Append(signIn("T999"))
 	if err != nil {
@@ -308,17 +281,7 @@ func TestDamageFoundByAnAppendStartsANewEpoch(t *testing.T) {
 	if alarm.Kind != ledger.Alarm || alarm.Reason != ledger.AlarmNewEpoch || !strings.Contains(alarm.Note, "damaged") {
 		t.Fatalf("the new epoch's first event: %s/%s %q, want a new_epoch alarm naming the damage", alarm.Kind, alarm.Reason, alarm.Note)
 	}
-	if asides, _ := filepath.Glob(cfg.Path + ".corrupt-*"); len(asides) != 1 {
-		t.Fatalf("files moved aside: %v, want one", asides)
-	}
-	n := 0
-	if err := s.SalvagedRecords(func(epoch, seq uint64, rec ledger.Record) error {
-		n++
-		return rec.Verify(pub(cfg))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n != 301 {
+	if n := movedAsideAndSalvaged(t, cfg, s); n != 301 {
 		t.Fatalf("salvaged %d events, want all 301 (the alarm and 300 sign-ins: only page types were damaged)", n)
 	}
 }
@@ -330,35 +293,16 @@ func TestCheckFindsADamagedOverflowCount(t *testing.T) {
 		name string
 		flag byte
 	}{{"leaf", leafFlag}, {"branch", branchFlag}} {
-		cfg := testConfig(t)
-		s := open(t, cfg)
-		for i := range 300 {
-			if _, err := s.Append(signIn(fmt.Sprintf("T%03d", i))); err != nil {
-				t.Fatal(err)
-			}
-		}
+		cfg, s := runningLedger(t, 300)
 		if err := s.Check(); err != nil {
 			t.Fatalf("an intact file: %v", err)
 		}
-		raw, err := os.ReadFile(cfg.Path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps := int(binary.LittleEndian.Uint32(raw[pageHeaderSize+8:]))
-		f, err := os.OpenFile(cfg.Path, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for at := 2 * ps; at+ps <= len(raw); at += ps {
-			if raw[at+8] == kind.flag {
-				n++
-				if _, err := f.WriteAt(binary.LittleEndian.AppendUint32(nil, 1<<20), int64(at+12)); err != nil {
-					t.Fatal(err)
-				}
+		n := damagePages(t, cfg.Path, func(hdr []byte) (int, []byte) {
+			if hdr[8] != kind.flag {
+				return 0, nil
 			}
-		}
-		f.Close()
+			return 12, binary.LittleEndian.AppendUint32(nil, 1<<20)
+		})
 		if n == 0 {
 			t.Fatalf("no %s page in a ledger of 300 events", kind.name)
 		}
@@ -366,4 +310,62 @@ func TestCheckFindsADamagedOverflowCount(t *testing.T) {
 			t.Errorf("every %s page's overflow count damaged under an open store: Check says %v, want ErrDamaged naming the pages the bucket spans", kind.name, err)
 		}
 	}
+}
+
+// runningLedger is an open store holding the epoch's alarm and n sign-ins.
+func runningLedger(t *testing.T, n int) (Config, *Store) {
+	t.Helper()
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	for i := range n {
+		if _, err := s.Append(signIn(fmt.Sprintf("T%03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg, s
+}
+
+// damagePages changes the file at path in place, through a descriptor of its own, as failing
+// flash would under a store that has it open: for the header of each page after the metas, fn
+// returns bytes to write at an offset into the page, or nil to leave it. It returns how many
+// pages it changed.
+func damagePages(t *testing.T, path string, fn func(hdr []byte) (off int, b []byte)) int {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int(binary.LittleEndian.Uint32(raw[pageHeaderSize+8:]))
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	for at := 2 * ps; at+ps <= len(raw); at += ps {
+		if off, b := fn(raw[at : at+pageHeaderSize]); b != nil {
+			if _, err := f.WriteAt(b, int64(at+off)); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// movedAsideAndSalvaged fails unless exactly one damaged file was moved aside, and returns how
+// many records s salvaged from it, each verified with the device's key.
+func movedAsideAndSalvaged(t *testing.T, cfg Config, s *Store) int {
+	t.Helper()
+	if asides, _ := filepath.Glob(cfg.Path + ".corrupt-*"); len(asides) != 1 {
+		t.Fatalf("files moved aside: %v, want one", asides)
+	}
+	n := 0
+	if err := s.SalvagedRecords(func(epoch, seq uint64, rec ledger.Record) error {
+		n++
+		return rec.Verify(pub(cfg))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -259,6 +259,23 @@ func TestV4L2MissingDevice(t *testing.T) {
 }
 
 // fakeFFmpeg writes a shell script that stands in for ffmpeg and returns its path and the file in
+// fakeConfig is an RTSP camera run by the fake ffmpeg prog (the URL is never opened).
+func fakeConfig(prog drivers.Path) Config {
+	cfg := testConfig(RTSP)
+	cfg.URL = "rtsp://127.0.0.1:9/unused"
+	cfg.FFmpeg = string(prog)
+	return cfg
+}
+
+// catFrames is a shell command writing n of the colour fixtures, one after another, at once.
+func catFrames(fx fixture, n int) string {
+	var files []string
+	for i := range n {
+		files = append(files, fmt.Sprintf("%q", fx.colour[i%len(fx.colour)]))
+	}
+	return "cat " + strings.Join(files, " ")
+}
+
 // which each run appends its process id.
 func fakeFFmpeg(t *testing.T, body string) (drivers.Path, string) {
 	t.Helper()
@@ -306,9 +323,7 @@ sleep 1000 &
 cat %q %q
 echo "fake ffmpeg: stalling" >&2
 while :; do sleep 1; done`, fx.colour[0], fx.colour[1]))
-	cfg := testConfig(RTSP)
-	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = string(prog)
+	cfg := fakeConfig(prog)
 	var logs syncBuffer
 	f, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -338,14 +353,8 @@ while :; do sleep 1; done`, fx.colour[0], fx.colour[1]))
 // until later: it gets the 40th, and 39 are counted as dropped.
 func TestWatchdogLatestFrameWins(t *testing.T) {
 	fx := fixtures(t)
-	var files []string
-	for i := 0; i < 40; i++ {
-		files = append(files, fmt.Sprintf("%q", fx.colour[i%len(fx.colour)]))
-	}
-	prog, _ := fakeFFmpeg(t, "cat "+strings.Join(files, " ")+"\nexec sleep 1000")
-	cfg := testConfig(RTSP)
-	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = string(prog)
+	prog, _ := fakeFFmpeg(t, catFrames(fx, 40)+"\nexec sleep 1000")
+	cfg := fakeConfig(prog)
 	cfg.StallTimeout = drivers.Duration(30 * time.Second)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
@@ -381,9 +390,7 @@ func TestBadFramesSkipped(t *testing.T) {
 	}
 	body.WriteString("exec sleep 1000")
 	prog, _ := fakeFFmpeg(t, body.String())
-	cfg := testConfig(RTSP)
-	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = string(prog)
+	cfg := fakeConfig(prog)
 	cfg.StallTimeout = drivers.Duration(30 * time.Second)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
@@ -404,9 +411,7 @@ func TestBadFramesSkipped(t *testing.T) {
 // and kills it.
 func TestCloseWhileStarting(t *testing.T) {
 	prog, pids := fakeFFmpeg(t, "exec sleep 1000")
-	cfg := testConfig(RTSP)
-	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = string(prog)
+	cfg := fakeConfig(prog)
 	cfg.StallTimeout = drivers.Duration(30 * time.Second)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
@@ -433,9 +438,7 @@ func TestCloseWhileStarting(t *testing.T) {
 }
 
 func TestOpenMissingFFmpeg(t *testing.T) {
-	cfg := testConfig(RTSP)
-	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = filepath.Join(t.TempDir(), "no-ffmpeg")
+	cfg := fakeConfig(drivers.Path(filepath.Join(t.TempDir(), "no-ffmpeg")))
 	if _, err := Open(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "camera: ffmpeg") {
 		t.Errorf("got %v, want an error naming ffmpeg", err)
 	}
@@ -446,9 +449,7 @@ func TestOpenMissingFFmpeg(t *testing.T) {
 func TestWatchdogDies(t *testing.T) {
 	fx := fixtures(t)
 	prog, pids := fakeFFmpeg(t, fmt.Sprintf("cat %q\necho 'fake ffmpeg: connection lost' >&2\nexit 1", fx.colour[6]))
-	cfg := testConfig(RTSP)
-	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = string(prog)
+	cfg := fakeConfig(prog)
 	cfg.BackoffMax = drivers.Duration(time.Minute)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {
@@ -479,14 +480,8 @@ func TestWatchdogDies(t *testing.T) {
 // dropped), so it counts as a run with frames, whatever the reader's pace.
 func TestFramesWrittenBeforeExitCount(t *testing.T) {
 	fx := fixtures(t)
-	var files []string
-	for i := 0; i < 40; i++ {
-		files = append(files, fmt.Sprintf("%q", fx.colour[i%len(fx.colour)]))
-	}
-	prog, _ := fakeFFmpeg(t, "cat "+strings.Join(files, " ")+"\nexit 1")
-	cfg := testConfig(RTSP)
-	cfg.URL = "rtsp://127.0.0.1:9/unused"
-	cfg.FFmpeg = string(prog)
+	prog, _ := fakeFFmpeg(t, catFrames(fx, 40)+"\nexit 1")
+	cfg := fakeConfig(prog)
 	cfg.BackoffMax = drivers.Duration(time.Minute)
 	f, err := Open(context.Background(), cfg, nil)
 	if err != nil {

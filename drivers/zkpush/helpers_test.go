@@ -174,6 +174,24 @@ func (r *rig) emu(mod func(*emu.Config)) *emu.Terminal {
 	return emu.New(c)
 }
 
+// syncName boots an emulated terminal (its config changed by mod), syncs one trainee to it
+// through the driver and returns the name the terminal shows for that PIN after its next poll.
+func (r *rig) syncName(mod func(*emu.Config), pin, name string) string {
+	r.t.Helper()
+	term := r.emu(mod)
+	ctx := context.Background()
+	if err := term.Boot(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.term.SyncPersons(ctx, []drivers.Person{{Trainee: pin, Name: name}}); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := term.Poll(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	return term.Users()[pin]
+}
+
 // post sends a raw request and returns the status and body.
 func post(t *testing.T, url string, body []byte) (int, string) {
 	t.Helper()

@@ -279,18 +279,7 @@ func TestGBKNamesDecodeAndEncode(t *testing.T) {
 	}
 	// Users onto a terminal in Chinese mode (language=83): the name travels as GB18030 and the
 	// terminal shows it right.
-	term := r.emu(nil)
-	ctx := context.Background()
-	if err := term.Boot(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.term.SyncPersons(ctx, []drivers.Person{{Trainee: "1452", Name: "张三"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := term.Poll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := term.Users()["1452"]; got != "张三" {
+	if got := r.syncName(nil, "1452", "张三"); got != "张三" {
 		t.Errorf("terminal user 1452: got %q, want 张三", got)
 	}
 }
@@ -584,18 +573,7 @@ func TestNamesGoInTheTerminalsEncoding(t *testing.T) {
 		cfg := config(t, "ZK02"+tc.language+tc.encoding[:1], "127.0.0.1:0")
 		cfg.NameEncoding = tc.encoding
 		r := open(t, cfg)
-		term := r.emu(func(c *emu.Config) { c.Language = tc.language })
-		ctx := context.Background()
-		if err := term.Boot(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.term.SyncPersons(ctx, []drivers.Person{{Trainee: "1452", Name: "张三"}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := term.Poll(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if got := term.Users()["1452"]; got != tc.want {
+		if got := r.syncName(func(c *emu.Config) { c.Language = tc.language }, "1452", "张三"); got != tc.want {
 			t.Errorf("name_encoding %s, terminal language %s: the terminal shows %q, want %q", tc.encoding, tc.language, got, tc.want)
 		}
 	}

@@ -73,11 +73,7 @@ func one(t *testing.T, c chan uint64, what string, want uint64) {
 // and the status says why.
 func TestIngesterRefusesAStateNamingAnotherDevice(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{})
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev)
-	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	_, d, in := deviceAndIngester(t, nil)
 	d.online(in)
 	d.state(&wire.State{Device: "jn-0001-r102", Online: false, Epoch: 8, HeadSeq: 99, Backlog: 99})
 	waitStatus(t, in, "a refusal of the state naming jn-0001-r102", func(s []ingest.DeviceStatus) bool {
@@ -148,11 +144,7 @@ func TestIngesterReadsTheKeyOfANewDevice(t *testing.T) {
 // A device that only sends batches (no state) is still seen: its last contact is recorded.
 func TestIngesterRecordsTheLastContactOfBatches(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{})
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev)
-	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	_, d, in := deviceAndIngester(t, nil)
 	start := time.Now()
 	for { // the ingester's subscription may not be there yet: send until acknowledged
 		d.send(synckit.Institution, 8, 1, d.run(8, 1, 2, ledger.ZeroHash))
@@ -210,14 +202,8 @@ func (d *fakeDevice) ackThrough(what string, through uint64) {
 // for a resync from its first missing seq; once the second fills too the status shows no gap.
 func TestIngesterAsksForTheSecondGapOfAnEpoch(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{})
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev)
+	env, d, in := deviceAndIngester(t, func(c *ingest.Config) { c.GapTimeout = 300 * time.Millisecond })
 	cmds := d.commands(env)
-	icfg := env.IngestConfig("central", b.URL())
-	icfg.GapTimeout = 300 * time.Millisecond
-	in, _ := env.StartIngester(icfg)
 	d.online(in)
 	recs := d.run(8, 1, 10, ledger.ZeroHash)
 	d.send(synckit.Institution, 8, 1, recs[0:3])
@@ -253,13 +239,7 @@ filled:
 // (the device sends the rest again when the resync asks).
 func TestBatchHeldBeyondAGapExpires(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{})
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev)
-	icfg := env.IngestConfig("central", b.URL())
-	icfg.GapTimeout = 300 * time.Millisecond
-	in, _ := env.StartIngester(icfg)
+	_, d, in := deviceAndIngester(t, func(c *ingest.Config) { c.GapTimeout = 300 * time.Millisecond })
 	d.online(in)
 	recs := d.run(8, 1, 7, ledger.ZeroHash)
 	d.send(synckit.Institution, 8, 1, recs[0:3])
@@ -268,4 +248,15 @@ func TestBatchHeldBeyondAGapExpires(t *testing.T) {
 	time.Sleep(time.Second)                      // retried every few ms, held for GapTimeout only
 	d.send(synckit.Institution, 8, 4, recs[3:5])
 	d.wantAck("seqs 4-5, the 6-7 held beyond the gap dropped after GapTimeout", 8, 5)
+	for deadline := time.After(500 * time.Millisecond); ; { // held ones are retried every 25 ms
+		select {
+		case a := <-d.acks:
+			if a.AckedThrough > 5 {
+				t.Fatalf("an ack through %d after the gap filled: the 6-7 held beyond it were kept past GapTimeout", a.AckedThrough)
+			}
+			continue
+		case <-deadline:
+		}
+		break
+	}
 }

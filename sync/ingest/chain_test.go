@@ -55,6 +55,22 @@ func newFakeDevice(t *testing.T, env *synckit.Env, b *brokertest.Broker, name st
 	return d
 }
 
+// deviceAndIngester is a broker test's usual start: a broker of its own (no ACL), device
+// jn-0001-r101 with its key registered, and an ingester on that broker, its configuration changed
+// by edit when edit is not nil.
+func deviceAndIngester(t *testing.T, edit func(*ingest.Config)) (*synckit.Env, *fakeDevice, *ingest.Ingester) {
+	t.Helper()
+	env := synckit.NewEnv(t)
+	b := brokertest.Start(t, brokertest.Options{})
+	d := newFakeDevice(t, env, b, "jn-0001-r101")
+	cfg := env.IngestConfig("central", b.URL())
+	if edit != nil {
+		edit(&cfg)
+	}
+	in, _ := env.StartIngester(cfg)
+	return env, d, in
+}
+
 // seal seals a sign-in of device at epoch and seq linked to prev.
 func (d *fakeDevice) seal(device string, epoch, seq uint64, prev [32]byte) ledger.Record {
 	d.t.Helper()
@@ -171,18 +187,14 @@ func stored(t *testing.T, in *ingest.Ingester, device string) map[uint64]map[uin
 // already holds, whose ack (through 3, not 5) shows the refused batch was handled and not kept.
 func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{})
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev) // registers its key before the ingester starts
-	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	_, d, in := deviceAndIngester(t, nil)
 	d.online(in)
 	newEpoch := d.run(8, 1, 3, ledger.ZeroHash)
 	d.send(synckit.Institution, 8, 1, newEpoch)
 	d.wantAck("epoch 8 seqs 1-3", 8, 3)
 	head := newEpoch[2].Hash()
 
-	fork := d.seal(dev, 8, 3, newEpoch[1].Hash()) // another record for seq 3
+	fork := d.seal(d.name, 8, 3, newEpoch[1].Hash()) // another record for seq 3
 	other := func(device string) []ledger.Record {
 		r4 := d.seal(device, 8, 4, head)
 		return []ledger.Record{r4, d.seal(device, 8, 5, r4.Hash())}
@@ -206,7 +218,7 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 		})
 		last = in.Status()[0].LastError // the next refusal must change it
 	}
-	got := stored(t, in, dev)
+	got := stored(t, in, d.name)
 	if len(got) != 1 || len(got[8]) != 3 {
 		t.Fatalf("stored after the refusals: %d epochs, %d records of epoch 8; want epoch 8 alone, seqs 1-3", len(got), len(got[8]))
 	}
@@ -214,7 +226,7 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 	good := d.run(8, 4, 2, head)
 	d.send(synckit.Institution, 8, 4, good)
 	d.wantAck("the real seqs 4-5", 8, 5)
-	got = stored(t, in, dev)
+	got = stored(t, in, d.name)
 	for i, r := range good {
 		if !bytes.Equal(got[8][uint64(4+i)], r) {
 			t.Errorf("seq %d stored is not the record sent", 4+i)
@@ -227,11 +239,7 @@ func TestIngesterRefusesBatchesThatDoNotContinueTheChain(t *testing.T) {
 // nothing is acknowledged.
 func TestIngesterRefusesAnotherInstitutionsPrefix(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{}) // no ACL: the ingester alone decides
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev) // registers its key before the ingester starts
-	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	_, d, in := deviceAndIngester(t, nil) // a broker without an ACL: the ingester alone decides
 	d.online(in)
 	recs := d.run(8, 1, 5, ledger.ZeroHash)
 	d.send(synckit.Institution, 8, 1, recs[:3])
@@ -240,7 +248,7 @@ func TestIngesterRefusesAnotherInstitutionsPrefix(t *testing.T) {
 	d.send("0002", 8, 4, recs[3:]) // the next records, well signed, under 0002
 	d.send(synckit.Institution, 8, 1, recs[:3])
 	d.wantAck("seqs 4-5 under 0002, then 1-3 again under 0001", 8, 3)
-	if got := stored(t, in, dev); len(got[8]) != 3 {
+	if got := stored(t, in, d.name); len(got[8]) != 3 {
 		t.Fatalf("stored: %d records, want 3 (nothing from the 0002 prefix)", len(got[8]))
 	}
 	waitStatus(t, in, "want the device registered under 0001 with an error naming the institution", func(s []ingest.DeviceStatus) bool {
@@ -301,11 +309,7 @@ func TestIngesterAcksOnlyAfterTheCommit(t *testing.T) {
 // records are the topic device's own: the topic, the payload and the records must agree.
 func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{})
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev)
-	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	_, d, in := deviceAndIngester(t, nil)
 	d.online(in)
 	recs := d.run(8, 1, 3, ledger.ZeroHash)
 	bt := wire.Batch{Device: "jn-0001-r102", Epoch: 8, FirstSeq: 1, LastSeq: 3, Events: recs}
@@ -313,13 +317,13 @@ func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok := d.c.Publish(wire.EventsTopic(synckit.Institution, dev), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := d.c.Publish(wire.EventsTopic(synckit.Institution, d.name), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 	waitStatus(t, in, "want the batch refused for naming another device", func(s []ingest.DeviceStatus) bool {
 		return len(s) == 1 && strings.Contains(s[0].LastError, "batch of device")
 	})
-	if got := stored(t, in, dev); len(got) != 0 {
+	if got := stored(t, in, d.name); len(got) != 0 {
 		t.Fatalf("stored: %v epochs, want nothing", len(got))
 	}
 	select {
@@ -336,21 +340,17 @@ func TestIngesterRefusesABatchNamingAnotherDevice(t *testing.T) {
 // the one the ingester holds the device to.
 func TestIngesterWitnessesOnlyHeadsTheDeviceSigned(t *testing.T) {
 	t.Parallel()
-	env := synckit.NewEnv(t)
-	b := brokertest.Start(t, brokertest.Options{})
-	const dev = "jn-0001-r101"
-	d := newFakeDevice(t, env, b, dev)
-	in, _ := env.StartIngester(env.IngestConfig("central", b.URL()))
+	_, d, in := deviceAndIngester(t, nil)
 	d.online(in)
 	publish := func(key ed25519.PrivateKey, seq uint64) {
 		t.Helper()
-		s := &wire.State{Device: dev, Online: true, Epoch: 8, HeadSeq: seq, Backlog: seq}
+		s := &wire.State{Device: d.name, Online: true, Epoch: 8, HeadSeq: seq, Backlog: seq}
 		s.SignHead([32]byte{byte(seq)}, key)
 		p, err := s.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tok := d.c.Publish(wire.StateTopic(synckit.Institution, dev), 1, true, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		if tok := d.c.Publish(wire.StateTopic(synckit.Institution, d.name), 1, true, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish state: %v", tok.Error())
 		}
 	}

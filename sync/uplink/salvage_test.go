@@ -101,9 +101,22 @@ func newSalvageRig(t *testing.T, mangle func(string, wire.Ack) []wire.Ack) *salv
 	}
 	acked, _ := st.Head()      // the central holds the old epoch through here
 	synckit.Append(t, st, 100) // offline: never sent
-	st.Close()
+	st = damagedReopened(t, env, st, dev, key)
+	if st.Epoch() == old {
+		t.Fatal("the damaged file was opened as it was: want a new epoch")
+	}
+	eps, err := st.SalvagedEpochs()
+	if err != nil || len(eps) != 1 || eps[0].Epoch != old || eps[0].Last <= acked || eps[0].Acked != 0 {
+		t.Fatalf("salvaged: got %+v, %v; want epoch %d salvaged beyond seq %d (what the central holds), none acknowledged", eps, err, old, acked)
+	}
+	return &salvageRig{env: env, b: b, st: st, in: in, old: old, acked: acked, last: eps[0].Last}
+}
 
-	// One flipped byte in a page header: the file is moved aside, its records salvaged.
+// damagedReopened closes st, flips one byte of a page header in its file and opens it again: the
+// file is moved aside, its records salvaged, and a new epoch starts.
+func damagedReopened(t *testing.T, env *synckit.Env, st *store.Store, dev string, key string) *store.Store {
+	t.Helper()
+	st.Close()
 	raw, err := os.ReadFile(env.StorePath(dev))
 	if err != nil {
 		t.Fatal(err)
@@ -114,14 +127,7 @@ func newSalvageRig(t *testing.T, mangle func(string, wire.Ack) []wire.Ack) *salv
 	}
 	st = env.OpenStore(dev, key)
 	t.Cleanup(func() { st.Close() })
-	if st.Epoch() == old {
-		t.Fatal("the damaged file was opened as it was: want a new epoch")
-	}
-	eps, err := st.SalvagedEpochs()
-	if err != nil || len(eps) != 1 || eps[0].Epoch != old || eps[0].Last <= acked || eps[0].Acked != 0 {
-		t.Fatalf("salvaged: got %+v, %v; want epoch %d salvaged beyond seq %d (what the central holds), none acknowledged", eps, err, old, acked)
-	}
-	return &salvageRig{env: env, b: b, st: st, in: in, old: old, acked: acked, last: eps[0].Last}
+	return st
 }
 
 // salvagedAcked is the box's cursor of the salvaged epoch.
@@ -172,17 +178,7 @@ func newSalvageStepRig(t *testing.T, edit func(*uplink.Config, []store.Seqd), pr
 	st := env.OpenStore(device, key)
 	old := st.Epoch()
 	synckit.Append(t, st, 20)
-	st.Close()
-	raw, err := os.ReadFile(env.StorePath(device))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw[2*4096+8] ^= 0xff
-	if err := os.WriteFile(env.StorePath(device), raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	st = env.OpenStore(device, key)
-	t.Cleanup(func() { st.Close() })
+	st = damagedReopened(t, env, st, device, key)
 	recs, err := st.SalvagedRange(old, 1, 100)
 	if err != nil || len(recs) != 21 {
 		t.Fatalf("salvaged: got %d records, %v; want the alarm and 20 sign-ins", len(recs), err)
@@ -194,13 +190,17 @@ func newSalvageStepRig(t *testing.T, edit func(*uplink.Config, []store.Seqd), pr
 	if edit != nil {
 		edit(&cfg, recs)
 	}
-	u, err := uplink.New(cfg, st, env.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{t: t, env: env, b: b, st: st, u: u, key: synckit.Ed25519(t, env.CentralKey), t0: time.Now()}
-	r.p = uplink.NewStepper(t, u)
-	return &salvageStepRig{rig: r, old: old, recs: recs}
+	return &salvageStepRig{rig: stepped(t, env, b, st, cfg), old: old, recs: recs}
+}
+
+// drainCurrentEpoch sends the current epoch and has it acknowledged whole (steps at 0 and 1s):
+// the salvaged epochs' turn comes next.
+func (r *salvageStepRig) drainCurrentEpoch() {
+	r.t.Helper()
+	r.step(0)
+	head, _ := r.st.Head()
+	r.ack(head)
+	r.step(time.Second)
 }
 
 // salvageAck hands the uplink the central's signed ack of the salvaged epoch through seq.
@@ -279,10 +279,7 @@ func TestSalvagedRecordLongerThanABatch(t *testing.T) {
 	r := newSalvageStepRig(t, func(c *uplink.Config, _ []store.Seqd) {
 		c.BatchSize, c.BatchBytes = 5, 1
 	})
-	r.step(0)
-	head, _ := r.st.Head()
-	r.ack(head)
-	r.step(time.Second)
+	r.drainCurrentEpoch()
 	r.salvageFlight("BatchBytes 1", 1, 1)
 	r.salvageAck(1)
 	r.step(2 * time.Second)
@@ -299,10 +296,7 @@ func TestSalvagedEpochHeldWholeIsLeftAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	r.step(0)
-	head, _ := r.st.Head()
-	r.ack(head)
-	r.step(time.Second)
+	r.drainCurrentEpoch()
 	if _, _, _, ok := r.p.SalvageInFlight(); ok {
 		t.Fatal("a salvaged batch sent for an epoch the central holds whole")
 	}
@@ -318,10 +312,7 @@ func TestSalvagedEpochClosedByItsLastAck(t *testing.T) {
 	r := newSalvageStepRig(t, func(c *uplink.Config, _ []store.Seqd) { c.BatchSize = 25 }, func(env *synckit.Env, _ *store.Store, _ uint64) {
 		env.Log = slog.New(slog.NewTextHandler(logs, nil))
 	})
-	r.step(0)
-	head, _ := r.st.Head()
-	r.ack(head)
-	r.step(time.Second)
+	r.drainCurrentEpoch()
 	r.salvageFlight("the current epoch acknowledged", 1, 21)
 	r.salvageAck(21)
 	r.step(2 * time.Second)

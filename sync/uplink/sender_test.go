@@ -69,6 +69,12 @@ func newRig(t *testing.T, events int, edit func(*uplink.Config, *store.Store)) *
 	if edit != nil {
 		edit(&cfg, st)
 	}
+	return stepped(t, env, b, st, cfg)
+}
+
+// stepped connects an uplink of st, with cfg, to the broker b, its loop turned by hand.
+func stepped(t *testing.T, env *synckit.Env, b *brokertest.Broker, st *store.Store, cfg uplink.Config) *rig {
+	t.Helper()
 	u, err := uplink.New(cfg, st, env.Log)
 	if err != nil {
 		t.Fatal(err)
@@ -764,13 +770,7 @@ func TestIncompleteDatasetWaitsForItsChunk(t *testing.T) {
 // any other: the batch is found by the seq the ack names.
 func TestAckOfAOneEventBatchGivesTheCentralsClock(t *testing.T) {
 	var got []uplink.CentralTime
-	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) {
-		c.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
-			if d.Time != nil {
-				got = append(got, *d.Time)
-			}
-		})
-	})
+	r := newRig(t, 0, keepCentralTimes(&got))
 	synckit.Append(t, r.st, 1) // seq 2, recorded after the uplink started: published once, by it
 	r.step(0)
 	r.window("started", flights(1, 2)...)
@@ -785,13 +785,7 @@ func TestAckOfAOneEventBatchGivesTheCentralsClock(t *testing.T) {
 // seq published before (its ack may answer the first copy, sent at a time this copy does not know).
 func TestResentBatchGivesNoCentralTime(t *testing.T) {
 	var got []uplink.CentralTime
-	r := newRig(t, 0, func(c *uplink.Config, _ *store.Store) {
-		c.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
-			if d.Time != nil {
-				got = append(got, *d.Time)
-			}
-		})
-	})
+	r := newRig(t, 0, keepCentralTimes(&got))
 	synckit.Append(t, r.st, 2) // seqs 2 and 3, after the uplink started
 	r.step(0)
 	r.window("started", flights(1, 3)...)
@@ -801,5 +795,16 @@ func TestResentBatchGivesNoCentralTime(t *testing.T) {
 	r.step(11 * time.Second)
 	if len(got) != 0 {
 		t.Fatalf("central times after the ack of a resent batch: %d (the first for seq %d), want none", len(got), got[0].Seq)
+	}
+}
+
+// keepCentralTimes is a newRig edit: the uplink's downlink keeps the central times it is given in got.
+func keepCentralTimes(got *[]uplink.CentralTime) func(*uplink.Config, *store.Store) {
+	return func(c *uplink.Config, _ *store.Store) {
+		c.Downlink = uplink.DownlinkFunc(func(d uplink.Delivery) {
+			if d.Time != nil {
+				*got = append(*got, *d.Time)
+			}
+		})
 	}
 }
